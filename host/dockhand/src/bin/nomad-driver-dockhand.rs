@@ -1,0 +1,2 @@
+//! The Nomad plugin binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! dockhand: a Nomad task driver that runs tasks as Docker containers.

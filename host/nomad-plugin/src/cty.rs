@@ -1,0 +1,1 @@
+//! go-cty MessagePack decoding helpers.

@@ -1,0 +1,1 @@
+//! dockhand's integration tests: one binary, one module per area.

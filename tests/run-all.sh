@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every check dockhand has, from a fresh clone: toolchain set-up, the local test image's
+# prerequisite, formatting, lints, docs and all tests (which build the guest policies and
+# the test image themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32-unknown-unknown target, rustfmt, clippy"
+rustup target add wasm32-unknown-unknown
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "test image prerequisite: busybox-static"
+if [ ! -x /bin/busybox ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+  else
+    echo "busybox-static is missing: install it (apt-get install busybox-static)" >&2
+    exit 1
+  fi
+fi
+
+if [ "${DOCKHAND_REQUIRE_DOCKER:-}" = 1 ]; then
+  step "docker daemon"
+  docker version --format 'server {{.Server.Version}} (API {{.Server.APIVersion}})'
+fi
+
+step "cargo fmt --check (host and guest workspaces)"
+cargo fmt --all -- --check
+(cd guest-policies && cargo fmt --all -- --check)
+
+step "cargo clippy -D warnings (host workspace)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo clippy -D warnings (guest workspace, wasm32)"
+(cd guest-policies && cargo clippy --workspace --target wasm32-unknown-unknown --locked -- -D warnings)
+
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "cargo test (all tests, benches compiled)"
+cargo test --workspace --locked --all-targets
+cargo test --workspace --locked --doc
