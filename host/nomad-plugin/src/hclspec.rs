@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::proto::hclspec as proto;
+
 /// One node of an HCL decoding spec, mirroring `hclspec.Spec`'s `oneof block`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
@@ -156,6 +158,103 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// Lowers this spec to the wire form (`hashicorp.nomad.plugins.shared.hclspec.Spec`).
+    pub fn to_proto(&self) -> proto::Spec {
+        use proto::spec::Block as B;
+        let nested = |s: &Spec| Some(Box::new(s.to_proto()));
+        let block = match self {
+            Spec::Object(fields) => B::Object(proto::Object {
+                attributes: fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_proto()))
+                    .collect(),
+            }),
+            Spec::Array(items) => B::Array(proto::Array {
+                values: items.iter().map(Spec::to_proto).collect(),
+            }),
+            Spec::Attr {
+                name,
+                r#type,
+                required,
+            } => B::Attr(proto::Attr {
+                name: name.clone(),
+                r#type: r#type.clone(),
+                required: *required,
+            }),
+            Spec::Block {
+                name,
+                required,
+                nested: n,
+            } => B::BlockValue(Box::new(proto::Block {
+                name: name.clone(),
+                required: *required,
+                nested: nested(n),
+            })),
+            Spec::BlockAttrs {
+                name,
+                element_type,
+                required,
+            } => B::BlockAttrs(proto::BlockAttrs {
+                name: name.clone(),
+                r#type: element_type.clone(),
+                required: *required,
+            }),
+            Spec::BlockList {
+                name,
+                min_items,
+                max_items,
+                nested: n,
+            } => B::BlockList(Box::new(proto::BlockList {
+                name: name.clone(),
+                min_items: *min_items,
+                max_items: *max_items,
+                nested: nested(n),
+            })),
+            Spec::BlockSet {
+                name,
+                min_items,
+                max_items,
+                nested: n,
+            } => B::BlockSet(Box::new(proto::BlockSet {
+                name: name.clone(),
+                min_items: *min_items,
+                max_items: *max_items,
+                nested: nested(n),
+            })),
+            Spec::BlockMap {
+                name,
+                labels,
+                nested: n,
+            } => B::BlockMap(Box::new(proto::BlockMap {
+                name: name.clone(),
+                labels: labels.clone(),
+                nested: nested(n),
+            })),
+            Spec::Default { primary, default } => B::Default(Box::new(proto::Default {
+                primary: nested(primary),
+                default: nested(default),
+            })),
+            Spec::Literal(value) => B::Literal(proto::Literal {
+                value: value.clone(),
+            }),
+        };
+        proto::Spec { block: Some(block) }
+    }
+}
+
+impl From<&Spec> for proto::Spec {
+    fn from(spec: &Spec) -> Self {
+        spec.to_proto()
+    }
+}
+
+impl From<Spec> for proto::Spec {
+    fn from(spec: Spec) -> Self {
+        spec.to_proto()
+    }
+}
+
 /// Quote `value` as an HCL string literal, escaping what HCL would otherwise interpret.
 pub fn quote_hcl_string(value: &str) -> String {
     let mut s = String::with_capacity(value.len() + 2);
@@ -187,6 +286,21 @@ mod tests {
     fn string_defaults_are_quoted() {
         let spec = Spec::attr("image_delay", "string").default_str("3m");
         assert_eq!(spec.literals(), vec!["\"3m\""]);
+    }
+
+    #[test]
+    fn lowering_keeps_structure() {
+        use prost::Message as _;
+        let spec = Spec::object([("command", Spec::required_attr("command", "string"))]);
+        // Test vector 14 of the protocol notes.
+        assert_eq!(
+            spec.to_proto().encode_to_vec(),
+            [
+                0x0a, 0x22, 0x0a, 0x20, 0x0a, 0x07, b'c', b'o', b'm', b'm', b'a', b'n', b'd', 0x12,
+                0x15, 0x1a, 0x13, 0x0a, 0x07, b'c', b'o', b'm', b'm', b'a', b'n', b'd', 0x12, 0x06,
+                b's', b't', b'r', b'i', b'n', b'g', 0x18, 0x01
+            ]
+        );
     }
 
     #[test]
