@@ -1,0 +1,34 @@
+//! Example kill policy: never acts, only logs what the default would do.
+//!
+//! Useful to watch a new ownership policy in production before letting it
+//! reap anything.
+
+dockhand_policy_sdk::kill_world!("../../../wit");
+
+use dockhand_policy_sdk::Ownership;
+use dockhand_policy_sdk::logging::info;
+
+struct AuditOnly;
+
+impl Guest for AuditOnly {
+    fn describe() -> PolicyInfo {
+        PolicyInfo::new("example-audit-only", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn decide(_ctx: EvalContext, candidates: Vec<Candidate>) -> Vec<Action> {
+        candidates
+            .iter()
+            .map(|c| {
+                if let Ownership::Owned(alloc) = &c.ownership {
+                    info(&format!(
+                        "audit: would stop and remove {} (alloc {alloc})",
+                        c.container.id
+                    ));
+                }
+                Action::ignore("audit-only policy never acts")
+            })
+            .collect()
+    }
+}
+
+export!(AuditOnly);

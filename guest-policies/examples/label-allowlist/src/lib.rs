@@ -1,0 +1,45 @@
+//! Example ownership policy: only containers labelled for this node and for
+//! an allow-listed Nomad namespace are owned.
+//!
+//! Stricter than the default: it needs Nomad's `extra_labels` to include
+//! `node_id` and `namespace`, and never uses name or mount heuristics.
+
+dockhand_policy_sdk::ownership_world!("../../../wit");
+
+use dockhand_policy_sdk::helpers::label;
+use dockhand_policy_sdk::labels::{ALLOC_ID, NAMESPACE, NODE_ID};
+
+/// Namespaces whose orphans may be reaped.
+const ALLOWED_NAMESPACES: &[&str] = &["default", "batch"];
+
+struct LabelAllowlist;
+
+impl Guest for LabelAllowlist {
+    fn describe() -> PolicyInfo {
+        PolicyInfo::new("example-label-allowlist", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn classify(ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+        containers.iter().map(|c| classify_one(&ctx, c)).collect()
+    }
+}
+
+fn classify_one(ctx: &EvalContext, c: &Container) -> Verdict {
+    let Some(alloc) = label(c, ALLOC_ID).filter(|a| !a.is_empty()) else {
+        return Verdict::not_nomad("no alloc_id label");
+    };
+    match label(c, NODE_ID) {
+        Some(node) if node == ctx.node.id => {}
+        Some(_) => return Verdict::not_nomad("labelled for another node"),
+        None => return Verdict::unknown("no node_id label"),
+    }
+    match label(c, NAMESPACE) {
+        Some(ns) if ALLOWED_NAMESPACES.contains(&ns) => {
+            Verdict::owned(alloc, format!("namespace {ns} is allow-listed"))
+        }
+        Some(ns) => Verdict::unknown(format!("namespace {ns} is not allow-listed")),
+        None => Verdict::unknown("no namespace label"),
+    }
+}
+
+export!(LabelAllowlist);

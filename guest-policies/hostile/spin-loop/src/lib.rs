@@ -1,0 +1,27 @@
+//! Hostile test policy: `classify` never returns (an infinite loop); the epoch deadline must stop it.
+//!
+//! Used by the host's tests to check that the sandbox contains it; never
+//! shipped.
+
+dockhand_policy_sdk::ownership_world!("../../../wit");
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn describe() -> PolicyInfo {
+        PolicyInfo::new("hostile-spin-loop", "0.1.0")
+    }
+
+    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+            if std::hint::black_box(n) == u64::MAX && containers.is_empty() {
+                break;
+            }
+        }
+        Vec::new()
+    }
+}
+
+export!(Hostile);

@@ -1,0 +1,22 @@
+//! Hostile test policy: returns one verdict more than it was given containers.
+//!
+//! Used by the host's tests to check that the sandbox contains it; never
+//! shipped.
+
+dockhand_policy_sdk::ownership_world!("../../../wit");
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn describe() -> PolicyInfo {
+        PolicyInfo::new("hostile-wrong-count", "0.1.0")
+    }
+
+    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+        (0..=containers.len())
+            .map(|_| Verdict::not_nomad("one too many"))
+            .collect()
+    }
+}
+
+export!(Hostile);

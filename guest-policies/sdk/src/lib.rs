@@ -1,0 +1,188 @@
+//! SDK for dockhand orphan policies.
+//!
+//! A policy is a WebAssembly component built for `wasm32-unknown-unknown`
+//! and turned into a component with `wit-component` (or `wasm-tools component
+//! new`). It implements one of two worlds of the `dockhand:policy@0.1.0`
+//! contract (see `wit/policy.wit` in the dockhand repository):
+//!
+//! * `ownership` — `classify(ctx, containers) -> verdicts`;
+//! * `kill` — `decide(ctx, candidates) -> actions`.
+//!
+//! This crate owns the contract's shared types and the `log` import, so that
+//! every policy uses the same Rust types and the helpers below work for both
+//! worlds. A policy crate declares its world with [`ownership_world!`] or
+//! [`kill_world!`], implements the generated `Guest` trait and calls the
+//! generated `export!` macro:
+//!
+//! ```ignore
+//! dockhand_policy_sdk::ownership_world!("../wit");
+//! use dockhand_policy_sdk::{Container, EvalContext, PolicyInfo, Verdict};
+//!
+//! struct MyPolicy;
+//! impl Guest for MyPolicy {
+//!     fn describe() -> PolicyInfo { PolicyInfo::new("my-policy", "1.0.0") }
+//!     fn classify(ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+//!         containers.iter().map(|_| Verdict::unknown("no opinion")).collect()
+//!     }
+//! }
+//! export!(MyPolicy);
+//! ```
+//!
+//! Rules the host enforces (a policy breaking them gets no effect at all for
+//! the batch): exactly one output per input, in order; reasons at most
+//! [`MAX_REASON_BYTES`]; non-empty allocation IDs; known signal names;
+//! bounded memory (32 MiB by default) and time (100 ms by default).
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "dockhand:policy/imports@0.1.0",
+        generate_all,
+    });
+}
+
+pub mod helpers;
+pub mod labels;
+pub mod logging;
+
+pub use wit_bindgen;
+
+/// The `log` import (`dockhand:policy/log`); see [`logging`] for shorthands.
+pub use bindings::dockhand::policy::log;
+/// The contract's shared types (`dockhand:policy/types`).
+pub use bindings::dockhand::policy::types;
+
+pub use types::{
+    Action, ActionKind, Candidate, Container, ContainerState, EvalContext, Mount, NodeInfo,
+    Ownership, PolicyInfo, RemoveSpec, StopSpec, Verdict,
+};
+
+/// Version of the `dockhand:policy` contract this SDK implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// Longest reason string the host accepts, in bytes (longer output fails the
+/// whole batch).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Declares an ownership policy: expands to the `wit-bindgen` bindings of the
+/// `ownership` world (a `Guest` trait and an `export!` macro) reusing this
+/// SDK's types. The argument is the path of the contract's `wit/` directory,
+/// relative to the policy crate's `Cargo.toml`.
+#[macro_export]
+macro_rules! ownership_world {
+    ($wit:literal) => {
+        $crate::wit_bindgen::generate!({
+            path: $wit,
+            world: "dockhand:policy/ownership@0.1.0",
+            with: {
+                "dockhand:policy/types@0.1.0": ::dockhand_policy_sdk::types,
+                "dockhand:policy/log@0.1.0": ::dockhand_policy_sdk::log,
+            },
+            runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
+        });
+    };
+}
+
+/// Declares a kill policy: like [`ownership_world!`] for the `kill` world.
+#[macro_export]
+macro_rules! kill_world {
+    ($wit:literal) => {
+        $crate::wit_bindgen::generate!({
+            path: $wit,
+            world: "dockhand:policy/kill@0.1.0",
+            with: {
+                "dockhand:policy/types@0.1.0": ::dockhand_policy_sdk::types,
+                "dockhand:policy/log@0.1.0": ::dockhand_policy_sdk::log,
+            },
+            runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
+        });
+    };
+}
+
+impl PolicyInfo {
+    /// Describes a policy built against this SDK's contract version.
+    pub fn new(name: &str, version: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            contract_version: CONTRACT_VERSION.to_owned(),
+        }
+    }
+}
+
+impl Verdict {
+    /// The container belongs to this allocation on this node.
+    pub fn owned(alloc_id: &str, reason: impl Into<String>) -> Self {
+        Self {
+            ownership: Ownership::Owned(alloc_id.to_owned()),
+            reason: reason.into(),
+        }
+    }
+
+    /// Not a Nomad container of this node.
+    pub fn not_nomad(reason: impl Into<String>) -> Self {
+        Self {
+            ownership: Ownership::NotNomad,
+            reason: reason.into(),
+        }
+    }
+
+    /// The policy cannot tell (the host leaves the container alone).
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        Self {
+            ownership: Ownership::Unknown,
+            reason: reason.into(),
+        }
+    }
+
+    /// Ask the host to inspect the container (fill in `env`) and ask again.
+    pub fn need_inspect(reason: impl Into<String>) -> Self {
+        Self {
+            ownership: Ownership::NeedInspect,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Action {
+    /// Leave the container alone.
+    pub fn ignore(reason: impl Into<String>) -> Self {
+        Self {
+            kind: ActionKind::Ignore,
+            reason: reason.into(),
+        }
+    }
+
+    /// Send `signal`, wait up to `timeout_ms`, SIGKILL, and optionally remove.
+    pub fn stop(
+        signal: &str,
+        timeout_ms: u64,
+        then_remove: bool,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: ActionKind::Stop(StopSpec {
+                signal: signal.to_owned(),
+                timeout_ms,
+                then_remove,
+            }),
+            reason: reason.into(),
+        }
+    }
+
+    /// Send `signal` and nothing else.
+    pub fn kill(signal: &str, reason: impl Into<String>) -> Self {
+        Self {
+            kind: ActionKind::Kill(signal.to_owned()),
+            reason: reason.into(),
+        }
+    }
+
+    /// Remove the container (`force` kills it first if it runs).
+    pub fn remove(force: bool, reason: impl Into<String>) -> Self {
+        Self {
+            kind: ActionKind::Remove(RemoveSpec { force }),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The policy engine: one wasmtime `Engine`, one deny-by-default `Linker`,
+//! the compiled-policy caches and the concurrency slots.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
+
+use crate::bindings::Ownership;
+use crate::cache::{CacheError, PrecompiledCache};
+use crate::decision::PolicyKind;
+use crate::epoch::EpochTicker;
+use crate::limits::{
+    DEFAULT_DEADLINE, DEFAULT_EPOCH_TICK, DEFAULT_MAX_CONCURRENT_EVALUATIONS, DEFAULT_MEMORY_LIMIT,
+    MAX_DEADLINE, MAX_MEMORY_LIMIT, MAX_TABLE_ELEMENTS, MAX_WASM_STACK,
+};
+use crate::load::{self, LoadError};
+use crate::policy::LoadedPolicy;
+use crate::sandbox::HostState;
+use crate::slots::Slots;
+
+/// Operator-tunable settings; `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Guest linear-memory limit per call (at most
+    /// [`MAX_MEMORY_LIMIT`](crate::limits::MAX_MEMORY_LIMIT)).
+    pub memory_limit: usize,
+    /// Wall-clock budget per call (at most
+    /// [`MAX_DEADLINE`](crate::limits::MAX_DEADLINE)).
+    pub deadline: Duration,
+    /// Epoch ticker period; the deadline is rounded up to whole ticks.
+    pub epoch_tick: Duration,
+    /// Calls that may run at once; more wait for a slot.
+    pub max_concurrent_evaluations: u32,
+    /// Use wasmtime's pooling allocator (fast instantiation). Turn off on
+    /// hosts with little address space or RAM (some VMs, QEMU).
+    pub pooling_allocator: bool,
+    /// Directory for compiled policies; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            deadline: DEFAULT_DEADLINE,
+            epoch_tick: DEFAULT_EPOCH_TICK,
+            max_concurrent_evaluations: DEFAULT_MAX_CONCURRENT_EVALUATIONS,
+            pooling_allocator: true,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Why an engine could not be created or its ticker started.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A setting is out of range.
+    #[error("invalid engine config `{field}`: {problem}")]
+    InvalidConfig {
+        field: &'static str,
+        problem: String,
+    },
+    /// wasmtime refused the configuration.
+    #[error("creating the wasmtime engine: {0}")]
+    Wasmtime(String),
+    /// The cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// `start_epoch_ticker` was called while a ticker runs.
+    #[error("the epoch ticker is already running for this engine")]
+    TickerAlreadyRunning,
+    /// The ticker thread could not be spawned.
+    #[error("spawning the epoch ticker thread: {0}")]
+    TickerSpawn(#[source] std::io::Error),
+}
+
+/// State shared by the engine and every policy it loaded.
+pub(crate) struct EngineShared {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) config: EngineConfig,
+    /// The deadline in epoch ticks.
+    pub(crate) deadline_ticks: u64,
+    pub(crate) compiled: Mutex<HashMap<[u8; 32], Component>>,
+    pub(crate) cache: Option<PrecompiledCache>,
+    pub(crate) ticker_running: Arc<AtomicBool>,
+    pub(crate) slots: Slots,
+}
+
+impl std::fmt::Debug for EngineShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineShared")
+            .field("config", &self.config)
+            .field("deadline_ticks", &self.deadline_ticks)
+            .field("cache", &self.cache)
+            .field("ticker_running", &self.ticker_running)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineShared {
+    pub(crate) fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
+        // The map only ever holds complete entries; a panic while holding the
+        // lock cannot leave it half-updated.
+        self.compiled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Loads and runs policies. Cheap to clone; `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct PolicyEngine {
+    pub(crate) shared: Arc<EngineShared>,
+}
+
+impl PolicyEngine {
+    /// Builds the engine (Cranelift, epoch interruption, copy-on-write memory
+    /// images, pooling allocator unless disabled) and, if configured, opens
+    /// the compiled-policy cache. Starts no thread: see
+    /// [`start_epoch_ticker`](Self::start_epoch_ticker).
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        validate(&config)?;
+        let engine = Engine::new(&wasmtime_config(&config))
+            .map_err(|e| EngineError::Wasmtime(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        // Deny by default: the linker defines the contract's imports and
+        // nothing else, so instantiating anything that wants more fails.
+        Ownership::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| EngineError::Wasmtime(e.to_string()))?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| PrecompiledCache::open(dir, &engine))
+            .transpose()?;
+        let tick_ns = config.epoch_tick.as_nanos().max(1);
+        let deadline_ticks = u64::try_from(config.deadline.as_nanos().div_ceil(tick_ns))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Ok(Self {
+            shared: Arc::new(EngineShared {
+                engine,
+                linker,
+                deadline_ticks,
+                compiled: Mutex::new(HashMap::new()),
+                cache,
+                ticker_running: Arc::new(AtomicBool::new(false)),
+                slots: Slots::new(config.max_concurrent_evaluations),
+                config,
+            }),
+        })
+    }
+
+    /// Starts the epoch ticker thread that makes deadlines fire. Call once,
+    /// from the long-lived owner; keep the handle (dropping it stops the
+    /// ticker, after which calls fail with
+    /// [`EvalError::EpochTickerStopped`](crate::EvalError::EpochTickerStopped)).
+    pub fn start_epoch_ticker(&self) -> Result<EpochTicker, EngineError> {
+        let running = &self.shared.ticker_running;
+        if running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(EngineError::TickerAlreadyRunning);
+        }
+        EpochTicker::spawn(
+            self.shared.engine.weak(),
+            self.shared.config.epoch_tick,
+            running.clone(),
+        )
+        .map_err(|e| {
+            running.store(false, Ordering::Release);
+            EngineError::TickerSpawn(e)
+        })
+    }
+
+    /// Whether an epoch ticker is running (calls need one).
+    pub fn epoch_ticker_running(&self) -> bool {
+        self.shared.ticker_running.load(Ordering::Acquire)
+    }
+
+    /// The settings this engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Validates, compiles (or fetches from cache) and pre-instantiates a
+    /// policy component of the given kind, then calls its `describe()`.
+    ///
+    /// Refuses, each with its own [`LoadError`]: oversized input, bytes that
+    /// are not WebAssembly, core modules, precompiled (`.cwasm`) bytes,
+    /// components importing anything beyond the contract, components of the
+    /// other world, and policies whose `describe()` fails or names another
+    /// contract version. Needs a running epoch ticker (for `describe()`).
+    pub fn load(&self, kind: PolicyKind, bytes: &[u8]) -> Result<LoadedPolicy, LoadError> {
+        load::load(&self.shared, kind, bytes)
+    }
+
+    /// Loads the bundled default policy of `kind`.
+    pub fn load_default(&self, kind: PolicyKind) -> Result<LoadedPolicy, LoadError> {
+        self.load(kind, crate::guests::default_policy(kind))
+    }
+}
+
+fn validate(config: &EngineConfig) -> Result<(), EngineError> {
+    let invalid = |field, problem: String| Err(EngineError::InvalidConfig { field, problem });
+    if config.memory_limit < 2 * 1024 * 1024 || config.memory_limit > MAX_MEMORY_LIMIT {
+        return invalid(
+            "memory_limit",
+            format!(
+                "{} bytes is outside 2 MiB..={MAX_MEMORY_LIMIT}",
+                config.memory_limit
+            ),
+        );
+    }
+    if config.deadline.is_zero() || config.deadline > MAX_DEADLINE {
+        return invalid(
+            "deadline",
+            format!("{:?} is outside (0, {MAX_DEADLINE:?}]", config.deadline),
+        );
+    }
+    if config.epoch_tick < Duration::from_millis(1) || config.epoch_tick > config.deadline {
+        return invalid(
+            "epoch_tick",
+            format!(
+                "{:?} must be at least 1 ms and at most the deadline",
+                config.epoch_tick
+            ),
+        );
+    }
+    if config.max_concurrent_evaluations == 0 || config.max_concurrent_evaluations > 1024 {
+        return invalid(
+            "max_concurrent_evaluations",
+            format!("{} is outside 1..=1024", config.max_concurrent_evaluations),
+        );
+    }
+    Ok(())
+}
+
+fn wasmtime_config(config: &EngineConfig) -> Config {
+    let mut cfg = Config::new();
+    cfg.strategy(Strategy::Cranelift)
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .cranelift_nan_canonicalization(true)
+        .wasm_memory64(false);
+    if config.pooling_allocator {
+        let n = config.max_concurrent_evaluations;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16)
+            .max_memory_size(config.memory_limit)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .max_unused_warm_slots(n);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    cfg
+}

@@ -1,0 +1,98 @@
+//! Every size and duration a policy (or its input) can influence, named and
+//! bounded in one place.
+//!
+//! A policy is untrusted code: it may loop, allocate, recurse, log or answer
+//! without bound. Each limit below says which attack it stops. Limits that an
+//! operator may tune live in [`crate::EngineConfig`], whose defaults are the
+//! `DEFAULT_*` values here; the `MAX_*` values are hard ceilings.
+
+use std::time::Duration;
+
+/// Largest policy component accepted by `load`, in bytes. Rust policies are
+/// tens of KiB; this stops compile-time denial of service through huge
+/// uploads (compiling is not preemptible).
+pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most containers (or candidates) in one call. The whole batch is copied
+/// into guest memory, so this keeps a batch well inside
+/// [`DEFAULT_MEMORY_LIMIT`], and (measured: about 35 µs per fully inspected
+/// snapshot on a loaded 2-core machine, most of it the canonical ABI copying
+/// each of its ~120 strings into the guest) well inside [`DEFAULT_DEADLINE`];
+/// callers split larger sets into batches.
+pub const MAX_CONTAINERS_PER_BATCH: usize = 256;
+
+/// Most bytes of strings (IDs, names, labels, env, mounts) in one batch's
+/// input. A batch of snapshots bigger than this could not fit a guest's
+/// memory next to its own data and would only fail inside the guest.
+pub const MAX_BATCH_INPUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Longest `reason` a policy may return, in bytes. Reasons go to logs and
+/// audit lines; an oversized one fails the batch instead of flooding them.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Longest allocation ID an `owned` verdict may carry, in bytes (Nomad's are
+/// 36-byte UUIDs).
+pub const MAX_ALLOC_ID_BYTES: usize = 128;
+
+/// Longest field of `describe()`'s answer (name, version), in bytes.
+pub const MAX_POLICY_INFO_FIELD_BYTES: usize = 256;
+
+/// Longest stop timeout a kill policy may ask for. Stops a policy from
+/// parking the reaper on one container for hours.
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Most guest log lines kept per call; the rest are counted and dropped.
+pub const MAX_LOG_LINES_PER_BATCH: usize = 100;
+
+/// Most guest log bytes kept per call; the rest are counted and dropped.
+pub const MAX_LOG_BYTES_PER_BATCH: usize = 16 * 1024;
+
+/// Longest single guest log line; longer lines are truncated.
+pub const MAX_LOG_LINE_BYTES: usize = 1024;
+
+/// Sustained guest log lines per second per policy, across calls, so a
+/// policy called in a tight loop cannot flood the host log either.
+pub const LOG_LINES_PER_SECOND: u32 = 50;
+
+/// Burst allowance of the per-policy log rate limiter.
+pub const LOG_BURST_LINES: u32 = 200;
+
+/// Default guest linear-memory limit per call. A Rust guest needs about
+/// 1.1 MiB; the rest is room for the batch and its answers.
+pub const DEFAULT_MEMORY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Highest memory limit an operator may configure; also the size of each
+/// pooling-allocator memory slot.
+pub const MAX_MEMORY_LIMIT: usize = 128 * 1024 * 1024;
+
+/// Default wall-clock budget of one call. Decisions take microseconds; the
+/// deadline is the kill switch for loops.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(100);
+
+/// Longest deadline an operator may configure.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Period of the epoch ticker; deadlines are counted in these ticks, so a
+/// runaway guest stops within deadline + one tick.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Wasm stack size; deep recursion traps instead of exhausting the host
+/// thread's stack.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// Default number of calls that may run at once (the pooling allocator is
+/// sized for this many instances; further callers wait for a slot).
+pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: u32 = 16;
+
+/// Most core instances, memories and tables a single policy may create.
+/// Rust guests use one of each.
+pub const MAX_INSTANCES_PER_POLICY: usize = 16;
+
+/// See [`MAX_INSTANCES_PER_POLICY`].
+pub const MAX_MEMORIES_PER_POLICY: usize = 2;
+
+/// See [`MAX_INSTANCES_PER_POLICY`].
+pub const MAX_TABLES_PER_POLICY: usize = 8;
+
+/// Most elements of one guest table.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;

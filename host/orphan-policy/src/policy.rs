@@ -1,0 +1,416 @@
+//! A loaded policy and its calls: one fresh, limited `Store` per batch.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ComponentExportIndex;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::{KillPre, OwnershipPre, wit};
+use crate::convert::OutputError;
+use crate::decision::{Action, PolicyInfo, PolicyKind, Verdict};
+use crate::engine::EngineShared;
+use crate::guest_log::{GuestLog, LogRateLimiter, LogStats};
+use crate::limits::{MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH};
+use crate::lower::{self, Arena, CandidateIn, ContainerIn};
+use crate::sandbox::{HostState, PolicyLimiter};
+use crate::snapshot::{Candidate, ContainerSnapshot, EvalContext};
+
+/// Why a call produced no usable answer. Whatever the variant, the caller
+/// takes no action for the batch.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// No epoch ticker runs, so no deadline could be enforced.
+    #[error("the policy epoch ticker is not running, so calls cannot be time-limited")]
+    EpochTickerStopped,
+    /// `classify` on a kill policy or `decide` on an ownership policy.
+    #[error("{call} called on a {policy} policy")]
+    WrongKind {
+        policy: PolicyKind,
+        call: &'static str,
+    },
+    /// More than [`MAX_CONTAINERS_PER_BATCH`] inputs.
+    #[error("batch of {count} containers exceeds the limit of {max}")]
+    BatchTooLarge { count: usize, max: usize },
+    /// More than [`MAX_BATCH_INPUT_BYTES`] of input strings.
+    #[error("batch input of {bytes} bytes exceeds the limit of {max}")]
+    InputTooLarge { bytes: usize, max: usize },
+    /// All evaluation slots stayed busy.
+    #[error("no evaluation slot became free within {waited:?}")]
+    Busy { waited: Duration },
+    /// The guest ran past its deadline.
+    #[error("policy exceeded its deadline of {deadline:?}")]
+    DeadlineExceeded { deadline: Duration },
+    /// The guest tried to grow memory past its limit.
+    #[error("policy exceeded its memory limit of {limit} bytes")]
+    MemoryLimitExceeded { limit: usize },
+    /// The guest exhausted its Wasm stack (runaway recursion).
+    #[error("policy overflowed its stack")]
+    StackOverflow,
+    /// The guest trapped (a Rust panic shows as `unreachable`).
+    #[error("policy trapped: {message}")]
+    Trap { message: String },
+    /// Instantiation or the call failed otherwise (for example, an answer
+    /// that could not be read out of guest memory).
+    #[error("policy call failed: {message}")]
+    Failed { message: String },
+    /// The answer does not have one entry per input.
+    #[error("policy returned {got} answers for {expected} inputs")]
+    OutputCount { expected: usize, got: usize },
+    /// One entry of the answer is invalid.
+    #[error("answer #{index} is invalid")]
+    MalformedOutput {
+        index: usize,
+        #[source]
+        error: OutputError,
+    },
+}
+
+impl EvalError {
+    /// A short stable name for metrics and audit lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::EpochTickerStopped => "no-ticker",
+            Self::WrongKind { .. } => "wrong-kind",
+            Self::BatchTooLarge { .. } | Self::InputTooLarge { .. } => "batch-too-large",
+            Self::Busy { .. } => "busy",
+            Self::DeadlineExceeded { .. } => "deadline",
+            Self::MemoryLimitExceeded { .. } => "memory",
+            Self::StackOverflow => "stack-overflow",
+            Self::Trap { .. } => "trap",
+            Self::Failed { .. } => "failed",
+            Self::OutputCount { .. } => "output-count",
+            Self::MalformedOutput { .. } => "malformed-output",
+        }
+    }
+}
+
+/// Where a loaded policy's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Compiled by this load.
+    Compiled,
+    /// Already compiled by this engine (same sha256).
+    Memory,
+    /// Read from the on-disk cache.
+    DiskCache,
+}
+
+/// A call's answer with what it cost.
+#[derive(Debug, Clone)]
+pub struct Evaluation<T> {
+    pub output: T,
+    /// Guest log lines emitted and dropped.
+    pub log: LogStats,
+    /// Wall time from store creation to the validated answer.
+    pub elapsed: Duration,
+}
+
+pub(crate) enum PolicyPre {
+    Ownership(OwnershipPre<HostState>),
+    Kill(KillPre<HostState>),
+}
+
+impl std::fmt::Debug for PolicyPre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ownership(_) => "PolicyPre::Ownership",
+            Self::Kill(_) => "PolicyPre::Kill",
+        })
+    }
+}
+
+#[derive(Debug)]
+struct PolicyShared {
+    engine: Arc<EngineShared>,
+    kind: PolicyKind,
+    digest: [u8; 32],
+    /// Short digest used to tag the policy's log lines.
+    log_name: Arc<str>,
+    info: PolicyInfo,
+    pre: PolicyPre,
+    /// The `classify` or `decide` export, looked up once at load.
+    call_export: ComponentExportIndex,
+    source: CompileSource,
+    log_limiter: Arc<Mutex<LogRateLimiter>>,
+}
+
+/// A validated, pre-instantiated policy. Cheap to clone; `Send + Sync`, so
+/// a reconciler can call it from `spawn_blocking`.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    shared: Arc<PolicyShared>,
+}
+
+impl LoadedPolicy {
+    pub(crate) fn new(
+        engine: Arc<EngineShared>,
+        kind: PolicyKind,
+        digest: [u8; 32],
+        pre: PolicyPre,
+        source: CompileSource,
+    ) -> Result<Self, EvalError> {
+        let (component, call) = match &pre {
+            PolicyPre::Ownership(pre) => (pre.instance_pre().component(), "classify"),
+            PolicyPre::Kill(pre) => (pre.instance_pre().component(), "decide"),
+        };
+        let (_, call_export) =
+            component
+                .get_export(None, call)
+                .ok_or_else(|| EvalError::Failed {
+                    message: format!("the component exports no `{call}` function"),
+                })?;
+        let mut shared = PolicyShared {
+            engine,
+            kind,
+            digest,
+            log_name: Arc::from(hex::encode(&digest[..8])),
+            // Filled in from `describe()` below, before the value is shared.
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+                contract_version: String::new(),
+            },
+            pre,
+            call_export,
+            source,
+            log_limiter: Arc::new(Mutex::new(LogRateLimiter::new())),
+        };
+        let raw = Self::run(&shared, |store| match &shared.pre {
+            PolicyPre::Ownership(pre) => pre.instantiate(&mut *store)?.call_describe(&mut *store),
+            PolicyPre::Kill(pre) => pre.instantiate(&mut *store)?.call_describe(&mut *store),
+        })?;
+        shared.info = PolicyInfo::try_from(raw.output)
+            .map_err(|error| EvalError::MalformedOutput { index: 0, error })?;
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// sha256 of the component bytes.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.shared.digest
+    }
+
+    /// [`digest`](Self::digest) in lower-case hex.
+    pub fn digest_hex(&self) -> String {
+        hex::encode(self.shared.digest)
+    }
+
+    /// What the policy's `describe()` returned at load time.
+    pub fn info(&self) -> &PolicyInfo {
+        &self.shared.info
+    }
+
+    /// Which world it implements.
+    pub fn kind(&self) -> PolicyKind {
+        self.shared.kind
+    }
+
+    /// Whether this load compiled, or hit the memory or disk cache.
+    pub fn compile_source(&self) -> CompileSource {
+        self.shared.source
+    }
+
+    /// Classifies a batch: one verdict per container, in order.
+    pub fn classify(
+        &self,
+        ctx: &EvalContext,
+        containers: &[ContainerSnapshot],
+    ) -> Result<Vec<Verdict>, EvalError> {
+        self.classify_with_stats(ctx, containers).map(|e| e.output)
+    }
+
+    /// [`classify`](Self::classify), also reporting log counts and time.
+    pub fn classify_with_stats(
+        &self,
+        ctx: &EvalContext,
+        containers: &[ContainerSnapshot],
+    ) -> Result<Evaluation<Vec<Verdict>>, EvalError> {
+        let PolicyPre::Ownership(pre) = &self.shared.pre else {
+            return Err(EvalError::WrongKind {
+                policy: self.shared.kind,
+                call: "classify",
+            });
+        };
+        check_batch(
+            containers.len(),
+            containers.iter().map(ContainerSnapshot::input_bytes).sum(),
+        )?;
+        let wit_ctx = wit::EvalContext::from(ctx);
+        let arena = Arena::new(containers.iter());
+        let input = arena.containers(containers.iter());
+        let raw = Self::run(&self.shared, |store| {
+            let instance = pre.instance_pre().instantiate(&mut *store)?;
+            let classify = instance
+                .get_typed_func::<(&wit::EvalContext, &[ContainerIn<'_>]), (Vec<wit::Verdict>,)>(
+                    &mut *store,
+                    &self.shared.call_export,
+                )?;
+            Ok(classify.call(&mut *store, (&wit_ctx, &input))?.0)
+        })?;
+        validate_all(raw, containers.len())
+    }
+
+    /// Decides a batch: one action per candidate, in order.
+    pub fn decide(
+        &self,
+        ctx: &EvalContext,
+        candidates: &[Candidate],
+    ) -> Result<Vec<Action>, EvalError> {
+        self.decide_with_stats(ctx, candidates).map(|e| e.output)
+    }
+
+    /// [`decide`](Self::decide), also reporting log counts and time.
+    pub fn decide_with_stats(
+        &self,
+        ctx: &EvalContext,
+        candidates: &[Candidate],
+    ) -> Result<Evaluation<Vec<Action>>, EvalError> {
+        let PolicyPre::Kill(pre) = &self.shared.pre else {
+            return Err(EvalError::WrongKind {
+                policy: self.shared.kind,
+                call: "decide",
+            });
+        };
+        check_batch(
+            candidates.len(),
+            candidates.iter().map(|c| c.container.input_bytes()).sum(),
+        )?;
+        let wit_ctx = wit::EvalContext::from(ctx);
+        let arena = Arena::new(candidates.iter().map(|c| &c.container));
+        let input = lower::candidates(&arena, candidates);
+        let raw = Self::run(&self.shared, |store| {
+            let instance = pre.instance_pre().instantiate(&mut *store)?;
+            let decide = instance
+                .get_typed_func::<(&wit::EvalContext, &[CandidateIn<'_>]), (Vec<wit::Action>,)>(
+                    &mut *store,
+                    &self.shared.call_export,
+                )?;
+            Ok(decide.call(&mut *store, (&wit_ctx, &input))?.0)
+        })?;
+        validate_all(raw, candidates.len())
+    }
+
+    /// Creates a store and instantiates the policy without calling it; for
+    /// benchmarking instantiation cost.
+    #[doc(hidden)]
+    pub fn instantiate_only(&self) -> Result<(), EvalError> {
+        Self::run(&self.shared, |store| match &self.shared.pre {
+            PolicyPre::Ownership(pre) => pre.instantiate(&mut *store).map(drop),
+            PolicyPre::Kill(pre) => pre.instantiate(&mut *store).map(drop),
+        })
+        .map(drop)
+    }
+
+    /// Runs `call` in a fresh store with the memory limit, the epoch
+    /// deadline and a bounded log sink, and maps failures to [`EvalError`].
+    fn run<R>(
+        shared: &PolicyShared,
+        call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<Evaluation<R>, EvalError> {
+        let engine = &shared.engine;
+        if !engine.ticker_running.load(Ordering::Acquire) {
+            return Err(EvalError::EpochTickerStopped);
+        }
+        let wait = engine.config.deadline * 10;
+        let _slot = engine
+            .slots
+            .acquire(wait)
+            .ok_or(EvalError::Busy { waited: wait })?;
+        let start = Instant::now();
+        let state = HostState {
+            limiter: PolicyLimiter::new(engine.config.memory_limit),
+            log: GuestLog::new(shared.log_name.clone(), shared.log_limiter.clone()),
+        };
+        let mut store = Store::new(&engine.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(engine.deadline_ticks);
+        store.epoch_deadline_trap();
+        let result = call(&mut store);
+        let elapsed = start.elapsed();
+        let log = store.data().log.finish();
+        match result {
+            Ok(output) => Ok(Evaluation {
+                output,
+                log,
+                elapsed,
+            }),
+            Err(err) => {
+                let error = classify_failure(&err, store.data().limiter.memory_exceeded, engine);
+                tracing::warn!(policy = &*shared.log_name, kind = error.kind(), error = %error, "policy call failed");
+                tracing::debug!(policy = &*shared.log_name, detail = ?err, "policy call failure detail");
+                Err(error)
+            }
+        }
+    }
+}
+
+fn classify_failure(
+    err: &wasmtime::Error,
+    memory_exceeded: bool,
+    engine: &EngineShared,
+) -> EvalError {
+    if memory_exceeded {
+        return EvalError::MemoryLimitExceeded {
+            limit: engine.config.memory_limit,
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => EvalError::DeadlineExceeded {
+            deadline: engine.config.deadline,
+        },
+        Some(Trap::StackOverflow) => EvalError::StackOverflow,
+        Some(trap) => EvalError::Trap {
+            message: trap.to_string(),
+        },
+        None => EvalError::Failed {
+            message: err.root_cause().to_string(),
+        },
+    }
+}
+
+fn check_batch(count: usize, bytes: usize) -> Result<(), EvalError> {
+    if count > MAX_CONTAINERS_PER_BATCH {
+        return Err(EvalError::BatchTooLarge {
+            count,
+            max: MAX_CONTAINERS_PER_BATCH,
+        });
+    }
+    if bytes > MAX_BATCH_INPUT_BYTES {
+        return Err(EvalError::InputTooLarge {
+            bytes,
+            max: MAX_BATCH_INPUT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn validate_all<W, T>(
+    raw: Evaluation<Vec<W>>,
+    expected: usize,
+) -> Result<Evaluation<Vec<T>>, EvalError>
+where
+    T: TryFrom<W, Error = OutputError>,
+{
+    if raw.output.len() != expected {
+        return Err(EvalError::OutputCount {
+            expected,
+            got: raw.output.len(),
+        });
+    }
+    let output = raw
+        .output
+        .into_iter()
+        .enumerate()
+        .map(|(index, w)| {
+            T::try_from(w).map_err(|error| EvalError::MalformedOutput { index, error })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Evaluation {
+        output,
+        log: raw.log,
+        elapsed: raw.elapsed,
+    })
+}

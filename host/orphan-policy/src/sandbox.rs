@@ -1,0 +1,90 @@
+//! Per-call store state: the resource limiter and the guest log sink.
+
+use wasmtime::ResourceLimiter;
+
+use crate::bindings::{wit, wit_log};
+use crate::guest_log::GuestLog;
+use crate::limits::{
+    MAX_INSTANCES_PER_POLICY, MAX_MEMORIES_PER_POLICY, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_POLICY,
+};
+
+/// The `T` of every `Store<T>`; one per call, dropped with the store.
+#[derive(Debug)]
+pub(crate) struct HostState {
+    pub(crate) limiter: PolicyLimiter,
+    pub(crate) log: GuestLog,
+}
+
+impl wit_log::Host for HostState {
+    fn log(&mut self, level: wit_log::Level, message: String) {
+        self.log.log(level, &message);
+    }
+}
+
+impl wit::Host for HostState {}
+
+/// Caps guest memory and tables, and remembers whether the memory cap was
+/// hit so the failure can be reported as such (the trap itself is generic).
+#[derive(Debug)]
+pub(crate) struct PolicyLimiter {
+    memory_limit: usize,
+    pub(crate) memory_exceeded: bool,
+}
+
+impl PolicyLimiter {
+    pub(crate) fn new(memory_limit: usize) -> Self {
+        Self {
+            memory_limit,
+            memory_exceeded: false,
+        }
+    }
+}
+
+/// Error a refused `memory.grow` traps with.
+#[derive(Debug, thiserror::Error)]
+#[error("policy memory limit of {limit} bytes reached (asked for {desired})")]
+pub(crate) struct MemoryLimitHit {
+    limit: usize,
+    desired: usize,
+}
+
+impl ResourceLimiter for PolicyLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_exceeded = true;
+            // Trapping (rather than letting `memory.grow` return -1) makes the
+            // failure immediate and attributable instead of a later abort.
+            return Err(wasmtime::Error::new(MemoryLimitHit {
+                limit: self.memory_limit,
+                desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES_PER_POLICY
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_POLICY
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_POLICY
+    }
+}
