@@ -1,0 +1,501 @@
+//! From a [`TaskSpec`] to Docker's container-create body: name, labels, binds, resources,
+//! ports and the task options. Pure functions, so they are unit-tested without a daemon.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::docker::models::{
+    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
+    PortBinding, ResourcesUlimits,
+};
+
+use super::TaskError;
+use super::spec::{MountKind, TaskSpec};
+
+/// Label present on every task and pause container: the ownership marker.
+pub const LABEL_ALLOC_ID: &str = "com.hashicorp.nomad.alloc_id";
+/// Job name label.
+pub const LABEL_JOB_NAME: &str = "com.hashicorp.nomad.job_name";
+/// Job id label.
+pub const LABEL_JOB_ID: &str = "com.hashicorp.nomad.job_id";
+/// Parent job id label (only when non-empty).
+pub const LABEL_PARENT_JOB_ID: &str = "com.hashicorp.nomad.parent_job_id";
+/// Task group label.
+pub const LABEL_TASK_GROUP_NAME: &str = "com.hashicorp.nomad.task_group_name";
+/// Task name label.
+pub const LABEL_TASK_NAME: &str = "com.hashicorp.nomad.task_name";
+/// Namespace label.
+pub const LABEL_NAMESPACE: &str = "com.hashicorp.nomad.namespace";
+/// Node name label.
+pub const LABEL_NODE_NAME: &str = "com.hashicorp.nomad.node_name";
+/// Node id label.
+pub const LABEL_NODE_ID: &str = "com.hashicorp.nomad.node_id";
+
+/// What the container builder needs from the engine settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSettings {
+    /// `extra_labels` glob patterns over `job_name, job_id, parent_job_id, task_group_name,
+    /// task_name, namespace, node_name, node_id`.
+    pub extra_labels: Vec<String>,
+    /// `volumes.selinuxlabel`, appended to the Nomad binds.
+    pub selinux_label: Option<String>,
+}
+
+/// Nomad's labels for `spec`: `alloc_id` always, the others when an `extra_labels` glob
+/// matches their short name.
+pub fn nomad_labels(spec: &TaskSpec, extra_label_globs: &[String]) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    labels.insert(LABEL_ALLOC_ID.to_owned(), spec.alloc_id.clone());
+    let candidates = [
+        ("job_name", LABEL_JOB_NAME, &spec.job_name),
+        ("job_id", LABEL_JOB_ID, &spec.job_id),
+        ("parent_job_id", LABEL_PARENT_JOB_ID, &spec.parent_job_id),
+        (
+            "task_group_name",
+            LABEL_TASK_GROUP_NAME,
+            &spec.task_group_name,
+        ),
+        ("task_name", LABEL_TASK_NAME, &spec.name),
+        ("namespace", LABEL_NAMESPACE, &spec.namespace),
+        ("node_name", LABEL_NODE_NAME, &spec.node_name),
+        ("node_id", LABEL_NODE_ID, &spec.node_id),
+    ];
+    for (short, key, value) in candidates {
+        if short == "parent_job_id" && value.is_empty() {
+            continue;
+        }
+        if extra_label_globs.iter().any(|g| glob_match(g, short)) {
+            labels.insert(key.to_owned(), value.clone());
+        }
+    }
+    labels
+}
+
+/// Shell-style glob with `*` and `?`.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+const MIB: i64 = 1024 * 1024;
+
+/// (hard limit, reservation) in bytes.
+fn memory_limits(spec: &TaskSpec) -> Result<(Option<i64>, Option<i64>), TaskError> {
+    let r = &spec.resources;
+    let hard_opt = spec.docker.memory_hard_limit_mb.unwrap_or(0);
+    if r.memory_max_mb == -1 {
+        return Ok((None, (r.memory_mb > 0).then_some(r.memory_mb * MIB)));
+    }
+    if hard_opt > 0 || r.memory_max_mb > 0 {
+        let hard = hard_opt.max(r.memory_max_mb);
+        if r.memory_mb > hard {
+            return Err(TaskError::InvalidSpec(format!(
+                "task memory requirements exceed driver hard limit of {hard} MB"
+            )));
+        }
+        return Ok((
+            Some(hard * MIB),
+            (r.memory_mb > 0).then_some(r.memory_mb * MIB),
+        ));
+    }
+    Ok(((r.memory_mb > 0).then_some(r.memory_mb * MIB), None))
+}
+
+fn nomad_binds(spec: &TaskSpec, selinux: Option<&str>) -> Vec<String> {
+    let (Some(alloc), Some(task)) = (spec.alloc_dir.as_ref(), spec.task_dir()) else {
+        return Vec::new();
+    };
+    let suffix = |ro: bool| match (ro, selinux) {
+        (false, None) => String::new(),
+        (true, None) => ":ro".to_owned(),
+        (false, Some(l)) => format!(":{l}"),
+        (true, Some(l)) => format!(":ro,{l}"),
+    };
+    vec![
+        format!("{}:/alloc{}", alloc.join("alloc").display(), suffix(false)),
+        format!("{}:/local{}", task.join("local").display(), suffix(false)),
+        format!(
+            "{}:/secrets{}",
+            task.join("secrets").display(),
+            suffix(false)
+        ),
+        format!(
+            "{}:/alloc/logs{}",
+            alloc.join("alloc").join("logs").display(),
+            suffix(true)
+        ),
+    ]
+}
+
+fn ulimits(spec: &TaskSpec) -> Result<Vec<ResourcesUlimits>, TaskError> {
+    let mut out = Vec::new();
+    for (name, value) in &spec.docker.ulimit {
+        let bad =
+            || TaskError::InvalidSpec(format!("Malformed ulimit specification {name}: {value:?}"));
+        let mut parts = value.splitn(2, ':');
+        let soft: i64 = parts
+            .next()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|_| bad())?;
+        let hard: i64 = match parts.next() {
+            Some(h) => h.parse().map_err(|_| bad())?,
+            None => soft,
+        };
+        out.push(ResourcesUlimits {
+            name: Some(name.clone()),
+            soft: Some(soft),
+            hard: Some(hard),
+        });
+    }
+    Ok(out)
+}
+
+/// Ports to publish: `(container port, binding)` for tcp and udp.
+fn port_bindings(spec: &TaskSpec) -> Result<HashMap<String, Option<Vec<PortBinding>>>, TaskError> {
+    let mut map = HashMap::new();
+    let mut publish = |container_port: u16, host_ip: &str, host_port: u16| {
+        for proto in ["tcp", "udp"] {
+            map.insert(
+                format!("{container_port}/{proto}"),
+                Some(vec![PortBinding {
+                    host_ip: Some(host_ip.to_owned()),
+                    host_port: Some(host_port.to_string()),
+                }]),
+            );
+        }
+    };
+    let find = |label: &str| spec.resources.ports.iter().find(|p| p.label == label);
+    for label in &spec.docker.ports {
+        let port = find(label).ok_or_else(|| {
+            TaskError::InvalidSpec(format!("Port {label:?} not found, check network block"))
+        })?;
+        let to = if port.to == 0 { port.value } else { port.to };
+        publish(to, &port.host_ip, port.value);
+    }
+    for (label, container_port) in &spec.docker.port_map {
+        let port = find(label).ok_or_else(|| {
+            TaskError::InvalidSpec(format!("port_map label {label:?} has no allocated port"))
+        })?;
+        publish(*container_port, &port.host_ip, port.value);
+    }
+    Ok(map)
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// The create body for `spec` with image `image` and OCI runtime `runtime`.
+pub fn container_config(
+    spec: &TaskSpec,
+    image: &str,
+    runtime: Option<String>,
+    settings: &ContainerSettings,
+) -> Result<ContainerCreateBody, TaskError> {
+    let d = &spec.docker;
+    let mut labels: HashMap<String, String> = d.labels.clone().into_iter().collect();
+    labels.extend(nomad_labels(spec, &settings.extra_labels));
+
+    let mut cmd = Vec::new();
+    if let Some(command) = &d.command {
+        if command.is_empty() {
+            return Err(TaskError::InvalidSpec(format!(
+                "command empty: {command:?}"
+            )));
+        }
+        if command.trim() != command {
+            return Err(TaskError::InvalidSpec(format!(
+                "command contains extra white space: {command:?}"
+            )));
+        }
+        cmd.push(command.clone());
+    }
+    cmd.extend(d.args.iter().cloned());
+
+    let (memory, reservation) = memory_limits(spec)?;
+    let mut binds = nomad_binds(spec, settings.selinux_label.as_deref());
+    binds.extend(d.volumes.iter().cloned());
+    let mounts: Vec<Mount> = d
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: (!m.source.is_empty()).then(|| m.source.clone()),
+            typ: Some(match m.kind {
+                MountKind::Volume => MountType::VOLUME,
+                MountKind::Bind => MountType::BIND,
+                MountKind::Tmpfs => MountType::TMPFS,
+            }),
+            read_only: Some(m.readonly),
+            tmpfs_options: m
+                .tmpfs_size
+                .map(|size| crate::docker::models::MountTmpfsOptions {
+                    size_bytes: Some(size),
+                    ..Default::default()
+                }),
+            ..Mount::default()
+        })
+        .collect();
+    let devices: Vec<DeviceMapping> = d
+        .devices
+        .iter()
+        .map(|dev| DeviceMapping {
+            path_on_host: Some(dev.host_path.clone()),
+            path_in_container: Some(
+                dev.container_path
+                    .clone()
+                    .unwrap_or_else(|| dev.host_path.clone()),
+            ),
+            cgroup_permissions: Some(
+                dev.cgroup_permissions
+                    .clone()
+                    .unwrap_or_else(|| "rwm".to_owned()),
+            ),
+        })
+        .collect();
+    let ports = port_bindings(spec)?;
+    let exposed: Vec<String> = ports.keys().cloned().collect();
+
+    let host_config = HostConfig {
+        memory,
+        memory_reservation: reservation,
+        memory_swap: memory,
+        cpu_shares: (spec.resources.cpu_shares > 0).then(|| spec.resources.cpu_shares.max(2)),
+        cpuset_cpus: spec.resources.cpuset_cpus.clone().filter(|c| !c.is_empty()),
+        pids_limit: d.pids_limit.filter(|p| *p > 0),
+        binds: non_empty(binds),
+        mounts: non_empty(mounts),
+        devices: non_empty(devices),
+        ulimits: non_empty(ulimits(spec)?),
+        sysctls: (!d.sysctl.is_empty()).then(|| d.sysctl.clone().into_iter().collect()),
+        storage_opt: (!d.storage_opt.is_empty())
+            .then(|| d.storage_opt.clone().into_iter().collect()),
+        cap_add: non_empty(d.cap_add.clone()),
+        cap_drop: non_empty(d.cap_drop.clone()),
+        privileged: Some(d.privileged),
+        runtime,
+        network_mode: d.network_mode.clone(),
+        port_bindings: (!ports.is_empty()).then_some(ports),
+        dns: non_empty(d.dns_servers.clone()),
+        dns_search: non_empty(d.dns_search_domains.clone()),
+        dns_options: non_empty(d.dns_options.clone()),
+        extra_hosts: non_empty(d.extra_hosts.clone()),
+        init: d.init.then_some(true),
+        shm_size: d.shm_size,
+        readonly_rootfs: Some(d.readonly_rootfs),
+        security_opt: non_empty(d.security_opt.clone()),
+        ipc_mode: d.ipc_mode.clone(),
+        pid_mode: d.pid_mode.clone(),
+        uts_mode: d.uts_mode.clone(),
+        userns_mode: d.userns_mode.clone(),
+        oom_score_adj: d.oom_score_adj,
+        group_add: non_empty(d.group_add.clone()),
+        log_config: d.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: Some(l.kind.clone()),
+            config: Some(l.config.clone().into_iter().collect()),
+        }),
+        ..HostConfig::default()
+    };
+
+    Ok(ContainerCreateBody {
+        image: Some(image.to_owned()),
+        hostname: d.hostname.clone(),
+        user: spec.user.clone().filter(|u| !u.is_empty()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        cmd: non_empty(cmd),
+        entrypoint: d.entrypoint.clone(),
+        working_dir: d.work_dir.clone(),
+        tty: Some(d.tty),
+        open_stdin: Some(d.interactive),
+        labels: Some(labels),
+        exposed_ports: non_empty(exposed),
+        healthcheck: d
+            .healthcheck_disable
+            .then(|| crate::docker::models::HealthConfig {
+                test: Some(vec!["NONE".to_owned()]),
+                ..Default::default()
+            }),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::spec::PortMapping;
+
+    fn spec() -> TaskSpec {
+        TaskSpec {
+            id: "a/web/1".into(),
+            name: "web/x".into(),
+            alloc_id: "2f1c9d1e-aaaa-bbbb-cccc-000000000001".into(),
+            job_name: "job".into(),
+            job_id: "job-id".into(),
+            task_group_name: "tg".into(),
+            namespace: "default".into(),
+            node_id: "node-1".into(),
+            node_name: "n1".into(),
+            alloc_dir: Some("/var/nomad/alloc/a1".into()),
+            ..TaskSpec::default()
+        }
+    }
+
+    fn settings(globs: &[&str]) -> ContainerSettings {
+        ContainerSettings {
+            extra_labels: globs.iter().map(|s| (*s).to_owned()).collect(),
+            selinux_label: None,
+        }
+    }
+
+    #[test]
+    fn name_replaces_slashes() {
+        assert_eq!(
+            spec().container_name(),
+            "web_x-2f1c9d1e-aaaa-bbbb-cccc-000000000001"
+        );
+    }
+
+    #[test]
+    fn alloc_id_label_always_wins_over_user_labels() {
+        let mut s = spec();
+        s.docker
+            .labels
+            .insert(LABEL_ALLOC_ID.into(), "forged".into());
+        s.docker.labels.insert("team".into(), "a".into());
+        let body = container_config(&s, "img", None, &settings(&[])).unwrap();
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_ALLOC_ID], s.alloc_id);
+        assert_eq!(labels["team"], "a");
+        assert!(!labels.contains_key(LABEL_JOB_NAME));
+    }
+
+    #[test]
+    fn extra_label_globs_select_identity_labels() {
+        let l = nomad_labels(&spec(), &["job_*".into(), "node_?d".into()]);
+        assert_eq!(l[LABEL_JOB_NAME], "job");
+        assert_eq!(l[LABEL_JOB_ID], "job-id");
+        assert_eq!(l[LABEL_NODE_ID], "node-1");
+        assert!(!l.contains_key(LABEL_NODE_NAME));
+        assert!(
+            !l.contains_key(LABEL_PARENT_JOB_ID),
+            "empty parent id is never written"
+        );
+        assert_eq!(nomad_labels(&spec(), &["*".into()]).len(), 8);
+    }
+
+    #[test]
+    fn glob_matching() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("a*c", "abbbc"));
+        assert!(!glob_match("a*c", "abbbd"));
+        assert!(glob_match("?b", "ab"));
+        assert!(!glob_match("", "a"));
+    }
+
+    #[test]
+    fn binds_cover_alloc_local_secrets_and_readonly_logs() {
+        let body = container_config(&spec(), "img", None, &settings(&[])).unwrap();
+        let binds = body.host_config.unwrap().binds.unwrap();
+        assert_eq!(
+            binds,
+            vec![
+                "/var/nomad/alloc/a1/alloc:/alloc",
+                "/var/nomad/alloc/a1/web/x/local:/local",
+                "/var/nomad/alloc/a1/web/x/secrets:/secrets",
+                "/var/nomad/alloc/a1/alloc/logs:/alloc/logs:ro",
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_max_makes_memory_a_reservation() {
+        let mut s = spec();
+        s.resources.memory_mb = 100;
+        s.resources.memory_max_mb = 300;
+        let hc = container_config(&s, "img", None, &settings(&[]))
+            .unwrap()
+            .host_config
+            .unwrap();
+        assert_eq!(hc.memory, Some(300 * MIB));
+        assert_eq!(hc.memory_reservation, Some(100 * MIB));
+        assert_eq!(hc.memory_swap, Some(300 * MIB));
+        s.docker.memory_hard_limit_mb = Some(50);
+        s.resources.memory_max_mb = 0;
+        let err = container_config(&s, "img", None, &settings(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid task configuration: task memory requirements exceed driver hard limit of 50 MB"
+        );
+    }
+
+    #[test]
+    fn group_ports_publish_tcp_and_udp() {
+        let mut s = spec();
+        s.resources.ports.push(PortMapping {
+            label: "http".into(),
+            value: 25000,
+            to: 8080,
+            host_ip: "127.0.0.1".into(),
+        });
+        s.docker.ports.push("http".into());
+        let hc = container_config(&s, "img", None, &settings(&[]))
+            .unwrap()
+            .host_config
+            .unwrap();
+        let ports = hc.port_bindings.unwrap();
+        assert_eq!(ports.len(), 2);
+        let b = ports["8080/udp"].as_ref().unwrap();
+        assert_eq!(b[0].host_port.as_deref(), Some("25000"));
+        s.docker.ports.push("nope".into());
+        let err = container_config(&s, "img", None, &settings(&[])).unwrap_err();
+        assert!(err.to_string().contains("Port \"nope\" not found"), "{err}");
+    }
+
+    #[test]
+    fn malformed_ulimit_is_rejected() {
+        let mut s = spec();
+        s.docker.ulimit.insert("nofile".into(), "".into());
+        let err = container_config(&s, "img", None, &settings(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Malformed ulimit specification nofile"),
+            "{err}"
+        );
+        s.docker.ulimit.insert("nofile".into(), "1024:2048".into());
+        let hc = container_config(&s, "img", None, &settings(&[]))
+            .unwrap()
+            .host_config
+            .unwrap();
+        assert_eq!(hc.ulimits.unwrap()[0].hard, Some(2048));
+    }
+
+    #[test]
+    fn command_whitespace_is_rejected() {
+        let mut s = spec();
+        s.docker.command = Some(" sh".into());
+        assert!(container_config(&s, "img", None, &settings(&[])).is_err());
+        s.docker.command = Some("sh".into());
+        s.docker.args = vec!["-c".into(), "true".into()];
+        let body = container_config(&s, "img", None, &settings(&[])).unwrap();
+        assert_eq!(body.cmd.unwrap(), vec!["sh", "-c", "true"]);
+    }
+}
