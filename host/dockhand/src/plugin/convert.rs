@@ -1,0 +1,540 @@
+//! Translations between Nomad's wire types and the engine's plain Rust types.
+//!
+//! * [`PluginConfig`] → [`DockerConnection`], [`EngineSettings`];
+//! * a proto `TaskConfig` plus the decoded docker [`TaskConfig`] → [`TaskSpec`];
+//! * engine results (exit results, usage samples, events, timestamps) → proto messages.
+//!
+//! Nothing here performs I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nomad_plugin::proto::drivers as pb;
+use nomad_plugin::proto::drivers::network_isolation_spec::NetworkIsolationMode;
+
+use crate::config::{self, PluginConfig, TaskConfig};
+use crate::docker::{DockerConnection, RegistryAuth, TlsFiles};
+use crate::tasks::spec::{
+    DeviceSpec, DockerTaskOptions, LogDriver, MountKind, MountSpec, PortMapping, TaskResources,
+};
+use crate::tasks::{
+    ContainerSettings, DriverNetwork, EngineSettings, ExitResult, TaskEvent, TaskSpec, TaskUsage,
+};
+
+/// Label Nomad puts on a group network's isolation spec naming the sandbox container.
+pub const SANDBOX_CONTAINER_LABEL: &str = "docker_sandbox_container_id";
+
+/// `0001-01-01T00:00:00Z`, what Go clients expect for "unset".
+pub const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
+
+/// The Docker connection for the plugin config: its `endpoint`, and TLS when all three of
+/// `tls.cert`, `tls.key` and `tls.ca` are set.
+pub fn docker_connection(config: &PluginConfig) -> DockerConnection {
+    let tls = match (&config.tls.cert, &config.tls.key, &config.tls.ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+            ca: PathBuf::from(ca),
+        }),
+        _ => None,
+    };
+    DockerConnection {
+        endpoint: config.endpoint.clone(),
+        tls,
+        ..DockerConnection::default()
+    }
+}
+
+/// The engine settings for the plugin config.
+pub fn engine_settings(config: &PluginConfig) -> EngineSettings {
+    EngineSettings {
+        nvidia_runtime: config.nvidia_runtime.clone(),
+        allow_runtimes: config.allow_runtimes.clone(),
+        container_exists_attempts: config.container_exists_attempts,
+        image_pull_timeout: config.image_pull_timeout,
+        pull_activity_timeout: config.pull_activity_timeout,
+        disable_log_collection: config.disable_log_collection,
+        gc_container: config.gc.container,
+        container: ContainerSettings {
+            extra_labels: config.extra_labels.clone(),
+            selinux_label: config.volumes.selinux_label.clone(),
+        },
+        mhz_per_core: 0,
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The task directory Nomad creates for `task`: `<alloc_dir>/<name>`.
+pub fn task_dir(task: &pb::TaskConfig) -> Option<PathBuf> {
+    non_empty(&task.alloc_dir).map(|d| Path::new(&d).join(&task.name))
+}
+
+fn resources(task: &pb::TaskConfig) -> Result<TaskResources, String> {
+    let mut out = TaskResources::default();
+    let Some(r) = &task.resources else {
+        return Ok(out);
+    };
+    if let Some(alloc) = &r.allocated_resources {
+        if let Some(m) = &alloc.memory {
+            out.memory_mb = m.memory_mb;
+            out.memory_max_mb = m.memory_max_mb;
+        }
+        if let Some(c) = &alloc.cpu {
+            out.cpu_shares = c.cpu_shares;
+        }
+    }
+    if let Some(linux) = &r.linux_resources {
+        if out.memory_mb == 0 && linux.memory_limit_bytes > 0 {
+            out.memory_mb = linux.memory_limit_bytes / (1024 * 1024);
+        }
+        if out.cpu_shares == 0 {
+            out.cpu_shares = linux.cpu_shares;
+        }
+        out.cpuset_cpus = non_empty(&linux.cpuset_cpus);
+    }
+    for p in &r.ports {
+        let port = |field: &str, v: i32| {
+            u16::try_from(v).map_err(|_| {
+                format!(
+                    "resources.ports[{}].{field}: {v} is not a port number",
+                    p.label
+                )
+            })
+        };
+        out.ports.push(PortMapping {
+            label: p.label.clone(),
+            value: port("value", p.value)?,
+            to: port("to", p.to)?,
+            host_ip: p.host_ip.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn mount_spec(m: &config::Mount) -> MountSpec {
+    let (kind, tmpfs_size) = match &m.kind {
+        config::MountKind::Bind { .. } => (MountKind::Bind, None),
+        config::MountKind::Volume { .. } => (MountKind::Volume, None),
+        config::MountKind::Tmpfs { size_bytes, .. } => {
+            (MountKind::Tmpfs, (*size_bytes > 0).then_some(*size_bytes))
+        }
+    };
+    MountSpec {
+        kind,
+        source: m.source.clone(),
+        target: m.target.clone(),
+        readonly: m.readonly,
+        tmpfs_size,
+    }
+}
+
+/// Resolves a relative host path against the task directory.
+fn in_task_dir(dir: Option<&Path>, source: &str) -> String {
+    match dir {
+        Some(dir) if !source.starts_with('/') => dir.join(source).to_string_lossy().into_owned(),
+        _ => source.to_owned(),
+    }
+}
+
+/// Builds the engine's [`TaskSpec`] from Nomad's `TaskConfig` and the decoded, validated docker
+/// task configuration. Errors name the offending field.
+pub fn task_spec(
+    task: &pb::TaskConfig,
+    cfg: &TaskConfig,
+    plugin: &PluginConfig,
+) -> Result<TaskSpec, String> {
+    let dir = task_dir(task);
+    let mut devices: Vec<DeviceSpec> = cfg
+        .devices
+        .iter()
+        .map(|d| DeviceSpec {
+            host_path: d.host_path.clone(),
+            container_path: non_empty(&d.container_path),
+            cgroup_permissions: non_empty(&d.cgroup_permissions),
+        })
+        .collect();
+    devices.extend(task.devices.iter().map(|d| DeviceSpec {
+        host_path: d.host_path.clone(),
+        container_path: non_empty(&d.task_path),
+        cgroup_permissions: non_empty(&d.cgroup_permissions),
+    }));
+    let mut mounts: Vec<MountSpec> = cfg
+        .mounts
+        .iter()
+        .map(|m| {
+            let mut spec = mount_spec(m);
+            if spec.kind == MountKind::Bind {
+                spec.source = in_task_dir(dir.as_deref(), &spec.source);
+            }
+            spec
+        })
+        .collect();
+    mounts.extend(task.mounts.iter().map(|m| MountSpec {
+        kind: MountKind::Bind,
+        source: m.host_path.clone(),
+        target: m.task_path.clone(),
+        readonly: m.readonly,
+        tmpfs_size: None,
+    }));
+    let volumes = cfg
+        .volumes
+        .iter()
+        .map(|v| match v.split_once(':') {
+            // A bare name with a volume driver is a named volume; anything else is a path.
+            Some((src, _)) if cfg.volume_driver.is_some() && !src.contains('/') => v.clone(),
+            Some((src, rest)) => format!("{}:{rest}", in_task_dir(dir.as_deref(), src)),
+            None => v.clone(),
+        })
+        .collect();
+    let load = cfg.load.as_ref().map(|l| match &dir {
+        Some(d) if !l.starts_with('/') => d.join("local").join(l),
+        _ => PathBuf::from(l),
+    });
+    let (dns_servers, dns_search_domains, dns_options) = match &task.dns {
+        Some(dns)
+            if cfg.dns_servers.is_empty()
+                && cfg.dns_search_domains.is_empty()
+                && cfg.dns_options.is_empty() =>
+        {
+            (
+                dns.servers.clone(),
+                dns.searches.clone(),
+                dns.options.clone(),
+            )
+        }
+        _ => (
+            cfg.dns_servers.clone(),
+            cfg.dns_search_domains.clone(),
+            cfg.dns_options.clone(),
+        ),
+    };
+    let network_mode = cfg.network_mode.clone().or_else(|| {
+        let iso = task.network_isolation_spec.as_ref()?;
+        if iso.mode != NetworkIsolationMode::Group as i32 {
+            return None;
+        }
+        let id = iso.labels.get(SANDBOX_CONTAINER_LABEL)?;
+        Some(format!("container:{id}"))
+    });
+    let logging = cfg.effective_logging(plugin);
+    let logging = if logging.r#type.is_empty() {
+        None
+    } else {
+        Some(LogDriver {
+            kind: logging.r#type,
+            config: logging.config,
+        })
+    };
+    let docker = DockerTaskOptions {
+        image: cfg.image.clone(),
+        force_pull: cfg.force_pull,
+        load,
+        auth: cfg.auth.as_ref().map(|a| RegistryAuth {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            server_address: a.server_address.clone(),
+        }),
+        image_pull_timeout: Some(cfg.effective_image_pull_timeout(plugin)),
+        command: cfg.command.clone().filter(|c| !c.is_empty()),
+        args: cfg.args.clone(),
+        entrypoint: cfg.entrypoint.clone().filter(|e| !e.is_empty()),
+        work_dir: cfg.work_dir.clone(),
+        hostname: cfg.hostname.clone(),
+        tty: cfg.tty,
+        interactive: cfg.interactive,
+        init: cfg.init,
+        labels: cfg.labels.clone(),
+        port_map: cfg.port_map.clone(),
+        ports: cfg.ports.clone(),
+        network_mode,
+        dns_servers,
+        dns_search_domains,
+        dns_options,
+        extra_hosts: cfg.extra_hosts.clone(),
+        ulimit: cfg
+            .ulimit
+            .iter()
+            .map(|(k, u)| (k.clone(), format!("{}:{}", u.soft, u.hard)))
+            .collect(),
+        sysctl: cfg.sysctl.clone(),
+        cap_add: cfg.cap_add.clone(),
+        cap_drop: cfg.cap_drop.clone(),
+        privileged: cfg.privileged,
+        runtime: cfg.runtime.clone(),
+        devices,
+        mounts,
+        volumes,
+        pids_limit: cfg.pids_limit.or(plugin.pids_limit).filter(|p| *p > 0),
+        memory_hard_limit_mb: cfg.memory_hard_limit.filter(|m| *m > 0),
+        shm_size: cfg.shm_size.filter(|s| *s > 0),
+        readonly_rootfs: cfg.readonly_rootfs,
+        security_opt: cfg.security_opt.clone(),
+        ipc_mode: cfg.ipc_mode.clone(),
+        pid_mode: cfg.pid_mode.clone(),
+        uts_mode: cfg.uts_mode.clone(),
+        userns_mode: cfg.userns_mode.clone(),
+        oom_score_adj: cfg
+            .oom_score_adj
+            .or((plugin.oom_score_adj != 0).then_some(plugin.oom_score_adj)),
+        group_add: cfg.group_add.clone(),
+        healthcheck_disable: cfg.healthchecks_disabled,
+        logging,
+        storage_opt: cfg.storage_opt.clone(),
+    };
+    Ok(TaskSpec {
+        id: task.id.clone(),
+        name: task.name.clone(),
+        alloc_id: task.alloc_id.clone(),
+        job_name: task.job_name.clone(),
+        job_id: task.job_id.clone(),
+        parent_job_id: task.parent_job_id.clone(),
+        task_group_name: task.task_group_name.clone(),
+        namespace: task.namespace.clone(),
+        node_id: task.node_id.clone(),
+        node_name: task.node_name.clone(),
+        user: non_empty(&task.user),
+        env: sorted(&task.env),
+        device_env: sorted(&task.device_env),
+        resources: resources(task)?,
+        alloc_dir: non_empty(&task.alloc_dir).map(PathBuf::from),
+        stdout_path: non_empty(&task.stdout_path).map(PathBuf::from),
+        stderr_path: non_empty(&task.stderr_path).map(PathBuf::from),
+        docker,
+    })
+}
+
+/// An exit result on the wire (exit codes outside `i32` saturate).
+pub fn exit_result(r: &ExitResult) -> pb::ExitResult {
+    pb::ExitResult {
+        exit_code: i32::try_from(r.exit_code).unwrap_or(if r.exit_code < 0 {
+            i32::MIN
+        } else {
+            i32::MAX
+        }),
+        signal: r.signal,
+        oom_killed: r.oom_killed,
+    }
+}
+
+/// The network override for a driver network.
+pub fn network_override(n: &DriverNetwork) -> pb::NetworkOverride {
+    pb::NetworkOverride {
+        port_map: n
+            .port_map
+            .iter()
+            .map(|(k, v)| (k.clone(), i32::from(*v)))
+            .collect(),
+        addr: n.ip.clone(),
+        auto_advertise: n.auto_advertise,
+    }
+}
+
+/// A wire timestamp.
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => prost_types::Timestamp {
+            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        },
+        Err(e) => {
+            let d: Duration = e.duration();
+            prost_types::Timestamp {
+                seconds: -i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            }
+        }
+    }
+}
+
+/// Go's zero time, Nomad's "unset".
+pub fn zero_timestamp() -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: GO_ZERO_TIME_SECONDS,
+        nanos: 0,
+    }
+}
+
+/// Docker's RFC 3339 time, or Go's zero time when absent or unparsable.
+pub fn docker_timestamp(text: Option<&str>) -> prost_types::Timestamp {
+    text.and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    })
+    .map_or_else(zero_timestamp, |t| prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
+    })
+}
+
+fn memory_field(name: &str) -> Option<pb::memory_usage::Fields> {
+    use pb::memory_usage::Fields;
+    Some(match name {
+        "RSS" => Fields::Rss,
+        "Cache" => Fields::Cache,
+        "Swap" => Fields::Swap,
+        "Usage" => Fields::Usage,
+        "Max Usage" => Fields::MaxUsage,
+        "Kernel Usage" => Fields::KernelUsage,
+        "Kernel Max Usage" => Fields::KernelMaxUsage,
+        _ => return None,
+    })
+}
+
+fn cpu_field(name: &str) -> Option<pb::cpu_usage::Fields> {
+    use pb::cpu_usage::Fields;
+    Some(match name {
+        "System Mode" => Fields::SystemMode,
+        "User Mode" => Fields::UserMode,
+        "Total Ticks" => Fields::TotalTicks,
+        "Throttled Periods" => Fields::ThrottledPeriods,
+        "Throttled Time" => Fields::ThrottledTime,
+        "Percent" => Fields::Percent,
+        _ => return None,
+    })
+}
+
+/// A usage sample on the wire; `timestamp` and `agg_resource_usage` are always set.
+pub fn task_stats(task_id: &str, u: &TaskUsage) -> pb::TaskStatsResponse {
+    let memory = pb::MemoryUsage {
+        rss: u.memory.rss,
+        cache: u.memory.cache,
+        max_usage: u.memory.max_usage,
+        kernel_usage: 0,
+        kernel_max_usage: 0,
+        usage: u.memory.usage,
+        swap: u.memory.swap,
+        measured_fields: u
+            .memory
+            .measured
+            .iter()
+            .filter_map(|n| memory_field(n))
+            .map(|f| f as i32)
+            .collect(),
+    };
+    let cpu = pb::CpuUsage {
+        system_mode: u.cpu.system_mode,
+        user_mode: u.cpu.user_mode,
+        total_ticks: u.cpu.total_ticks,
+        throttled_periods: u.cpu.throttled_periods,
+        throttled_time: u.cpu.throttled_time,
+        percent: u.cpu.percent,
+        measured_fields: u
+            .cpu
+            .measured
+            .iter()
+            .filter_map(|n| cpu_field(n))
+            .map(|f| f as i32)
+            .collect(),
+    };
+    pb::TaskStatsResponse {
+        stats: Some(pb::TaskStats {
+            id: task_id.to_owned(),
+            timestamp: Some(timestamp(u.timestamp)),
+            agg_resource_usage: Some(pb::TaskResourceUsage {
+                cpu: Some(cpu),
+                memory: Some(memory),
+            }),
+            resource_usage_by_pid: HashMap::new(),
+        }),
+    }
+}
+
+/// An engine event on the wire.
+pub fn task_event(e: TaskEvent) -> pb::DriverTaskEvent {
+    pb::DriverTaskEvent {
+        task_id: e.task_id,
+        alloc_id: e.alloc_id,
+        task_name: e.task_name,
+        timestamp: Some(timestamp(e.timestamp)),
+        message: e.message,
+        annotations: e.annotations.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{image = "busybox"}` as go-cty MessagePack.
+    fn busybox() -> TaskConfig {
+        let mut bytes = vec![0x81, 0xa5];
+        bytes.extend_from_slice(b"image");
+        bytes.push(0xa7);
+        bytes.extend_from_slice(b"busybox");
+        TaskConfig::from_msgpack(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn docker_times_parse_and_zero_is_go_zero() {
+        let t = docker_timestamp(Some("2024-01-02T03:04:05.5Z"));
+        assert_eq!(t.seconds, 1_704_164_645);
+        assert_eq!(t.nanos, 500_000_000);
+        assert_eq!(docker_timestamp(None).seconds, GO_ZERO_TIME_SECONDS);
+        assert_eq!(
+            docker_timestamp(Some("garbage")).seconds,
+            GO_ZERO_TIME_SECONDS
+        );
+    }
+
+    #[test]
+    fn spec_maps_identity_dirs_and_resources() {
+        let task = pb::TaskConfig {
+            id: "a/web/1".to_owned(),
+            name: "web".to_owned(),
+            alloc_id: "a".to_owned(),
+            alloc_dir: "/alloc-root".to_owned(),
+            resources: Some(pb::Resources {
+                allocated_resources: Some(pb::AllocatedTaskResources {
+                    memory: Some(pb::AllocatedMemoryResources {
+                        memory_mb: 64,
+                        memory_max_mb: 128,
+                    }),
+                    cpu: Some(pb::AllocatedCpuResources { cpu_shares: 250 }),
+                    networks: Vec::new(),
+                }),
+                linux_resources: None,
+                ports: vec![pb::PortMapping {
+                    label: "http".to_owned(),
+                    value: 25000,
+                    to: 80,
+                    host_ip: "127.0.0.1".to_owned(),
+                }],
+            }),
+            ..pb::TaskConfig::default()
+        };
+        let mut cfg = busybox();
+        cfg.volumes = vec!["data:/data".to_owned()];
+        let spec = task_spec(&task, &cfg, &PluginConfig::default()).expect("spec");
+        assert_eq!(spec.task_dir(), Some(PathBuf::from("/alloc-root/web")));
+        assert_eq!(spec.resources.memory_mb, 64);
+        assert_eq!(spec.resources.memory_max_mb, 128);
+        assert_eq!(spec.resources.cpu_shares, 250);
+        assert_eq!(spec.resources.ports[0].to, 80);
+        assert_eq!(spec.docker.volumes, vec!["/alloc-root/web/data:/data"]);
+    }
+
+    #[test]
+    fn out_of_range_port_names_the_field() {
+        let task = pb::TaskConfig {
+            resources: Some(pb::Resources {
+                ports: vec![pb::PortMapping {
+                    label: "http".to_owned(),
+                    value: 70000,
+                    ..pb::PortMapping::default()
+                }],
+                ..pb::Resources::default()
+            }),
+            ..pb::TaskConfig::default()
+        };
+        let cfg = busybox();
+        let err = task_spec(&task, &cfg, &PluginConfig::default()).expect_err("bad port");
+        assert!(err.contains("resources.ports[http].value"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! The reconciler inside the real plugin binary: started once, from the long-lived instance
+//! only, honouring `enabled = false` and refusing mis-pinned policy files.
+
+use std::time::Duration;
+
+use dockhand::config::hcldec::{apply, hcl_value_to_node};
+use dockhand::config::plugin_config_spec;
+use futures::StreamExt as _;
+use nomad_plugin::proto::base::{NomadConfig, NomadDriverConfig, SetConfigRequest};
+use nomad_plugin::proto::drivers::{FingerprintRequest, InitRequest};
+
+use crate::harness::{Launch, Plugin};
+
+const RECONCILER_STARTED: &str = "dangling container reconciler started";
+const RECONCILER_DISABLED: &str = "dangling container reconciler disabled by configuration";
+/// Policy compilation in a debug build can take a few seconds on a loaded machine.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The msgpack Nomad sends for this `plugin { config { … } }` body.
+fn plugin_config(hcl_body: &str) -> Vec<u8> {
+    let value: hcl::Value = hcl::from_str(hcl_body).expect("test config parses");
+    let (cty, diags) = apply(&plugin_config_spec(), &hcl_value_to_node(&value, None));
+    assert!(diags.is_empty(), "{diags:?}");
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &cty).expect("encode");
+    out
+}
+
+async fn long_lived(hcl_body: &str) -> Plugin {
+    let plugin = Launch::nomad().start().await;
+    plugin
+        .base()
+        .set_config(SetConfigRequest {
+            msgpack_config: plugin_config(hcl_body),
+            nomad_config: Some(NomadConfig {
+                driver: Some(NomadDriverConfig {
+                    client_max_port: 14512,
+                    client_min_port: 14000,
+                    topology: None,
+                }),
+            }),
+            plugin_api_version: "v0.1.0".to_owned(),
+        })
+        .await
+        .expect("SetConfig");
+    plugin
+}
+
+#[tokio::test]
+async fn reconciler_starts_once_from_fingerprint_and_init() {
+    let plugin = long_lived("").await;
+    let (mut a, mut b) = (plugin.driver(), plugin.driver());
+    let (sa, sb) = tokio::join!(
+        a.fingerprint(FingerprintRequest {}),
+        b.fingerprint(FingerprintRequest {})
+    );
+    let (mut sa, mut sb) = (sa.expect("a").into_inner(), sb.expect("b").into_inner());
+    assert!(sa.next().await.is_some_and(|r| r.is_ok()));
+    assert!(sb.next().await.is_some_and(|r| r.is_ok()));
+    plugin.driver().init(InitRequest {}).await.expect("init");
+    assert!(
+        plugin.wait_for_log(RECONCILER_STARTED, START_TIMEOUT).await,
+        "{:?}",
+        plugin.stderr_lines()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(plugin.count_logs(RECONCILER_STARTED), 1);
+}
+
+#[tokio::test]
+async fn set_config_alone_starts_no_reconciler() {
+    let plugin = Launch::nomad().start().await;
+    for _ in 0..2 {
+        plugin
+            .base()
+            .set_config(SetConfigRequest {
+                msgpack_config: plugin_config(""),
+                ..SetConfigRequest::default()
+            })
+            .await
+            .expect("SetConfig");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(plugin.count_logs(RECONCILER_STARTED), 0);
+    assert_eq!(plugin.count_logs(RECONCILER_DISABLED), 0);
+}
+
+#[tokio::test]
+async fn disabled_reconciler_is_not_started() {
+    let plugin = long_lived("gc {\n dangling_containers {\n enabled = false\n }\n}\n").await;
+    plugin.driver().init(InitRequest {}).await.expect("init");
+    assert!(
+        plugin
+            .wait_for_log(RECONCILER_DISABLED, START_TIMEOUT)
+            .await,
+        "{:?}",
+        plugin.stderr_lines()
+    );
+    assert_eq!(plugin.count_logs(RECONCILER_STARTED), 0);
+}
+
+#[tokio::test]
+async fn a_mispinned_policy_file_is_refused_and_the_default_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ownership.wasm");
+    std::fs::write(&path, orphan_policy::guests::DEFAULT_OWNERSHIP).expect("write policy");
+    let wrong_pin = "0".repeat(64);
+    let body = format!(
+        "dockhand {{\n ownership_policy {{\n path = \"{}\"\n sha256 = \"{wrong_pin}\"\n }}\n}}\n",
+        path.display()
+    );
+    let plugin = long_lived(&body).await;
+    plugin.driver().init(InitRequest {}).await.expect("init");
+    assert!(
+        plugin.wait_for_log(RECONCILER_STARTED, START_TIMEOUT).await,
+        "{:?}",
+        plugin.stderr_lines()
+    );
+    let refused: Vec<_> = plugin
+        .logs()
+        .into_iter()
+        .filter(|l| {
+            l.get("@message").and_then(|m| m.as_str()).is_some_and(|m| {
+                m.contains("configured policy refused") && m.contains("sha256 mismatch")
+            })
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", plugin.stderr_lines());
+    assert_eq!(refused[0]["@level"], "error");
+}
