@@ -1,0 +1,526 @@
+//! The reconciler: finds running containers this driver does not track, asks the ownership and
+//! kill policies about them, and acts on the answers — carefully.
+//!
+//! One sweep (see [`Reconciler::sweep_once`]):
+//!
+//! 1. **One** `list` call for running containers, bounded by the per-call timeout.
+//! 2. The tracked set (task handles and pause containers) is taken **after** the listing, so a
+//!    task started while the listing was in flight is still seen as tracked.
+//! 3. Tracked containers and containers created within `creation_grace` are skipped.
+//! 4. The ownership policy classifies the rest in one batch; candidates it answers
+//!    `need-inspect` for are inspected (bounded concurrency, each call with its timeout) and
+//!    classified once more with their environment.
+//! 5. The kill policy decides about the owned ones in one batch.
+//! 6. Actions are carried out, each Docker call with its own timeout; one container's failure
+//!    does not stop the others.
+//! 7. Every decision is logged as a structured `tracing` event and appended to the audit file;
+//!    [`Metrics`] count what happened.
+//!
+//! # Safety: when in doubt, don't kill
+//!
+//! Nothing destructive happens when the listing failed or timed out (a truncated or undecodable
+//! answer is a failed listing; an entry without an id is skipped, one without a creation time
+//! counts as within the grace), when a policy failed for
+//! the batch (trap, deadline, bad answer), in dry-run or audit mode (which report what *would*
+//! be done), beyond `max_actions_per_sweep`, or for a container younger than the grace. Right
+//! before acting on a container the tracked set is read again: a task started or recovered
+//! since the sweep began makes its container untouchable.
+//!
+//! # Wedged Docker
+//!
+//! Every Docker call has its own deadline, so a daemon that accepts connections but never
+//! answers makes a sweep fail after one timeout instead of hanging the loop. A failing sweep
+//! logs **one** warning per failure streak (counted in [`Metrics`]); the next successful sweep
+//! ends the streak.
+//!
+//! # Hot-swappable policies
+//!
+//! Policies live in a [`PolicySlot`]; an admin API can [`PolicySlot::swap`] them at any time. A
+//! sweep takes the current pair once at its start and keeps that `Arc` to the end, so one sweep
+//! never mixes two policy versions.
+
+mod audit;
+mod execute;
+mod metrics;
+mod report;
+mod snapshot;
+mod sweep;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use orphan_policy::{LoadedPolicy, NodeInfo};
+
+use crate::config::{PluginConfig, PolicyMode};
+use crate::docker::DockerApi;
+use crate::fingerprint::Fingerprinter;
+use crate::tasks::{TaskEngine, TaskStore};
+
+pub use audit::{AUDIT_FILE_NAME, AuditError, AuditLog, AuditRecord, DEFAULT_AUDIT_MAX_BYTES};
+pub use execute::execute_action;
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use report::{Decision, Outcome, SweepReport, SweepStatus};
+pub use snapshot::{snapshot_from_summary, with_inspected_env};
+
+/// Smallest per-call Docker timeout derived from the period (upstream's `max(30 s, period)`).
+pub const MIN_DOCKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Inspections that may run at once when the ownership policy asks for them.
+pub const DEFAULT_INSPECT_CONCURRENCY: usize = 4;
+/// Largest batch handed to one policy call (well below the host's own batch limits).
+pub const POLICY_BATCH_SIZE: usize = 256;
+
+/// Where the reconciler learns which containers are tracked (task handles, pause containers).
+pub trait TrackedSource: Send + Sync + std::fmt::Debug {
+    /// Ids of every container the driver currently tracks.
+    fn tracked_ids(&self) -> BTreeSet<String>;
+}
+
+impl TrackedSource for TaskStore {
+    fn tracked_ids(&self) -> BTreeSet<String> {
+        self.tracked_container_ids()
+    }
+}
+
+impl TrackedSource for TaskEngine {
+    fn tracked_ids(&self) -> BTreeSet<String> {
+        self.store().tracked_container_ids()
+    }
+}
+
+/// A [`TrackedSource`] from a closure (e.g. task store ids united with pause containers).
+pub struct TrackedFn<F>(pub F);
+
+impl<F> std::fmt::Debug for TrackedFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrackedFn")
+    }
+}
+
+impl<F> TrackedSource for TrackedFn<F>
+where
+    F: Fn() -> BTreeSet<String> + Send + Sync,
+{
+    fn tracked_ids(&self) -> BTreeSet<String> {
+        (self.0)()
+    }
+}
+
+/// This node's identity as learnt at run time.
+///
+/// Nomad tells a driver its node id and name only inside task configurations, so the plugin
+/// learns them from the first `StartTask`/`RecoverTask` that carries them. Until then the
+/// identity is empty and policies must treat node labels as inconclusive.
+#[derive(Debug, Default)]
+pub struct NodeCell(RwLock<NodeInfo>);
+
+impl NodeCell {
+    /// Records `id`/`name` when they are non-empty; later tasks of the same node change nothing.
+    pub fn learn(&self, id: &str, name: &str) {
+        if id.is_empty() && name.is_empty() {
+            return;
+        }
+        let mut node = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if !id.is_empty() && node.id != id {
+            node.id = id.to_owned();
+        }
+        if !name.is_empty() && node.name != name {
+            node.name = name.to_owned();
+        }
+    }
+
+    /// The identity known so far.
+    pub fn get(&self) -> NodeInfo {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Whether Docker is healthy enough to sweep.
+pub trait HealthProbe: Send + Sync + std::fmt::Debug {
+    /// `false` skips the sweep.
+    fn is_healthy(&self) -> bool;
+}
+
+impl HealthProbe for Fingerprinter {
+    fn is_healthy(&self) -> bool {
+        Fingerprinter::is_healthy(self)
+    }
+}
+
+/// A probe that always answers healthy (tests, the CLI dry-run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysHealthy;
+
+impl HealthProbe for AlwaysHealthy {
+    fn is_healthy(&self) -> bool {
+        true
+    }
+}
+
+/// The ownership and kill policies used together by one sweep.
+#[derive(Debug, Clone)]
+pub struct ActivePolicies {
+    /// Classifies containers.
+    pub ownership: LoadedPolicy,
+    /// Decides what to do with owned orphans.
+    pub kill: LoadedPolicy,
+}
+
+/// A hot-swappable holder of [`ActivePolicies`]. Cheap to clone; clones share the slot.
+#[derive(Debug, Clone)]
+pub struct PolicySlot {
+    inner: Arc<RwLock<Arc<ActivePolicies>>>,
+}
+
+impl PolicySlot {
+    /// A slot holding `policies`.
+    pub fn new(policies: ActivePolicies) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(Arc::new(policies))),
+        }
+    }
+
+    /// The policies in force now. A sweep keeps this `Arc` until it ends.
+    pub fn current(&self) -> Arc<ActivePolicies> {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the policies for later sweeps; returns the previous pair.
+    pub fn swap(&self, policies: ActivePolicies) -> Arc<ActivePolicies> {
+        let mut slot = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *slot, Arc::new(policies))
+    }
+}
+
+/// How the reconciler behaves. Validation of operator input lives in the config layer; this
+/// type accepts any value (tests use sub-second graces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Time between sweeps.
+    pub period: Duration,
+    /// Containers created less than this long ago are never touched.
+    pub creation_grace: Duration,
+    /// Log what would be done; do nothing.
+    pub dry_run: bool,
+    /// `Audit` logs and counts decisions without executing them.
+    pub mode: PolicyMode,
+    /// Most destructive actions executed per sweep; 0 means never act.
+    pub max_actions_per_sweep: u32,
+    /// Deadline of each Docker call (list, inspect, kill, remove); a stop gets its grace on top.
+    pub docker_call_timeout: Duration,
+    /// This node, for the policies.
+    pub node: NodeInfo,
+    /// The driver's name, for the policies (`docker` when replacing the built-in driver).
+    pub driver_name: String,
+    /// Only consider containers carrying this label (`key` or `key=value`). An operator
+    /// feature for daemons shared with other tools; `None` considers every running container.
+    pub label_filter: Option<String>,
+    /// Inspections in flight at once for `need-inspect` verdicts.
+    pub inspect_concurrency: usize,
+    /// The JSON-lines audit file; `None` disables it.
+    pub audit_path: Option<PathBuf>,
+    /// Size at which the audit file is rotated to `<path>.1`.
+    pub audit_max_bytes: u64,
+}
+
+impl ReconcileSettings {
+    /// Settings with upstream's defaults for `period` and `creation_grace`: enforce mode, 10
+    /// actions per sweep, a Docker call timeout of `max(30 s, period)`, no audit file.
+    pub fn new(period: Duration, creation_grace: Duration) -> Self {
+        Self {
+            period,
+            creation_grace,
+            dry_run: false,
+            mode: PolicyMode::Enforce,
+            max_actions_per_sweep: 10,
+            docker_call_timeout: period.max(MIN_DOCKER_CALL_TIMEOUT),
+            node: NodeInfo::default(),
+            driver_name: "docker".to_owned(),
+            label_filter: None,
+            inspect_concurrency: DEFAULT_INSPECT_CONCURRENCY,
+            audit_path: None,
+            audit_max_bytes: DEFAULT_AUDIT_MAX_BYTES,
+        }
+    }
+
+    /// Settings from the validated plugin config. The Docker call timeout is
+    /// `max(dockhand.docker_call_timeout, period)`, which with the 30 s default is upstream's
+    /// `max(30 s, period)`. The audit file is `<data_dir>/audit.jsonl`.
+    pub fn from_config(config: &PluginConfig, node: NodeInfo, driver_name: &str) -> Self {
+        let gc = &config.gc.dangling_containers;
+        let own = &config.dockhand;
+        Self {
+            dry_run: gc.dry_run,
+            mode: own.mode,
+            max_actions_per_sweep: own.max_actions_per_sweep,
+            docker_call_timeout: own.docker_call_timeout.max(gc.period),
+            node,
+            driver_name: driver_name.to_owned(),
+            audit_path: Some(own.data_dir.join(AUDIT_FILE_NAME)),
+            ..Self::new(gc.period, gc.creation_grace)
+        }
+    }
+
+    /// True when decisions are only reported (dry run or audit mode).
+    pub fn report_only(&self) -> bool {
+        self.dry_run || self.mode == PolicyMode::Audit
+    }
+
+    /// Delay before the first sweep: `max(period, creation_grace)`, so RecoverTask can
+    /// re-adopt containers of a previous plugin process first.
+    pub fn first_delay(&self) -> Duration {
+        self.period.max(self.creation_grace)
+    }
+}
+
+/// The dangling-container reconciler. Build it only when `gc.dangling_containers.enabled`.
+#[derive(Debug)]
+pub struct Reconciler {
+    docker: Arc<dyn DockerApi>,
+    tracked: Arc<dyn TrackedSource>,
+    policies: PolicySlot,
+    settings: ReconcileSettings,
+    health: Arc<dyn HealthProbe>,
+    metrics: Arc<Metrics>,
+    audit: Option<Arc<AuditLog>>,
+    /// Where the node identity is learnt at run time (overrides `settings.node` once known).
+    node_source: Option<Arc<NodeCell>>,
+    /// Set while sweeps keep failing: suppresses repeated warnings.
+    failing: AtomicBool,
+}
+
+impl Reconciler {
+    /// A reconciler; nothing runs until [`run`](Self::run) or [`sweep_once`](Self::sweep_once).
+    pub fn new(
+        docker: Arc<dyn DockerApi>,
+        tracked: Arc<dyn TrackedSource>,
+        policies: PolicySlot,
+        settings: ReconcileSettings,
+        health: Arc<dyn HealthProbe>,
+    ) -> Self {
+        let audit = settings
+            .audit_path
+            .clone()
+            .map(|path| Arc::new(AuditLog::new(path, settings.audit_max_bytes)));
+        Self {
+            docker,
+            tracked,
+            policies,
+            settings,
+            health,
+            metrics: Arc::new(Metrics::default()),
+            audit,
+            node_source: None,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Take the node identity from `cell` once it is known (see [`NodeCell`]).
+    pub fn with_node_source(mut self, cell: Arc<NodeCell>) -> Self {
+        self.node_source = Some(cell);
+        self
+    }
+
+    /// The node identity a sweep starting now hands to the policies: the learnt one when
+    /// known, else the configured one. Fields the learnt identity lacks are taken from the
+    /// configuration (e.g. the datacenter).
+    pub fn current_node(&self) -> NodeInfo {
+        let configured = &self.settings.node;
+        let Some(learnt) = self.node_source.as_ref().map(|c| c.get()) else {
+            return configured.clone();
+        };
+        NodeInfo {
+            id: if learnt.id.is_empty() {
+                configured.id.clone()
+            } else {
+                learnt.id
+            },
+            name: if learnt.name.is_empty() {
+                configured.name.clone()
+            } else {
+                learnt.name
+            },
+            datacenter: if learnt.datacenter.is_empty() {
+                configured.datacenter.clone()
+            } else {
+                learnt.datacenter
+            },
+        }
+    }
+
+    /// The counters (shared; the admin API and `dockhand status` read snapshots).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The policy slot (for hot swaps).
+    pub fn policies(&self) -> &PolicySlot {
+        &self.policies
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ReconcileSettings {
+        &self.settings
+    }
+
+    /// Sweeps after [`ReconcileSettings::first_delay`], then every `period`, until `shutdown`
+    /// completes. Ticks while Docker is unhealthy are skipped. A sweep in progress when
+    /// `shutdown` completes is abandoned at its next await point.
+    pub async fn run<F>(self, shutdown: F)
+    where
+        F: Future<Output = ()>,
+    {
+        tokio::pin!(shutdown);
+        let mut delay = self.settings.first_delay();
+        tracing::info!(
+            first_sweep_in = ?delay,
+            period = ?self.settings.period,
+            dry_run = self.settings.dry_run,
+            mode = ?self.settings.mode,
+            "dangling container reconciler started"
+        );
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = self.settings.period;
+            if !self.health.is_healthy() {
+                self.metrics.record_skipped();
+                tracing::debug!("skipping dangling container sweep: docker is unhealthy");
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                _report = self.sweep_once() => {}
+            }
+        }
+        tracing::info!("dangling container reconciler stopped");
+    }
+
+    /// Runs one sweep now (ignoring the health probe) and reports what happened.
+    pub async fn sweep_once(&self) -> SweepReport {
+        let mut report = sweep::run(self).await;
+        self.finish_sweep(&mut report);
+        self.write_audit(&report).await;
+        report
+    }
+
+    /// Logs the streak warning and updates the counters for `report`.
+    fn finish_sweep(&self, report: &mut SweepReport) {
+        self.metrics.record_sweep(report);
+        match report.status.clone() {
+            SweepStatus::ListFailed { error } => {
+                if !self.failing.swap(true, Ordering::SeqCst) {
+                    self.metrics.record_warning();
+                    tracing::warn!(
+                        error = %error,
+                        "failed to list containers; dangling container sweep aborted (further \
+                         failures are not logged until a sweep succeeds)"
+                    );
+                    report.warned = true;
+                } else {
+                    tracing::debug!(error = %error, "dangling container sweep failed again");
+                }
+            }
+            SweepStatus::Completed => {
+                if self.failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("dangling container sweeps succeed again");
+                }
+            }
+        }
+    }
+
+    /// Appends the audit lines of `report` (file I/O off the async threads).
+    async fn write_audit(&self, report: &SweepReport) {
+        let Some(audit) = self.audit.clone() else {
+            return;
+        };
+        let records: Vec<AuditRecord> = report
+            .decisions
+            .iter()
+            .map(|d| AuditRecord::new(report, d))
+            .collect();
+        let written = tokio::task::spawn_blocking(move || audit.append(&records))
+            .await
+            .unwrap_or_else(|join| {
+                Err(AuditError::Io {
+                    path: PathBuf::new(),
+                    action: "append (the writer did not complete)",
+                    source: std::io::Error::other(join.to_string()),
+                })
+            });
+        if let Err(error) = written {
+            self.metrics.record_audit_failure();
+            tracing::error!(error = %error, "failed to append to the reconciler audit file");
+        }
+    }
+}
+
+/// One dry-run sweep against `docker`: what the reconciler would do now. Used by
+/// `dockhand sweep --dry-run`. Forces `dry_run`, writes no audit file, ignores health.
+///
+/// `tracked` must be the running plugin's tracked set (from its admin API): with an empty set,
+/// the containers of live tasks are reported as orphans too.
+pub async fn dry_run_report(
+    docker: Arc<dyn DockerApi>,
+    tracked: Arc<dyn TrackedSource>,
+    policies: PolicySlot,
+    mut settings: ReconcileSettings,
+) -> SweepReport {
+    settings.dry_run = true;
+    settings.audit_path = None;
+    let reconciler = Reconciler::new(docker, tracked, policies, settings, Arc::new(AlwaysHealthy));
+    reconciler.sweep_once().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawPluginConfig;
+
+    #[test]
+    fn settings_from_the_default_config_match_upstream() {
+        let (mut config, errors) = PluginConfig::build(RawPluginConfig::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        let node = NodeInfo {
+            id: "n1".into(),
+            ..NodeInfo::default()
+        };
+        let s = ReconcileSettings::from_config(&config, node.clone(), "docker");
+        assert_eq!(s.period, Duration::from_secs(300));
+        assert_eq!(s.creation_grace, Duration::from_secs(300));
+        assert_eq!(s.first_delay(), Duration::from_secs(300));
+        assert_eq!(
+            s.docker_call_timeout,
+            Duration::from_secs(300),
+            "max(30s, period)"
+        );
+        assert_eq!(s.mode, PolicyMode::Enforce);
+        assert_eq!(s.max_actions_per_sweep, 10);
+        assert_eq!(s.node, node);
+        assert_eq!(s.label_filter, None);
+        assert_eq!(
+            s.audit_path,
+            Some(config.dockhand.data_dir.join(AUDIT_FILE_NAME))
+        );
+        assert!(!s.report_only());
+
+        config.gc.dangling_containers.period = Duration::from_secs(10);
+        config.gc.dangling_containers.creation_grace = Duration::from_secs(120);
+        config.dockhand.mode = PolicyMode::Audit;
+        let s = ReconcileSettings::from_config(&config, node, "docker");
+        assert_eq!(s.docker_call_timeout, Duration::from_secs(30));
+        assert_eq!(s.first_delay(), Duration::from_secs(120));
+        assert!(s.report_only());
+    }
+}

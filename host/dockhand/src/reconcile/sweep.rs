@@ -1,0 +1,384 @@
+//! One sweep: list, filter, classify, inspect, decide, act.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use orphan_policy::{
+    Action, Candidate, ContainerSnapshot, EvalContext, EvalError, LoadedPolicy, Ownership, Verdict,
+};
+
+use super::report::{Decision, Outcome, SweepReport, SweepStatus};
+use super::snapshot::{snapshot_from_summary, with_inspected_env};
+use super::{POLICY_BATCH_SIZE, Reconciler, execute};
+use crate::docker::{ContainerFilter, DockerApi, DockerError};
+
+/// Unix milliseconds now.
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `call` bounded by `limit`, mapping an expiry to [`DockerError::Timeout`].
+pub(super) async fn bounded<T>(
+    operation: &'static str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, DockerError>>,
+) -> Result<T, DockerError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(DockerError::Timeout {
+            operation,
+            after: limit,
+        }))
+}
+
+/// One candidate while the sweep works on it.
+struct Work {
+    snapshot: ContainerSnapshot,
+    verdict: Option<Verdict>,
+    action: Option<Action>,
+    outcome: Option<Outcome>,
+}
+
+impl Work {
+    fn fail(&mut self, outcome: Outcome) {
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome);
+        }
+    }
+}
+
+pub(super) async fn run(rec: &Reconciler) -> SweepReport {
+    let started = Instant::now();
+    let started_ms = now_ms();
+    let settings = &rec.settings;
+    // The policies of this sweep, kept to its end even if swapped meanwhile.
+    let policies = rec.policies.current();
+    let mut report = SweepReport {
+        started_ms,
+        duration: Duration::ZERO,
+        report_only: settings.report_only(),
+        status: SweepStatus::Completed,
+        listed: 0,
+        skipped_tracked: 0,
+        skipped_young: 0,
+        ownership_digest: policies.ownership.digest_hex(),
+        kill_digest: policies.kill.digest_hex(),
+        policy_failures: 0,
+        cap_reached: false,
+        warned: false,
+        decisions: Vec::new(),
+    };
+
+    let mut filter = ContainerFilter::running();
+    if let Some(label) = &settings.label_filter {
+        filter = filter.with_label(label.clone());
+    }
+    let listed = bounded(
+        "list_containers",
+        settings.docker_call_timeout,
+        rec.docker.list_containers(&filter),
+    )
+    .await;
+    let listed = match listed {
+        Ok(list) => list,
+        Err(error) => {
+            report.status = SweepStatus::ListFailed {
+                error: error.to_string(),
+            };
+            report.duration = started.elapsed();
+            return report;
+        }
+    };
+    report.listed = listed.len();
+    // Taken after the listing: a task started during it is tracked by now.
+    let tracked = rec.tracked.tracked_ids();
+    let cutoff_ms = started_ms
+        .saturating_sub(i64::try_from(settings.creation_grace.as_millis()).unwrap_or(i64::MAX));
+    let mut work = Vec::new();
+    for summary in &listed {
+        let Some(snapshot) = snapshot_from_summary(summary) else {
+            continue;
+        };
+        if tracked.contains(&snapshot.id) {
+            report.skipped_tracked += 1;
+        } else if snapshot.created_ms > cutoff_ms {
+            report.skipped_young += 1;
+        } else {
+            work.push(Work {
+                snapshot,
+                verdict: None,
+                action: None,
+                outcome: None,
+            });
+        }
+    }
+
+    let ctx = EvalContext {
+        now_ms: started_ms,
+        node: rec.current_node(),
+        driver_name: settings.driver_name.clone(),
+        creation_grace_ms: u64::try_from(settings.creation_grace.as_millis()).unwrap_or(u64::MAX),
+    };
+
+    // Ownership, in batches.
+    let all: Vec<usize> = (0..work.len()).collect();
+    classify(&policies.ownership, &ctx, &mut work, &all, &mut report).await;
+
+    // Inspect the need-inspect ones, then classify them once more.
+    let need: Vec<usize> = (0..work.len())
+        .filter(|&i| {
+            work[i].outcome.is_none()
+                && matches!(
+                    work[i].verdict.as_ref().map(|v| &v.ownership),
+                    Some(Ownership::NeedInspect)
+                )
+        })
+        .collect();
+    if !need.is_empty() {
+        inspect(rec, &mut work, &need).await;
+        let inspected: Vec<usize> = need
+            .into_iter()
+            .filter(|&i| work[i].outcome.is_none())
+            .collect();
+        classify(
+            &policies.ownership,
+            &ctx,
+            &mut work,
+            &inspected,
+            &mut report,
+        )
+        .await;
+    }
+
+    // Kill policy over the owned.
+    let owned: Vec<usize> = (0..work.len())
+        .filter(|&i| {
+            work[i].outcome.is_none()
+                && matches!(
+                    work[i].verdict.as_ref().map(|v| &v.ownership),
+                    Some(Ownership::Owned { .. })
+                )
+        })
+        .collect();
+    decide(&policies.kill, &ctx, &mut work, &owned, &mut report).await;
+
+    // Act.
+    execute::carry_out(rec, &mut work_views(&mut work), &mut report).await;
+
+    report.decisions = work
+        .into_iter()
+        .map(|w| Decision {
+            name: w
+                .snapshot
+                .names
+                .first()
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_default(),
+            id: w.snapshot.id,
+            image: w.snapshot.image,
+            created_ms: w.snapshot.created_ms,
+            verdict: w.verdict,
+            action: w.action,
+            outcome: w.outcome.unwrap_or(Outcome::NoAction),
+        })
+        .collect();
+    for d in &report.decisions {
+        log_decision(&report, d);
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+/// The pieces of each candidate that execution needs.
+pub(super) struct WorkView<'a> {
+    pub(super) id: &'a str,
+    pub(super) action: Option<&'a Action>,
+    pub(super) outcome: &'a mut Option<Outcome>,
+}
+
+fn work_views(work: &mut [Work]) -> Vec<WorkView<'_>> {
+    work.iter_mut()
+        .map(|w| WorkView {
+            id: &w.snapshot.id,
+            action: w.action.as_ref(),
+            outcome: &mut w.outcome,
+        })
+        .collect()
+}
+
+async fn classify(
+    policy: &LoadedPolicy,
+    ctx: &EvalContext,
+    work: &mut [Work],
+    indices: &[usize],
+    report: &mut SweepReport,
+) {
+    for chunk in indices.chunks(POLICY_BATCH_SIZE) {
+        let batch: Vec<ContainerSnapshot> =
+            chunk.iter().map(|&i| work[i].snapshot.clone()).collect();
+        let (p, c) = (policy.clone(), ctx.clone());
+        let result = blocking(move || p.classify(&c, &batch)).await;
+        match result {
+            Ok(verdicts) => {
+                for (&i, v) in chunk.iter().zip(verdicts) {
+                    work[i].verdict = Some(v);
+                }
+            }
+            Err(error) => {
+                report.policy_failures += 1;
+                tracing::error!(
+                    policy = "ownership",
+                    digest = %policy.digest_hex(),
+                    batch = chunk.len(),
+                    error = %error,
+                    "ownership policy failed; no action for its batch"
+                );
+                for &i in chunk {
+                    work[i].fail(Outcome::PolicyFailed(format!("ownership policy: {error}")));
+                }
+            }
+        }
+    }
+}
+
+async fn decide(
+    policy: &LoadedPolicy,
+    ctx: &EvalContext,
+    work: &mut [Work],
+    indices: &[usize],
+    report: &mut SweepReport,
+) {
+    for chunk in indices.chunks(POLICY_BATCH_SIZE) {
+        let batch: Vec<Candidate> = chunk
+            .iter()
+            .map(|&i| Candidate {
+                container: work[i].snapshot.clone(),
+                ownership: work[i]
+                    .verdict
+                    .as_ref()
+                    .map_or(Ownership::Unknown, |v| v.ownership.clone()),
+            })
+            .collect();
+        let (p, c) = (policy.clone(), ctx.clone());
+        let result = blocking(move || p.decide(&c, &batch)).await;
+        match result {
+            Ok(actions) => {
+                for (&i, a) in chunk.iter().zip(actions) {
+                    work[i].action = Some(a);
+                }
+            }
+            Err(error) => {
+                report.policy_failures += 1;
+                tracing::error!(
+                    policy = "kill",
+                    digest = %policy.digest_hex(),
+                    batch = chunk.len(),
+                    error = %error,
+                    "kill policy failed; no action for its batch"
+                );
+                for &i in chunk {
+                    work[i].fail(Outcome::PolicyFailed(format!("kill policy: {error}")));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a policy call off the async threads; a panicked or cancelled task is a policy failure.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, EvalError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(join) => Err(format!("policy call did not complete: {join}")),
+    }
+}
+
+async fn inspect(rec: &Reconciler, work: &mut [Work], indices: &[usize]) {
+    let docker: &dyn DockerApi = rec.docker.as_ref();
+    let limit = rec.settings.docker_call_timeout;
+    let results: Vec<(usize, Result<_, DockerError>)> =
+        futures::stream::iter(indices.iter().copied())
+            .map(|i| {
+                let id = work[i].snapshot.id.clone();
+                async move {
+                    let r =
+                        bounded("inspect_container", limit, docker.inspect_container(&id)).await;
+                    (i, r)
+                }
+            })
+            .buffer_unordered(rec.settings.inspect_concurrency.max(1))
+            .collect()
+            .await;
+    for (i, result) in results {
+        match result {
+            Ok(inspected) => {
+                let snap = std::mem::take(&mut work[i].snapshot);
+                work[i].snapshot = with_inspected_env(snap, &inspected);
+            }
+            Err(e) if e.is_not_found() => work[i].fail(Outcome::Gone),
+            Err(e) => {
+                tracing::warn!(
+                    container_id = %work[i].snapshot.id,
+                    error = %e,
+                    "inspecting a candidate failed; leaving it alone"
+                );
+                work[i].fail(Outcome::InspectFailed(e.to_string()));
+            }
+        }
+    }
+}
+
+fn log_decision(report: &SweepReport, d: &Decision) {
+    let verdict = d
+        .verdict
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), super::report::ownership_label);
+    let verdict_reason = d.verdict.as_ref().map_or("", |v| v.reason.as_str());
+    let action = d
+        .action
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), super::report::action_label);
+    let action_reason = d.action.as_ref().map_or("", |a| a.reason.as_str());
+    let detail = match &d.outcome {
+        Outcome::Failed(e) | Outcome::PolicyFailed(e) | Outcome::InspectFailed(e) => e.as_str(),
+        _ => "",
+    };
+    // Containers nobody claims show up in every sweep: their lines are debug-level.
+    if d.outcome == Outcome::NoAction {
+        tracing::debug!(
+            container_id = %d.id,
+            container_name = %d.name,
+            image = %d.image,
+            ownership_digest = %report.ownership_digest,
+            kill_digest = %report.kill_digest,
+            verdict = %verdict,
+            verdict_reason,
+            action = %action,
+            action_reason,
+            outcome = d.outcome.label(),
+            detail,
+            dry_run = report.report_only,
+            "reconciler decision"
+        );
+    } else {
+        tracing::info!(
+            container_id = %d.id,
+            container_name = %d.name,
+            image = %d.image,
+            ownership_digest = %report.ownership_digest,
+            kill_digest = %report.kill_digest,
+            verdict = %verdict,
+            verdict_reason,
+            action = %action,
+            action_reason,
+            outcome = d.outcome.label(),
+            detail,
+            dry_run = report.report_only,
+            "reconciler decision"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Containers, policies and settings shared by the reconciler and wedged-daemon tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dockhand::docker::DockerApi;
+use dockhand::docker::models::{ContainerCreateBody, HostConfig};
+use dockhand::reconcile::{
+    ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn, TrackedSource,
+};
+use orphan_policy::{EngineConfig, EpochTicker, NodeInfo, PolicyEngine, PolicyKind};
+
+use crate::support::{TEST_CASE_LABEL, TEST_IMAGE, TestContainers};
+
+/// This node's id in every test.
+pub const NODE: &str = "node-a";
+/// The alloc-id label.
+pub const ALLOC_LABEL: &str = "com.hashicorp.nomad.alloc_id";
+/// The node-id label.
+pub const NODE_LABEL: &str = "com.hashicorp.nomad.node_id";
+/// A long-running command that exits promptly on SIGTERM (busybox as PID 1 ignores it).
+pub const SLEEPER: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
+
+pub fn engine() -> &'static (PolicyEngine, EpochTicker) {
+    static ENGINE: OnceLock<(PolicyEngine, EpochTicker)> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let engine = PolicyEngine::new(EngineConfig::default()).expect("policy engine");
+        let ticker = engine.start_epoch_ticker().expect("epoch ticker");
+        (engine, ticker)
+    })
+}
+
+/// The bundled default policies.
+pub fn default_policies() -> PolicySlot {
+    let (engine, _) = engine();
+    PolicySlot::new(ActivePolicies {
+        ownership: engine
+            .load_default(PolicyKind::Ownership)
+            .expect("default ownership"),
+        kill: engine.load_default(PolicyKind::Kill).expect("default kill"),
+    })
+}
+
+/// Settings for tests: enforce, grace `grace`, restricted to `guard`'s containers.
+pub fn settings(guard: &TestContainers, grace: Duration) -> ReconcileSettings {
+    ReconcileSettings {
+        node: NodeInfo {
+            id: NODE.to_owned(),
+            name: "node-a".to_owned(),
+            datacenter: "dc1".to_owned(),
+        },
+        docker_call_timeout: Duration::from_secs(20),
+        label_filter: Some(format!("{TEST_CASE_LABEL}={}", guard.case())),
+        ..ReconcileSettings::new(Duration::from_secs(3600), grace)
+    }
+}
+
+/// A UUID-shaped id, distinct per (case, n).
+pub fn uuid_for(case: &str, n: u32) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(n);
+    for b in case.bytes().chain(n.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let x = format!("{h:016x}{:016x}", h.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// What a test container looks like.
+#[derive(Debug, Default)]
+pub struct Kind<'a> {
+    pub name: String,
+    pub labels: Vec<(&'a str, String)>,
+    pub env: Vec<String>,
+    pub binds: Vec<String>,
+    pub start: bool,
+    /// Shell script to run instead of the default sleeper.
+    pub script: Option<&'a str>,
+}
+
+/// Creates (and optionally starts) a container of `guard`'s case; returns its id.
+pub async fn make(docker: &Arc<dyn DockerApi>, guard: &TestContainers, kind: Kind<'_>) -> String {
+    let mut labels: BTreeMap<String, String> = guard.labels();
+    labels.extend(kind.labels.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let body = ContainerCreateBody {
+        image: Some(TEST_IMAGE.to_owned()),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            kind.script.unwrap_or(SLEEPER).into(),
+        ]),
+        labels: Some(labels.into_iter().collect()),
+        env: Some(kind.env),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            binds: Some(kind.binds),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let id = docker
+        .create_container(&kind.name, body)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", kind.name));
+    guard.track(id.clone());
+    if kind.start {
+        docker.start_container(&id).await.expect("start container");
+        // Until the shell has installed its trap, PID 1 ignores SIGTERM and a stop would wait
+        // out its whole grace.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    id
+}
+
+/// An orphaned alloc container labelled for `node`.
+pub async fn labelled_orphan(
+    docker: &Arc<dyn DockerApi>,
+    guard: &TestContainers,
+    n: u32,
+    node: &str,
+) -> String {
+    let alloc = uuid_for(guard.case(), n);
+    make(
+        docker,
+        guard,
+        Kind {
+            name: format!("{}-web-{alloc}", guard.case()),
+            labels: vec![(ALLOC_LABEL, alloc), (NODE_LABEL, node.to_owned())],
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await
+}
+
+/// An unlabelled pre-0.10 style alloc container: `/alloc`, `/local`, `/secrets` binds from
+/// temp dirs and a `<name>-<uuid>` name.
+pub async fn unlabelled_orphan(
+    docker: &Arc<dyn DockerApi>,
+    guard: &TestContainers,
+    dir: &Path,
+    n: u32,
+) -> String {
+    let alloc = uuid_for(guard.case(), n);
+    let binds = ["alloc", "local", "secrets"]
+        .iter()
+        .map(|m| {
+            let host = dir.join(format!("{n}-{m}"));
+            std::fs::create_dir_all(&host).unwrap();
+            format!("{}:/{m}", host.display())
+        })
+        .collect();
+    make(
+        docker,
+        guard,
+        Kind {
+            name: format!("{}-redis-{alloc}", guard.case()),
+            env: vec![
+                format!("NOMAD_ALLOC_ID={alloc}"),
+                "NOMAD_GROUP_NAME=cache".into(),
+            ],
+            binds,
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await
+}
+
+/// Whether `id` still exists, and whether it runs.
+pub async fn state(docker: &Arc<dyn DockerApi>, id: &str) -> Option<bool> {
+    match docker.inspect_container(id).await {
+        Ok(c) => Some(c.state.and_then(|s| s.running).unwrap_or(false)),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("inspect {id}: {e}"),
+    }
+}
+
+pub fn no_tracked() -> Arc<dyn TrackedSource> {
+    Arc::new(TrackedFn(BTreeSet::new))
+}
