@@ -16,6 +16,12 @@ use crate::docker::DockerApi;
 
 use super::state::TaskState;
 
+/// Extra inspections of a container that exited with 137 (SIGKILL) but is not yet marked
+/// OOM-killed.
+const OOM_RECHECKS: u32 = 3;
+/// Pause between those inspections.
+const OOM_RECHECK_PAUSE: Duration = Duration::from_millis(200);
+
 /// How a task ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExitResult {
@@ -192,12 +198,20 @@ async fn watch_exit(docker: &dyn DockerApi, container_id: &str) -> ExitResult {
             ..ExitResult::default()
         };
     };
-    // OOMKilled comes from inspect, never from the exit code.
+    // OOMKilled comes from inspect, never from the exit code. The daemon records the OOM
+    // event asynchronously, so a SIGKILL exit (137) reading "not OOM-killed" is inspected
+    // again a little later before it is believed.
     let mut oom_killed = false;
-    for _ in 0..3 {
+    let mut sigkill_rechecks = OOM_RECHECKS;
+    for _ in 0..3 + OOM_RECHECKS {
         match docker.inspect_container(container_id).await {
             Ok(i) => {
                 oom_killed = i.state.and_then(|s| s.oom_killed).unwrap_or(false);
+                if !oom_killed && exit_code == 137 && sigkill_rechecks > 0 {
+                    sigkill_rechecks -= 1;
+                    tokio::time::sleep(OOM_RECHECK_PAUSE).await;
+                    continue;
+                }
                 break;
             }
             Err(e) if e.is_not_found() => break,
