@@ -1,0 +1,453 @@
+//! The `PolicyAdmin` service implementation and the server loop over peer-checked connections.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use orphan_policy::limits::MAX_POLICY_BYTES;
+use orphan_policy::store::{PolicyMeta, PolicyMode, StoreError, StoredPolicy, sha256_hex};
+use orphan_policy::{LoadError, LoadedPolicy, PolicyKind};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::peer::{PeerStream, check_peer};
+use super::proto::policy_admin_server::{PolicyAdmin, PolicyAdminServer};
+use super::proto::{self, upload_request::Part};
+use super::{ActiveEntry, AdminError, AdminState, PolicyOrigin};
+use crate::reconcile::{Decision, PolicySlot, SweepStatus, dry_run_report};
+
+/// Runs the service on `listener` until `shutdown`.
+pub(super) async fn run(
+    listener: tokio::net::UnixListener,
+    allowed_uids: Vec<u32>,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AdminError> {
+    let incoming = UnixListenerStream::new(listener).map(|accepted| accepted.map(PeerStream::new));
+    let interceptor = move |request: Request<()>| {
+        let cred = request.extensions().get::<super::peer::PeerCred>();
+        match check_peer(cred, &allowed_uids) {
+            Ok(_) => Ok(request),
+            Err(status) => {
+                tracing::warn!(peer = ?cred, "admin API request refused: {}", status.message());
+                Err(status)
+            }
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(PolicyAdminServer::with_interceptor(
+            Service { state },
+            interceptor,
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+struct Service {
+    state: Arc<AdminState>,
+}
+
+pub(super) fn kind_from_proto(value: i32, field: &str) -> Result<PolicyKind, Status> {
+    match proto::PolicyKind::try_from(value) {
+        Ok(proto::PolicyKind::Ownership) => Ok(PolicyKind::Ownership),
+        Ok(proto::PolicyKind::Kill) => Ok(PolicyKind::Kill),
+        _ => Err(Status::invalid_argument(format!(
+            "{field}: policy kind must be ownership or kill"
+        ))),
+    }
+}
+
+fn kind_to_proto(kind: PolicyKind) -> i32 {
+    match kind {
+        PolicyKind::Ownership => proto::PolicyKind::Ownership as i32,
+        PolicyKind::Kill => proto::PolicyKind::Kill as i32,
+    }
+}
+
+fn mode_to_proto(mode: PolicyMode) -> i32 {
+    match mode {
+        PolicyMode::Audit => proto::PolicyMode::Audit as i32,
+        PolicyMode::Enforce => proto::PolicyMode::Enforce as i32,
+    }
+}
+
+fn mode_from_proto(value: i32) -> Result<PolicyMode, Status> {
+    match proto::PolicyMode::try_from(value) {
+        Ok(proto::PolicyMode::Audit) => Ok(PolicyMode::Audit),
+        Ok(proto::PolicyMode::Enforce | proto::PolicyMode::Unspecified) => Ok(PolicyMode::Enforce),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "mode: unknown policy mode {value}; expected audit or enforce"
+        ))),
+    }
+}
+
+fn stored_to_proto(p: StoredPolicy) -> proto::StoredPolicy {
+    proto::StoredPolicy {
+        digest: p.digest,
+        kind: kind_to_proto(p.kind),
+        name: p.name,
+        version: p.version,
+        uploaded_at: p.uploaded_at,
+        size: p.size,
+        state: p.state.to_string(),
+    }
+}
+
+fn entry_to_proto(e: &ActiveEntry) -> proto::ActivePolicy {
+    proto::ActivePolicy {
+        kind: kind_to_proto(e.policy.kind()),
+        digest: e.policy.digest_hex(),
+        name: e.name.clone(),
+        version: e.version.clone(),
+        mode: mode_to_proto(e.mode),
+        source: e.origin.as_str().to_owned(),
+        activated_at: e.activated_at,
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    let text = e.to_string();
+    match e {
+        StoreError::NotFound { .. } => Status::not_found(text),
+        StoreError::NothingToRollBack { .. } => Status::failed_precondition(text),
+        StoreError::InvalidDigest { .. }
+        | StoreError::DigestMismatch { .. }
+        | StoreError::TooLarge { .. }
+        | StoreError::Empty
+        | StoreError::InvalidMeta { .. }
+        | StoreError::WrongKind { .. }
+        | StoreError::KindConflict { .. } => Status::invalid_argument(text),
+        other => {
+            tracing::error!(error = %other, "admin API: policy store failure");
+            Status::internal(text)
+        }
+    }
+}
+
+fn load_status(kind: PolicyKind, e: &LoadError) -> Status {
+    let mut text = format!("{kind} policy refused: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    Status::invalid_argument(text)
+}
+
+fn join_status(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("admin API: background task failed: {e}"))
+}
+
+impl Service {
+    /// Runs blocking store work off the async threads.
+    async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&orphan_policy::store::PolicyStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.state.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(join_status)?
+            .map_err(store_status)
+    }
+
+    /// Validates and compiles `bytes` as a `kind` policy off the async threads.
+    async fn load(&self, kind: PolicyKind, bytes: Arc<Vec<u8>>) -> Result<LoadedPolicy, Status> {
+        let engine = self.state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.load(kind, &bytes))
+            .await
+            .map_err(join_status)?
+            .map_err(|e| load_status(kind, &e))
+    }
+
+    /// A stored policy, loaded and verified.
+    async fn load_stored(&self, digest: String) -> Result<(StoredPolicy, LoadedPolicy), Status> {
+        let (meta, bytes) = self.store(move |s| s.get(&digest)).await?;
+        let policy = self.load(meta.kind, Arc::new(bytes)).await?;
+        Ok((meta, policy))
+    }
+
+    fn respond_active(&self, entry: ActiveEntry) -> (proto::ActivePolicy, bool) {
+        let msg = entry_to_proto(&entry);
+        let kind = entry.policy.kind();
+        let mode = entry.mode;
+        let applied = self.state.policies.install(entry);
+        tracing::info!(%kind, digest = %msg.digest, %mode, applied, "admin API: policy put in force");
+        (msg, applied)
+    }
+}
+
+async fn receive_upload(
+    mut stream: Streaming<proto::UploadRequest>,
+) -> Result<(proto::UploadHeader, Vec<u8>), Status> {
+    let header = match stream.message().await? {
+        Some(proto::UploadRequest {
+            part: Some(Part::Header(h)),
+        }) => h,
+        Some(_) => {
+            return Err(Status::invalid_argument(
+                "upload: the first message must be the header (kind, sha256, name, version)",
+            ));
+        }
+        None => return Err(Status::invalid_argument("upload: empty stream, no header")),
+    };
+    let mut bytes = Vec::new();
+    while let Some(message) = stream.message().await? {
+        match message.part {
+            Some(Part::Chunk(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_POLICY_BYTES {
+                    return Err(Status::invalid_argument(format!(
+                        "upload: policy exceeds the limit of {MAX_POLICY_BYTES} bytes \
+                         (more than {} bytes received); refused",
+                        bytes.len() + chunk.len()
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Some(Part::Header(_)) => {
+                return Err(Status::invalid_argument(
+                    "upload: a second header after the policy bytes started",
+                ));
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "upload: a message without content",
+                ));
+            }
+        }
+    }
+    if bytes.is_empty() {
+        return Err(Status::invalid_argument("upload: no policy bytes received"));
+    }
+    Ok((header, bytes))
+}
+
+#[tonic::async_trait]
+impl PolicyAdmin for Service {
+    async fn upload(
+        &self,
+        request: Request<Streaming<proto::UploadRequest>>,
+    ) -> Result<Response<proto::UploadResponse>, Status> {
+        let (header, bytes) = receive_upload(request.into_inner()).await?;
+        let kind = kind_from_proto(header.kind, "upload header kind")?;
+        let declared = (!header.sha256.is_empty()).then(|| header.sha256.to_lowercase());
+        if let Some(declared) = &declared {
+            let actual = sha256_hex(&bytes);
+            if *declared != actual {
+                return Err(store_status(StoreError::DigestMismatch {
+                    declared: declared.chars().take(80).collect(),
+                    actual,
+                }));
+            }
+        }
+        let bytes = Arc::new(bytes);
+        let _writes = self.state.writes.lock().await;
+        let policy = self.load(kind, bytes.clone()).await?;
+        let info = policy.info().clone();
+        let meta = PolicyMeta {
+            name: if header.name.is_empty() {
+                info.name.clone()
+            } else {
+                header.name
+            },
+            version: if header.version.is_empty() {
+                info.version.clone()
+            } else {
+                header.version
+            },
+        };
+        let stored = self
+            .store(move |s| s.put(kind, &bytes, declared.as_deref(), meta))
+            .await?;
+        tracing::info!(digest = %stored.digest, %kind, name = %stored.name, "admin API: policy uploaded");
+        Ok(Response::new(proto::UploadResponse {
+            policy: Some(stored_to_proto(stored)),
+            described_name: info.name,
+            described_version: info.version,
+            contract_version: info.contract_version,
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, Status> {
+        let policies = self.store(|s| s.list()).await?;
+        Ok(Response::new(proto::ListResponse {
+            policies: policies.into_iter().map(stored_to_proto).collect(),
+        }))
+    }
+
+    async fn activate(
+        &self,
+        request: Request<proto::ActivateRequest>,
+    ) -> Result<Response<proto::ActivateResponse>, Status> {
+        let request = request.into_inner();
+        let mode = mode_from_proto(request.mode)?;
+        let digest = request.digest.to_lowercase();
+        let _writes = self.state.writes.lock().await;
+        let (meta, policy) = self.load_stored(digest.clone()).await?;
+        let kind = meta.kind;
+        let record = self.store(move |s| s.activate(kind, &digest, mode)).await?;
+        let (active, applied) = self.respond_active(ActiveEntry {
+            policy,
+            name: meta.name,
+            version: meta.version,
+            mode: record.mode,
+            origin: PolicyOrigin::Store,
+            activated_at: record.activated_at,
+        });
+        Ok(Response::new(proto::ActivateResponse {
+            active: Some(active),
+            applied,
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<proto::RollbackRequest>,
+    ) -> Result<Response<proto::RollbackResponse>, Status> {
+        let kind = kind_from_proto(request.into_inner().kind, "kind")?;
+        let _writes = self.state.writes.lock().await;
+        let target = self
+            .store(move |s| s.active(kind))
+            .await?
+            .and_then(|record| record.previous.into_iter().next())
+            .ok_or_else(|| store_status(StoreError::NothingToRollBack { kind }))?;
+        // Load (and so verify) the target before the pointer moves.
+        let (meta, policy) = self.load_stored(target.digest.clone()).await?;
+        let record = self.store(move |s| s.rollback(kind)).await?;
+        if record.digest != target.digest {
+            return Err(Status::aborted(format!(
+                "rollback: the store moved {kind} to {} while {} was expected",
+                record.digest, target.digest
+            )));
+        }
+        let (active, applied) = self.respond_active(ActiveEntry {
+            policy,
+            name: meta.name,
+            version: meta.version,
+            mode: record.mode,
+            origin: PolicyOrigin::Store,
+            activated_at: record.activated_at,
+        });
+        Ok(Response::new(proto::RollbackResponse {
+            active: Some(active),
+            applied,
+        }))
+    }
+
+    async fn dry_run(
+        &self,
+        request: Request<proto::DryRunRequest>,
+    ) -> Result<Response<proto::DryRunResponse>, Status> {
+        let request = request.into_inner();
+        let Some(source) = self.state.dry_run.clone() else {
+            return Err(Status::failed_precondition(
+                "dry run unavailable: this plugin has no Docker connection for the reconciler",
+            ));
+        };
+        let mut pair = self.state.policies.pair();
+        if !request.digest.is_empty() {
+            let (meta, policy) = self.load_stored(request.digest.to_lowercase()).await?;
+            if request.kind != proto::PolicyKind::Unspecified as i32 {
+                let asked = kind_from_proto(request.kind, "kind")?;
+                if asked != meta.kind {
+                    return Err(store_status(StoreError::WrongKind {
+                        digest: meta.digest,
+                        expected: asked,
+                        actual: meta.kind,
+                    }));
+                }
+            }
+            match meta.kind {
+                PolicyKind::Ownership => pair.ownership = policy,
+                PolicyKind::Kill => pair.kill = policy,
+            }
+        }
+        let report = dry_run_report(
+            source.docker,
+            source.tracked,
+            PolicySlot::new(pair),
+            source.settings,
+        )
+        .await;
+        let list_error = match &report.status {
+            SweepStatus::Completed => String::new(),
+            SweepStatus::ListFailed { error } => error.clone(),
+        };
+        Ok(Response::new(proto::DryRunResponse {
+            rows: report.decisions.iter().map(row).collect(),
+            table: report.render_table(),
+            ownership_digest: report.ownership_digest.clone(),
+            kill_digest: report.kill_digest.clone(),
+            listed: report.listed as u64,
+            list_error,
+            report_json: serde_json::to_string(&report).unwrap_or_default(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        let snapshot = self.state.metrics.as_ref().map(|m| m.snapshot());
+        let policies = &self.state.policies;
+        Ok(Response::new(proto::StatusResponse {
+            reconciler_running: policies.has_slot(),
+            metrics_json: snapshot
+                .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                .unwrap_or_default(),
+            last_sweep_ms: snapshot.map_or(0, |s| s.last_success_ms),
+            active: [PolicyKind::Ownership, PolicyKind::Kill]
+                .into_iter()
+                .map(|k| entry_to_proto(&policies.entry(k)))
+                .collect(),
+        }))
+    }
+}
+
+fn row(d: &Decision) -> proto::DryRunRow {
+    use orphan_policy::{ActionKind, Ownership};
+    let (ownership, alloc_id, verdict_reason) = match &d.verdict {
+        None => (String::new(), String::new(), String::new()),
+        Some(v) => {
+            let (label, alloc) = match &v.ownership {
+                Ownership::Owned { alloc_id } => ("owned", alloc_id.clone()),
+                Ownership::NotNomad => ("not-nomad", String::new()),
+                Ownership::Unknown => ("unknown", String::new()),
+                Ownership::NeedInspect => ("need-inspect", String::new()),
+            };
+            (label.to_owned(), alloc, v.reason.clone())
+        }
+    };
+    let (action, reason) = match &d.action {
+        None => (String::new(), verdict_reason),
+        Some(a) => {
+            let label = match a.kind {
+                ActionKind::Ignore => "ignore",
+                ActionKind::Stop { .. } => "stop",
+                ActionKind::Kill { .. } => "kill",
+                ActionKind::Remove { .. } => "remove",
+            };
+            (label.to_owned(), a.reason.clone())
+        }
+    };
+    let outcome = match &d.outcome {
+        crate::reconcile::Outcome::Failed(e)
+        | crate::reconcile::Outcome::PolicyFailed(e)
+        | crate::reconcile::Outcome::InspectFailed(e) => format!("{}: {e}", d.outcome.label()),
+        other => other.label().to_owned(),
+    };
+    proto::DryRunRow {
+        container_id: d.id.clone(),
+        name: d.name.clone(),
+        image: d.image.clone(),
+        ownership,
+        alloc_id,
+        action,
+        outcome,
+        reason,
+    }
+}

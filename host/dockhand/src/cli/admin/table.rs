@@ -1,0 +1,57 @@
+//! Plain left-aligned text tables for the admin commands.
+
+/// A table with a header row; columns are as wide as their widest cell.
+#[derive(Debug)]
+pub(super) struct Table<const N: usize> {
+    header: [String; N],
+    rows: Vec<[String; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    pub(super) fn new(header: [&str; N]) -> Self {
+        Self {
+            header: header.map(str::to_owned),
+            rows: Vec::new(),
+        }
+    }
+
+    pub(super) fn row(&mut self, cells: [String; N]) {
+        self.rows.push(cells);
+    }
+
+    /// The table, each line ending in `\n`, without trailing spaces.
+    pub(super) fn render(&self) -> String {
+        let mut widths = [0usize; N];
+        for cells in std::iter::once(&self.header).chain(&self.rows) {
+            for (w, c) in widths.iter_mut().zip(cells) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for cells in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                line.push_str(c);
+                line.extend(std::iter::repeat_n(' ', w - c.chars().count()));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_to_the_widest_cell() {
+        let mut t = Table::new(["A", "LONG HEADER"]);
+        t.row(["wide cell".to_owned(), "x".to_owned()]);
+        assert_eq!(t.render(), "A          LONG HEADER\nwide cell  x\n");
+    }
+}
