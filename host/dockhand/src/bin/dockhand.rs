@@ -1,2 +1,107 @@
-//! The operator CLI.
-fn main() {}
+//! `dockhand`: the operator CLI.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dockhand::cli::admin::{
+    ActivateArgs, DryRunArgs, ListArgs, RollbackArgs, StatusArgs, UploadArgs,
+};
+use dockhand::cli::policy::{check::CheckArgs, test::TestArgs};
+use dockhand::cli::{
+    config_validate::ValidateArgs, fingerprint::FingerprintArgs, sweep::SweepArgs,
+};
+
+/// Operate dockhand: check configuration, inspect Docker, manage orphan policies.
+#[derive(Debug, Parser)]
+#[command(name = "dockhand", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Show what the driver reports to Nomad about the local Docker daemon.
+    Fingerprint(FingerprintArgs),
+    /// One dry-run sweep of the local Docker with the orphan policies, printed as a table.
+    Sweep(SweepArgs),
+    /// Orphan-policy tools: offline checks, and management of a running plugin's policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Show a running plugin's reconciler counters and active policies (admin socket).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Load a policy component as the plugin would and show its identity, or why it is refused.
+    Check(CheckArgs),
+    /// Run a policy over JSON fixtures and compare its answers with their expectations.
+    Test(TestArgs),
+    /// Upload a policy component to the running plugin (validated before it is stored).
+    Upload(UploadArgs),
+    /// List the policies stored by the running plugin.
+    List(ListArgs),
+    /// Put a stored policy in force from the next sweep.
+    Activate(ActivateArgs),
+    /// Return a policy kind to its previous revision.
+    Rollback(RollbackArgs),
+    /// Show what the running plugin's policies would do now, without doing it.
+    DryRun(DryRunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check Nomad agent configs and jobspecs offline, as the plugin would at run time.
+    Validate(ValidateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Validate(args),
+        } => args.execute(),
+        Command::Fingerprint(args) => runtime().block_on(args.execute()),
+        Command::Sweep(args) => runtime().block_on(args.execute()),
+        Command::Policy {
+            command: PolicyCommand::Check(args),
+        } => args.execute(),
+        Command::Policy {
+            command: PolicyCommand::Test(args),
+        } => args.execute(),
+        Command::Policy {
+            command: PolicyCommand::Upload(args),
+        } => runtime().block_on(args.execute()),
+        Command::Policy {
+            command: PolicyCommand::List(args),
+        } => runtime().block_on(args.execute()),
+        Command::Policy {
+            command: PolicyCommand::Activate(args),
+        } => runtime().block_on(args.execute()),
+        Command::Policy {
+            command: PolicyCommand::Rollback(args),
+        } => runtime().block_on(args.execute()),
+        Command::Policy {
+            command: PolicyCommand::DryRun(args),
+        } => runtime().block_on(args.execute()),
+        Command::Status(args) => runtime().block_on(args.execute()),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("dockhand: cannot start the async runtime: {e}");
+            std::process::exit(2)
+        })
+}

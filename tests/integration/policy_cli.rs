@@ -1,0 +1,288 @@
+//! `dockhand policy check` and `dockhand policy test`, run as the operator
+//! would: the real `dockhand` binary on real components and fixture files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use orphan_policy::guests;
+
+fn dockhand(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(args)
+        .output()
+        .expect("running the dockhand binary")
+}
+
+fn sample_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/policy")
+}
+
+/// Exit code, stdout and stderr of a run.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = dockhand(args);
+    (
+        out.status.code().expect("dockhand exited by signal"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("writing a temp file");
+    path.to_str().expect("utf-8 temp path").to_owned()
+}
+
+#[test]
+fn check_accepts_the_bundled_defaults() {
+    for (file, kind, name) in [
+        ("bundled:ownership", "ownership", "default-ownership"),
+        ("bundled:kill", "kill", "default-kill"),
+    ] {
+        let (code, out, err) = run(&["policy", "check", file]);
+        assert_eq!(code, 0, "{file}: {out}{err}");
+        assert!(out.contains("result:    OK"), "{out}");
+        assert!(out.contains(&format!("kind:      {kind}")), "{out}");
+        assert!(out.contains(&format!("name:      {name}")), "{out}");
+        assert!(out.contains("contract:  0.1.0"), "{out}");
+        assert!(out.contains("imports:   OK"), "{out}");
+        let digest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("sha256:    "))
+            .expect("a sha256 line");
+        assert_eq!(digest.len(), 64, "{digest}");
+    }
+}
+
+#[test]
+fn check_infers_the_kind_of_a_policy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "kill.wasm",
+        guests::default_policy(orphan_policy::PolicyKind::Kill),
+    );
+    let (code, out, err) = run(&["policy", "check", &path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("kind:      kill"), "{out}");
+    let (code, out, _) = run(&["policy", "check", &path, "--kind", "kill"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn check_refuses_garbage_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "garbage.wasm",
+        b"#!/bin/sh\necho not a policy\n",
+    );
+    let (code, out, err) = run(&["policy", "check", &path]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("REFUSED: not WebAssembly"), "{err}");
+    assert!(!out.contains("result:    OK"), "{out}");
+}
+
+#[test]
+fn check_refuses_a_core_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = guests::test_guest("core-module").unwrap();
+    let path = write(dir.path(), "core.wasm", &bytes);
+    let (code, _, err) = run(&["policy", "check", &path]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a component (core module)"), "{err}");
+}
+
+#[test]
+fn check_names_a_forbidden_wasi_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = guests::test_guest("hostile-wasi-import").unwrap();
+    let path = write(dir.path(), "wasi.wasm", &bytes);
+    let (code, _, err) = run(&["policy", "check", &path]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("forbidden import wasi:filesystem/preopens"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_the_wrong_kind() {
+    let (code, out, err) = run(&["policy", "check", "bundled:kill", "--kind", "ownership"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("wrong kind: not a `ownership` policy"),
+        "{err}"
+    );
+    assert!(err.contains("is it a `kill` policy?"), "{err}");
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let (code, _, err) = run(&["policy", "check", "/nonexistent/policy.wasm"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/nonexistent/policy.wasm: cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn default_ownership_passes_the_sample_fixtures() {
+    let fixtures = sample_fixtures();
+    let (code, out, err) = run(&[
+        "policy",
+        "test",
+        "bundled:ownership",
+        "--fixtures",
+        fixtures.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("FAIL"), "{out}");
+    // Every reference case is present and judged.
+    for needle in [
+        "labelled-alloc.json",
+        "unlabelled-alloc-mounts.json",
+        "plain-container.json",
+        "shared-daemon-other-node.json",
+        "nomad-env-only.json",
+        "owned(72bfa388-024e-a903-45b8-2bc28b74ed69)",
+        "need-inspect",
+        "node_id label names another node",
+        " 0 failed, 0 without expectation",
+    ] {
+        assert!(out.contains(needle), "expected {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn default_kill_passes_the_sample_fixtures() {
+    let fixtures = sample_fixtures();
+    let (code, out, err) = run(&[
+        "policy",
+        "test",
+        "bundled:kill",
+        "--fixtures",
+        fixtures.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("stop SIGTERM 30000ms +remove"), "{out}");
+    assert!(out.contains("ignore [not-nomad]"), "{out}");
+    assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn a_wrong_expectation_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "wrong.json",
+        br#"{
+          "containers": [
+            { "id": "c-plain", "names": ["/serene_keller"] },
+            { "id": "c-label", "names": ["/x"], "labels": { "com.hashicorp.nomad.alloc_id": "a-1" } }
+          ],
+          "expect": {
+            "c-plain": { "ownership": "owned", "alloc_id": "a-1" },
+            "c-label": { "ownership": "owned", "alloc_id": "a-2" }
+          }
+        }"#,
+    );
+    let (code, out, err) = run(&[
+        "policy",
+        "test",
+        "bundled:ownership",
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.ends_with("FAIL")).collect();
+    assert_eq!(fails.len(), 2, "{out}");
+    assert!(
+        fails[0].contains("c-plain") && fails[0].contains("not-nomad"),
+        "{out}"
+    );
+    assert!(
+        fails[1].contains("owned(a-1)") && fails[1].contains("owned(a-2)"),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 2 failed"), "{out}");
+}
+
+#[test]
+fn a_malformed_fixture_exits_2_naming_file_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.json", br#"{"containers":[{"id":"a"}]}"#);
+    write(
+        dir.path(),
+        "broken.json",
+        br#"{"containers":[{"id":"a"},{"id":"b","mounts":[{"destination":7}]}]}"#,
+    );
+    let (code, out, err) = run(&[
+        "policy",
+        "test",
+        "bundled:ownership",
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("broken.json"), "{err}");
+    assert!(
+        err.contains("`containers[1].mounts[0].destination`"),
+        "{err}"
+    );
+    assert!(!err.contains("good.json"), "{err}");
+
+    write(dir.path(), "broken.json", b"{ not json");
+    let (code, _, err) = run(&[
+        "policy",
+        "test",
+        "bundled:ownership",
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("broken.json: invalid fixture"), "{err}");
+}
+
+#[test]
+fn an_empty_fixture_directory_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(&[
+        "policy",
+        "test",
+        "bundled:ownership",
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no *.json fixtures found"), "{err}");
+}
+
+#[test]
+fn a_failing_policy_call_is_reported_as_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "panic.wasm",
+        &guests::test_guest("hostile-panic").unwrap(),
+    );
+    write(
+        dir.path(),
+        "one.json",
+        br#"{"containers":[{"id":"c1"}],"expect":{"c1":{"ownership":"not-nomad","action":"ignore"}}}"#,
+    );
+    let (code, out, err) = run(&[
+        "policy",
+        "test",
+        &policy,
+        "--fixtures",
+        dir.path().join("one.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("ERROR") && out.contains("policy call failed"),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.ends_with("FAIL")), "{out}");
+}
