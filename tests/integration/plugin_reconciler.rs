@@ -1,5 +1,6 @@
-//! The reconciler inside the real plugin binary: started once, from the long-lived instance
-//! only, honouring `enabled = false` and refusing mis-pinned policy files.
+//! The reconciler and the admin API inside the real plugin binary: started once, from the
+//! configured long-lived instance only, honouring `enabled = false`, refusing mis-pinned
+//! policy files, and serving policy management on the admin socket.
 
 use std::time::Duration;
 
@@ -26,6 +27,32 @@ fn plugin_config(hcl_body: &str) -> Vec<u8> {
     out
 }
 
+/// A private data dir and admin socket, so tests never touch `/var/lib` or `/run`.
+struct Private {
+    dir: tempfile::TempDir,
+}
+
+impl Private {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("admin.sock")
+    }
+
+    /// `extra` goes inside the `dockhand { }` block.
+    fn config(&self, extra: &str, outside: &str) -> String {
+        format!(
+            "dockhand {{\n data_dir = \"{}\"\n admin {{\n socket = \"{}\"\n }}\n{extra}}}\n{outside}",
+            self.dir.path().join("data").display(),
+            self.socket().display()
+        )
+    }
+}
+
 async fn long_lived(hcl_body: &str) -> Plugin {
     let plugin = Launch::nomad().start().await;
     plugin
@@ -48,7 +75,8 @@ async fn long_lived(hcl_body: &str) -> Plugin {
 
 #[tokio::test]
 async fn reconciler_starts_once_from_fingerprint_and_init() {
-    let plugin = long_lived("").await;
+    let private = Private::new();
+    let plugin = long_lived(&private.config("", "")).await;
     let (mut a, mut b) = (plugin.driver(), plugin.driver());
     let (sa, sb) = tokio::join!(
         a.fingerprint(FingerprintRequest {}),
@@ -87,7 +115,12 @@ async fn set_config_alone_starts_no_reconciler() {
 
 #[tokio::test]
 async fn disabled_reconciler_is_not_started() {
-    let plugin = long_lived("gc {\n dangling_containers {\n enabled = false\n }\n}\n").await;
+    let private = Private::new();
+    let plugin = long_lived(&private.config(
+        "",
+        "gc {\n dangling_containers {\n enabled = false\n }\n}\n",
+    ))
+    .await;
     plugin.driver().init(InitRequest {}).await.expect("init");
     assert!(
         plugin
@@ -105,9 +138,13 @@ async fn a_mispinned_policy_file_is_refused_and_the_default_used() {
     let path = dir.path().join("ownership.wasm");
     std::fs::write(&path, orphan_policy::guests::DEFAULT_OWNERSHIP).expect("write policy");
     let wrong_pin = "0".repeat(64);
-    let body = format!(
-        "dockhand {{\n ownership_policy {{\n path = \"{}\"\n sha256 = \"{wrong_pin}\"\n }}\n}}\n",
-        path.display()
+    let private = Private::new();
+    let body = private.config(
+        &format!(
+            " ownership_policy {{\n path = \"{}\"\n sha256 = \"{wrong_pin}\"\n }}\n",
+            path.display()
+        ),
+        "",
     );
     let plugin = long_lived(&body).await;
     plugin.driver().init(InitRequest {}).await.expect("init");
@@ -127,4 +164,89 @@ async fn a_mispinned_policy_file_is_refused_and_the_default_used() {
         .collect();
     assert_eq!(refused.len(), 1, "{:?}", plugin.stderr_lines());
     assert_eq!(refused[0]["@level"], "error");
+}
+
+fn dockhand_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(args)
+        .output()
+        .expect("run dockhand")
+}
+
+#[tokio::test]
+async fn the_plugin_serves_the_admin_api_and_activations_survive_a_restart() {
+    let private = Private::new();
+    let config = private.config("", "");
+    let socket = private.socket();
+    let socket = socket.to_str().expect("utf-8 path");
+    let policy = private.dir.path().join("allowlist.wasm");
+    std::fs::write(
+        &policy,
+        orphan_policy::guests::test_guest("example-label-allowlist").expect("example policy"),
+    )
+    .expect("write policy");
+
+    let plugin = long_lived(&config).await;
+    plugin.driver().init(InitRequest {}).await.expect("init");
+    assert!(
+        plugin
+            .wait_for_log("admin API serving", START_TIMEOUT)
+            .await,
+        "{:?}",
+        plugin.stderr_lines()
+    );
+    let status = dockhand_cli(&["status", "--socket", socket]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(text.contains("default-ownership"), "{text}");
+
+    let upload = dockhand_cli(&[
+        "policy",
+        "upload",
+        policy.to_str().expect("utf-8"),
+        "--kind",
+        "ownership",
+        "--socket",
+        socket,
+    ]);
+    assert!(
+        upload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    let digest = orphan_policy::store::sha256_hex(&std::fs::read(&policy).expect("read"));
+    let activate = dockhand_cli(&[
+        "policy", "activate", &digest, "--mode", "audit", "--socket", socket,
+    ]);
+    assert!(
+        activate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&activate.stderr)
+    );
+    drop(plugin);
+
+    // A new plugin process on the same data dir puts the stored activation back in force.
+    let plugin = long_lived(&config).await;
+    plugin.driver().init(InitRequest {}).await.expect("init");
+    assert!(
+        plugin
+            .wait_for_log("activated policy restored from the store", START_TIMEOUT)
+            .await,
+        "{:?}",
+        plugin.stderr_lines()
+    );
+    assert!(
+        plugin
+            .wait_for_log("admin API serving", START_TIMEOUT)
+            .await
+    );
+    let status = dockhand_cli(&["status", "--socket", socket]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains(&digest[..12]), "{text}");
+    assert!(text.contains("audit"), "{text}");
 }

@@ -344,7 +344,9 @@ impl Dockhand {
                 tx,
             ));
             let reconciler = Arc::new(OnceLock::new());
-            if self.source_factory.is_none() {
+            // Only the configured long-lived instance reconciles: Nomad always sends
+            // SetConfig before Init/Fingerprint there.
+            if self.source_factory.is_none() && self.current_settings().is_some() {
                 self.spawn_reconciler(&settings, rx.clone(), Arc::clone(&reconciler));
             }
             tracing::info!(

@@ -141,6 +141,32 @@ impl NodeCell {
     }
 }
 
+/// Audit or enforce, switchable at run time (the admin API's activations). A sweep reads it
+/// once, at its start.
+#[derive(Debug)]
+pub struct ModeSwitch(AtomicBool);
+
+impl ModeSwitch {
+    /// A switch starting in `mode`.
+    pub fn new(mode: PolicyMode) -> Self {
+        Self(AtomicBool::new(mode == PolicyMode::Audit))
+    }
+
+    /// Puts `mode` in force from the next sweep on.
+    pub fn set(&self, mode: PolicyMode) {
+        self.0.store(mode == PolicyMode::Audit, Ordering::SeqCst);
+    }
+
+    /// The mode in force.
+    pub fn get(&self) -> PolicyMode {
+        if self.0.load(Ordering::SeqCst) {
+            PolicyMode::Audit
+        } else {
+            PolicyMode::Enforce
+        }
+    }
+}
+
 /// Whether Docker is healthy enough to sweep.
 pub trait HealthProbe: Send + Sync + std::fmt::Debug {
     /// `false` skips the sweep.
@@ -294,6 +320,8 @@ pub struct Reconciler {
     audit: Option<Arc<AuditLog>>,
     /// Where the node identity is learnt at run time (overrides `settings.node` once known).
     node_source: Option<Arc<NodeCell>>,
+    /// The mode in force (starts as `settings.mode`).
+    mode: Arc<ModeSwitch>,
     /// Set while sweeps keep failing: suppresses repeated warnings.
     failing: AtomicBool,
 }
@@ -311,6 +339,7 @@ impl Reconciler {
             .audit_path
             .clone()
             .map(|path| Arc::new(AuditLog::new(path, settings.audit_max_bytes)));
+        let mode = Arc::new(ModeSwitch::new(settings.mode));
         Self {
             docker,
             tracked,
@@ -320,8 +349,19 @@ impl Reconciler {
             metrics: Arc::new(Metrics::default()),
             audit,
             node_source: None,
+            mode,
             failing: AtomicBool::new(false),
         }
+    }
+
+    /// The run-time mode switch (audit or enforce).
+    pub fn mode_switch(&self) -> Arc<ModeSwitch> {
+        Arc::clone(&self.mode)
+    }
+
+    /// Whether a sweep starting now only reports: dry run, or audit mode in force.
+    pub fn report_only(&self) -> bool {
+        self.settings.dry_run || self.mode.get() == PolicyMode::Audit
     }
 
     /// Take the node identity from `cell` once it is known (see [`NodeCell`]).

@@ -15,11 +15,15 @@ use orphan_policy::store::sha256_hex;
 use orphan_policy::{EngineConfig, EpochTicker, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 use tokio::sync::watch;
 
-use crate::config::{PluginConfig, PolicySource};
-use crate::reconcile::{
-    ActivePolicies, HealthProbe, Metrics, NodeCell, PolicySlot, ReconcileSettings, Reconciler,
-    TrackedSource,
+use crate::admin::{
+    ActiveEntry, ActivePolicySet, AdminState, DryRunSource, restore_from_store, serve_admin,
 };
+use crate::config::{self, PluginConfig, PolicySource};
+use crate::reconcile::{
+    ActivePolicies, HealthProbe, Metrics, ModeSwitch, NodeCell, PolicySlot, ReconcileSettings,
+    Reconciler, TrackedSource,
+};
+use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyMode, PolicyStore, STORE_DIR_NAME};
 
 /// What stays alive while the reconciler runs.
 #[derive(Debug)]
@@ -99,14 +103,28 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     let policies = PolicySlot::new(ActivePolicies { ownership, kill });
     let settings = ReconcileSettings::from_config(config, NodeInfo::default(), &inputs.driver_name);
     let reconciler = Reconciler::new(
-        inputs.docker,
-        inputs.tracked,
+        inputs.docker.clone(),
+        inputs.tracked.clone(),
         policies.clone(),
-        settings,
+        settings.clone(),
         inputs.health,
     )
     .with_node_source(inputs.node);
     let metrics = reconciler.metrics();
+    if config.dockhand.admin.enabled {
+        let admin = AdminInputs {
+            engine: &engine,
+            policies: &policies,
+            mode: reconciler.mode_switch(),
+            metrics: metrics.clone(),
+            dry_run: DryRunSource {
+                docker: inputs.docker,
+                tracked: inputs.tracked,
+                settings,
+            },
+        };
+        start_admin(config, admin);
+    }
     tracing::info!(
         ownership = %policies.current().ownership.digest_hex(),
         kill = %policies.current().kill.digest_hex(),
@@ -168,4 +186,85 @@ fn load_configured(
         }
     }
     engine.load(kind, &bytes).map_err(|e| e.to_string())
+}
+
+/// What the admin API is built from.
+struct AdminInputs<'a> {
+    engine: &'a PolicyEngine,
+    policies: &'a PolicySlot,
+    mode: Arc<ModeSwitch>,
+    metrics: Arc<Metrics>,
+    dry_run: DryRunSource,
+}
+
+/// Opens the policy store, puts its activations (which survive restarts) in force, and serves
+/// the admin API. Any failure leaves the reconciler running on the policies it has and is
+/// logged.
+fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
+    let store_dir = config.dockhand.data_dir.join(STORE_DIR_NAME);
+    let store = match PolicyStore::open(&store_dir, DEFAULT_KEEP_REVISIONS) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            tracing::error!(error = %e, dir = %store_dir.display(), "policy store unavailable; admin API not started");
+            return;
+        }
+    };
+    let mode = match config.dockhand.mode {
+        config::PolicyMode::Audit => PolicyMode::Audit,
+        config::PolicyMode::Enforce => PolicyMode::Enforce,
+    };
+    let current = inputs.policies.current();
+    let entry = |kind: PolicyKind, configured: &LoadedPolicy| match restore_from_store(
+        inputs.engine,
+        &store,
+        kind,
+    ) {
+        Ok(Some(entry)) => {
+            tracing::info!(kind = ?kind, digest = %entry.policy.digest_hex(), "activated policy restored from the store");
+            entry
+        }
+        Ok(None) => ActiveEntry::from_config(configured.clone(), mode),
+        Err(e) => {
+            tracing::error!(kind = ?kind, error = %e, "stored activation unusable; keeping the configured policy");
+            ActiveEntry::from_config(configured.clone(), mode)
+        }
+    };
+    let ownership = entry(PolicyKind::Ownership, &current.ownership);
+    let kill = entry(PolicyKind::Kill, &current.kill);
+    let set = ActivePolicySet::new(ownership, kill, Some(inputs.policies.clone()));
+
+    // Activations choose audit or enforce per policy: the reconciler audits while either does.
+    let mut modes = set.subscribe_modes();
+    let switch = inputs.mode;
+    let apply = move |modes: &crate::admin::PolicyModes| {
+        switch.set(match modes.effective() {
+            PolicyMode::Audit => config::PolicyMode::Audit,
+            PolicyMode::Enforce => config::PolicyMode::Enforce,
+        });
+    };
+    apply(&modes.borrow_and_update());
+    tokio::spawn(async move {
+        while modes.changed().await.is_ok() {
+            apply(&modes.borrow_and_update());
+        }
+    });
+
+    let state = AdminState::new(inputs.engine.clone(), store, set)
+        .with_metrics(inputs.metrics)
+        .with_dry_run(inputs.dry_run);
+    let socket = config.dockhand.admin.socket.clone();
+    let allowed = config.dockhand.admin.allowed_uids.clone();
+    tokio::spawn(async move {
+        tracing::info!(socket = %socket.display(), allowed_uids = ?allowed, "admin API serving");
+        if let Err(e) = serve_admin(
+            &socket,
+            allowed,
+            Arc::new(state),
+            std::future::pending::<()>(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, socket = %socket.display(), "admin API stopped");
+        }
+    });
 }

@@ -28,7 +28,7 @@ pub(super) async fn carry_out(
         if w.outcome.is_some() || !action.is_destructive() {
             continue;
         }
-        if settings.report_only() {
+        if report.report_only {
             *w.outcome = Some(Outcome::WouldDo);
         } else if chosen.len() >= cap {
             *w.outcome = Some(Outcome::CapReached);

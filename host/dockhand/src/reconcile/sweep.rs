@@ -58,7 +58,7 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
     let mut report = SweepReport {
         started_ms,
         duration: Duration::ZERO,
-        report_only: settings.report_only(),
+        report_only: rec.report_only(),
         status: SweepStatus::Completed,
         listed: 0,
         skipped_tracked: 0,
