@@ -1,1 +1,16 @@
 //! dockhand's integration tests: one binary, one module per area.
+
+mod admin;
+mod config;
+mod docker_engine;
+mod handshake;
+mod harness;
+mod lifecycle;
+mod plugin_reconciler;
+mod policy_cli;
+mod reconcile;
+mod recover;
+mod support;
+mod tasks;
+mod wedged;
+mod wire;
