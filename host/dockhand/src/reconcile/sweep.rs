@@ -215,32 +215,15 @@ async fn classify(
     indices: &[usize],
     report: &mut SweepReport,
 ) {
-    for chunk in indices.chunks(POLICY_BATCH_SIZE) {
-        let batch: Vec<ContainerSnapshot> =
-            chunk.iter().map(|&i| work[i].snapshot.clone()).collect();
-        let (p, c) = (policy.clone(), ctx.clone());
-        let result = blocking(move || p.classify(&c, &batch)).await;
-        match result {
-            Ok(verdicts) => {
-                for (&i, v) in chunk.iter().zip(verdicts) {
-                    work[i].verdict = Some(v);
-                }
-            }
-            Err(error) => {
-                report.policy_failures += 1;
-                tracing::error!(
-                    policy = "ownership",
-                    digest = %policy.digest_hex(),
-                    batch = chunk.len(),
-                    error = %error,
-                    "ownership policy failed; no action for its batch"
-                );
-                for &i in chunk {
-                    work[i].fail(Outcome::PolicyFailed(format!("ownership policy: {error}")));
-                }
-            }
-        }
-    }
+    let batches = Batches {
+        kind: "ownership",
+        policy,
+        ctx,
+        input: |w: &Work| w.snapshot.clone(),
+        call: |p: &LoadedPolicy, c: &EvalContext, batch: &[ContainerSnapshot]| p.classify(c, batch),
+        store: |w: &mut Work, v: Verdict| w.verdict = Some(v),
+    };
+    batches.run(work, indices, report).await;
 }
 
 async fn decide(
@@ -250,36 +233,68 @@ async fn decide(
     indices: &[usize],
     report: &mut SweepReport,
 ) {
-    for chunk in indices.chunks(POLICY_BATCH_SIZE) {
-        let batch: Vec<Candidate> = chunk
-            .iter()
-            .map(|&i| Candidate {
-                container: work[i].snapshot.clone(),
-                ownership: work[i]
-                    .verdict
-                    .as_ref()
-                    .map_or(Ownership::Unknown, |v| v.ownership.clone()),
-            })
-            .collect();
-        let (p, c) = (policy.clone(), ctx.clone());
-        let result = blocking(move || p.decide(&c, &batch)).await;
-        match result {
-            Ok(actions) => {
-                for (&i, a) in chunk.iter().zip(actions) {
-                    work[i].action = Some(a);
+    let batches = Batches {
+        kind: "kill",
+        policy,
+        ctx,
+        input: |w: &Work| Candidate {
+            container: w.snapshot.clone(),
+            ownership: w
+                .verdict
+                .as_ref()
+                .map_or(Ownership::Unknown, |v| v.ownership.clone()),
+        },
+        call: |p: &LoadedPolicy, c: &EvalContext, batch: &[Candidate]| p.decide(c, batch),
+        store: |w: &mut Work, a: Action| w.action = Some(a),
+    };
+    batches.run(work, indices, report).await;
+}
+
+/// One policy applied to candidates in batches of [`POLICY_BATCH_SIZE`]: a failed batch is
+/// counted, logged with the policy digest and leaves every container in it alone.
+struct Batches<'a, I, C, S> {
+    kind: &'static str,
+    policy: &'a LoadedPolicy,
+    ctx: &'a EvalContext,
+    input: I,
+    call: C,
+    store: S,
+}
+
+impl<I, C, S, T, R> Batches<'_, I, C, S>
+where
+    I: Fn(&Work) -> T,
+    C: Fn(&LoadedPolicy, &EvalContext, &[T]) -> Result<Vec<R>, EvalError> + Clone + Send + 'static,
+    S: Fn(&mut Work, R),
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    async fn run(&self, work: &mut [Work], indices: &[usize], report: &mut SweepReport) {
+        for chunk in indices.chunks(POLICY_BATCH_SIZE) {
+            let batch: Vec<T> = chunk.iter().map(|&i| (self.input)(&work[i])).collect();
+            let (p, c, call) = (self.policy.clone(), self.ctx.clone(), self.call.clone());
+            match blocking(move || call(&p, &c, &batch)).await {
+                Ok(outputs) => {
+                    for (&i, out) in chunk.iter().zip(outputs) {
+                        (self.store)(&mut work[i], out);
+                    }
                 }
-            }
-            Err(error) => {
-                report.policy_failures += 1;
-                tracing::error!(
-                    policy = "kill",
-                    digest = %policy.digest_hex(),
-                    batch = chunk.len(),
-                    error = %error,
-                    "kill policy failed; no action for its batch"
-                );
-                for &i in chunk {
-                    work[i].fail(Outcome::PolicyFailed(format!("kill policy: {error}")));
+                Err(error) => {
+                    report.policy_failures += 1;
+                    tracing::error!(
+                        policy = self.kind,
+                        digest = %self.policy.digest_hex(),
+                        batch = chunk.len(),
+                        error = %error,
+                        "{} policy failed; no action for its batch",
+                        self.kind
+                    );
+                    for &i in chunk {
+                        work[i].fail(Outcome::PolicyFailed(format!(
+                            "{} policy: {error}",
+                            self.kind
+                        )));
+                    }
                 }
             }
         }
