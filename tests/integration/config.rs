@@ -230,3 +230,34 @@ fn summary_table_lists_every_stanza() {
     );
     assert_contains(&output, "3 checked: 1 ok, 2 invalid");
 }
+
+/// `dockhand config validate` as an operator runs it: exit status and report on stdout.
+fn validate_with_binary(names: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(["config", "validate"])
+        .args(names.iter().map(|n| fixture(n)))
+        .output()
+        .expect("run dockhand")
+}
+
+#[test]
+fn the_cli_exits_0_on_valid_files_and_1_on_any_error() {
+    let good = validate_with_binary(&["agent-docker.hcl", "job-port-map-forms.hcl", "job.json"]);
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{text}");
+
+    let bad = validate_with_binary(&["agent-docker.hcl", "job-bad.hcl"]);
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert_contains(&text, "job-bad.hcl");
+
+    let broken = validate_with_binary(&["agent-syntax-error.hcl"]);
+    assert_eq!(broken.status.code(), Some(1));
+
+    let missing = validate_with_binary(&[]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "clap refuses a call without files"
+    );
+}
