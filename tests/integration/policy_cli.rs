@@ -286,3 +286,70 @@ fn a_failing_policy_call_is_reported_as_fail() {
     );
     assert!(out.lines().any(|l| l.ends_with("FAIL")), "{out}");
 }
+
+#[tokio::test]
+async fn record_saves_the_live_snapshot_and_policy_test_replays_it() {
+    use crate::reconcile::fixtures::{Kind, NODE, labelled_orphan, make};
+    use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
+
+    let case = "record-replay";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let labelled = labelled_orphan(&docker, &guard, 1, NODE).await;
+    let plain = make(
+        &docker,
+        &guard,
+        Kind {
+            name: format!("{case}-plain"),
+            env: vec!["GREETING=hello".to_owned()],
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = dir.path().join("live.json");
+    let recorded = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(["record", "--node-id", NODE, "--label"])
+        .arg(format!("{TEST_CASE_LABEL}={case}"))
+        .arg("--output")
+        .arg(&fixture)
+        .output()
+        .expect("run dockhand record");
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).expect("fixture written"))
+            .expect("fixture is JSON");
+    let containers = json["containers"].as_array().expect("containers");
+    let ids: Vec<&str> = containers.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "{json}");
+    assert!(ids.contains(&labelled.as_str()) && ids.contains(&plain.as_str()));
+    assert!(
+        json.to_string().contains("GREETING"),
+        "env comes from inspect: {json}"
+    );
+    assert_eq!(json["context"]["node"]["id"], NODE);
+
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(["policy", "test", "bundled:ownership", "--fixtures"])
+        .arg(dir.path())
+        .output()
+        .expect("run dockhand policy test");
+    let table = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(replay.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains("owned"),
+        "the labelled orphan is owned: {table}"
+    );
+    assert!(
+        table.contains("not-nomad"),
+        "the plain container is not: {table}"
+    );
+}

@@ -22,7 +22,7 @@ use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec};
 use orphan_policy::PolicyKind;
 
 mod actions;
-mod fixtures;
+pub(crate) mod fixtures;
 
 pub use fixtures::*;
 

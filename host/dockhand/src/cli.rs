@@ -4,4 +4,5 @@ pub mod admin;
 pub mod config_validate;
 pub mod fingerprint;
 pub mod policy;
+pub mod record;
 pub mod sweep;

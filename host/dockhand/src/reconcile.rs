@@ -65,6 +65,7 @@ pub use execute::execute_action;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use report::{Decision, Outcome, SweepReport, SweepStatus};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
+pub use sweep::now_ms;
 
 /// Smallest per-call Docker timeout derived from the period (upstream's `max(30 s, period)`).
 pub const MIN_DOCKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);

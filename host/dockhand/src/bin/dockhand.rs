@@ -8,7 +8,8 @@ use dockhand::cli::admin::{
 };
 use dockhand::cli::policy::{check::CheckArgs, test::TestArgs};
 use dockhand::cli::{
-    config_validate::ValidateArgs, fingerprint::FingerprintArgs, sweep::SweepArgs,
+    config_validate::ValidateArgs, fingerprint::FingerprintArgs, record::RecordArgs,
+    sweep::SweepArgs,
 };
 
 /// Operate dockhand: check configuration, inspect Docker, manage orphan policies.
@@ -37,6 +38,8 @@ enum Command {
     },
     /// Show a running plugin's reconciler counters and active policies (admin socket).
     Status(StatusArgs),
+    /// Save the live Docker snapshot as a fixture for `dockhand policy test`.
+    Record(RecordArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             command: PolicyCommand::DryRun(args),
         } => runtime().block_on(args.execute()),
         Command::Status(args) => runtime().block_on(args.execute()),
+        Command::Record(args) => runtime().block_on(args.execute()),
     }
 }
 

@@ -13,7 +13,7 @@ use super::{POLICY_BATCH_SIZE, Reconciler, execute};
 use crate::docker::{ContainerFilter, DockerApi, DockerError};
 
 /// Unix milliseconds now.
-pub(super) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
