@@ -362,38 +362,30 @@ fn log_decision(report: &SweepReport, d: &Decision) {
         Outcome::Failed(e) | Outcome::PolicyFailed(e) | Outcome::InspectFailed(e) => e.as_str(),
         _ => "",
     };
+    // `tracing` needs the level at compile time; one field list serves both levels.
+    macro_rules! decision {
+        ($level:ident) => {
+            tracing::$level!(
+                container_id = %d.id,
+                container_name = %d.name,
+                image = %d.image,
+                ownership_digest = %report.ownership_digest,
+                kill_digest = %report.kill_digest,
+                verdict = %verdict,
+                verdict_reason,
+                action = %action,
+                action_reason,
+                outcome = d.outcome.label(),
+                detail,
+                dry_run = report.report_only,
+                "reconciler decision"
+            )
+        };
+    }
     // Containers nobody claims show up in every sweep: their lines are debug-level.
     if d.outcome == Outcome::NoAction {
-        tracing::debug!(
-            container_id = %d.id,
-            container_name = %d.name,
-            image = %d.image,
-            ownership_digest = %report.ownership_digest,
-            kill_digest = %report.kill_digest,
-            verdict = %verdict,
-            verdict_reason,
-            action = %action,
-            action_reason,
-            outcome = d.outcome.label(),
-            detail,
-            dry_run = report.report_only,
-            "reconciler decision"
-        );
+        decision!(debug);
     } else {
-        tracing::info!(
-            container_id = %d.id,
-            container_name = %d.name,
-            image = %d.image,
-            ownership_digest = %report.ownership_digest,
-            kill_digest = %report.kill_digest,
-            verdict = %verdict,
-            verdict_reason,
-            action = %action,
-            action_reason,
-            outcome = d.outcome.label(),
-            detail,
-            dry_run = report.report_only,
-            "reconciler decision"
-        );
+        decision!(info);
     }
 }
