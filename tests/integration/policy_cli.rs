@@ -44,7 +44,7 @@ fn check_accepts_the_bundled_defaults() {
         assert!(out.contains("result:    OK"), "{out}");
         assert!(out.contains(&format!("kind:      {kind}")), "{out}");
         assert!(out.contains(&format!("name:      {name}")), "{out}");
-        assert!(out.contains("contract:  0.1.0"), "{out}");
+        assert!(out.contains("contract:  0.2.0"), "{out}");
         assert!(out.contains("imports:   OK"), "{out}");
         let digest = out
             .lines()

@@ -19,10 +19,10 @@ impl Guest for DefaultKill {
         PolicyInfo::new("default-kill", env!("CARGO_PKG_VERSION"))
     }
 
-    fn decide(_ctx: EvalContext, candidates: Vec<Candidate>) -> Vec<Action> {
-        candidates
-            .iter()
-            .map(|c| match &c.ownership {
+    fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {
+        batch
+            .candidates()
+            .map(|c| match c.ownership {
                 Ownership::Owned(alloc) => Action::stop(
                     "SIGTERM",
                     STOP_TIMEOUT_MS,

@@ -20,6 +20,7 @@
 
 dockhand_policy_sdk::ownership_world!("../../wit");
 
+use dockhand_policy_sdk::ContainerRef;
 use dockhand_policy_sdk::helpers::{env, has_alloc_mounts, label, nomad_name_alloc_id};
 use dockhand_policy_sdk::labels::{ALLOC_ID, ENV_ALLOC_ID, NODE_ID};
 
@@ -30,12 +31,12 @@ impl Guest for DefaultOwnership {
         PolicyInfo::new("default-ownership", env!("CARGO_PKG_VERSION"))
     }
 
-    fn classify(ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
-        containers.iter().map(|c| classify_one(&ctx, c)).collect()
+    fn classify(ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
+        batch.containers().map(|c| classify_one(&ctx, &c)).collect()
     }
 }
 
-fn classify_one(ctx: &EvalContext, c: &Container) -> Verdict {
+fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
     if let Some(node) = label(c, NODE_ID) {
         if ctx.node.id.is_empty() {
             return Verdict::unknown(format!(
@@ -60,15 +61,15 @@ fn classify_one(ctx: &EvalContext, c: &Container) -> Verdict {
         }
         return Verdict::owned(alloc, "alloc_id label");
     }
-    if has_alloc_mounts(&c.mounts)
-        && let Some(from_name) = nomad_name_alloc_id(&c.names)
+    if has_alloc_mounts(c)
+        && let Some(from_name) = nomad_name_alloc_id(c)
     {
-        return match (&c.env, env_alloc) {
-            (None, _) => Verdict::need_inspect("alloc mounts and Nomad name but no label"),
-            (Some(_), Some(from_env)) if from_env != from_name => Verdict::unknown(format!(
+        return match (c.env_known(), env_alloc) {
+            (false, _) => Verdict::need_inspect("alloc mounts and Nomad name but no label"),
+            (true, Some(from_env)) if from_env != from_name => Verdict::unknown(format!(
                 "name names alloc {from_name} but NOMAD_ALLOC_ID is {from_env}"
             )),
-            (Some(_), _) => Verdict::owned(from_name, "alloc mounts and Nomad task name"),
+            (true, _) => Verdict::owned(from_name, "alloc mounts and Nomad task name"),
         };
     }
     if env_alloc.is_some() {

@@ -1,41 +1,34 @@
 //! Lookups over container snapshots, mirroring Nomad's own heuristics.
 
+use crate::batch::ContainerRef;
 use crate::labels::ALLOC_MOUNTS;
-use crate::{Container, Mount};
 
-/// Value of the label `key`, if present (the last one wins if repeated).
-pub fn label<'a>(container: &'a Container, key: &str) -> Option<&'a str> {
-    container
-        .labels
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+/// Value of the label `key`, if present.
+pub fn label<'a>(container: &ContainerRef<'a>, key: &str) -> Option<&'a str> {
+    container.label(key)
 }
 
 /// Value of the environment variable `name`. `None` both when it is unset and
 /// when the environment is not known yet (see [`env_known`]).
-pub fn env<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
-    container
-        .env
-        .as_ref()?
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+pub fn env<'a>(container: &ContainerRef<'a>, name: &str) -> Option<&'a str> {
+    container.env_var(name)
 }
 
 /// Whether the host has inspected the container and filled in its environment.
-pub fn env_known(container: &Container) -> bool {
-    container.env.is_some()
+pub fn env_known(container: &ContainerRef<'_>) -> bool {
+    container.env_known()
 }
 
 /// Whether the mounts include `/alloc`, `/local` and `/secrets` (exact match on
 /// the destination), as every Nomad task container has.
-pub fn has_alloc_mounts(mounts: &[Mount]) -> bool {
-    ALLOC_MOUNTS
-        .iter()
-        .all(|want| mounts.iter().any(|m| m.destination == *want))
+pub fn has_alloc_mounts(container: &ContainerRef<'_>) -> bool {
+    let mut seen = [false; ALLOC_MOUNTS.len()];
+    for mount in container.mounts() {
+        if let Some(i) = ALLOC_MOUNTS.iter().position(|m| *m == mount.destination) {
+            seen[i] = true;
+        }
+    }
+    seen.iter().all(|s| *s)
 }
 
 /// The allocation ID embedded in a Nomad task container name
@@ -44,8 +37,16 @@ pub fn has_alloc_mounts(mounts: &[Mount]) -> bool {
 /// Mirrors Nomad's unanchored `/.*-<lower-case uuid>` pattern: a `/`, then
 /// anything, then `-` and a UUID. The last such UUID of the first matching
 /// name is returned, since the task name itself may contain dashes.
-pub fn nomad_name_alloc_id(names: &[String]) -> Option<&str> {
-    names.iter().find_map(|name| name_uuid(name))
+pub fn nomad_name_alloc_id<'a>(container: &ContainerRef<'a>) -> Option<&'a str> {
+    container.names().find_map(name_uuid)
+}
+
+/// [`nomad_name_alloc_id`] over plain names.
+pub fn name_alloc_id<'a, I>(names: I) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    names.into_iter().find_map(name_uuid)
 }
 
 fn name_uuid(name: &str) -> Option<&str> {

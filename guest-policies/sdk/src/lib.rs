@@ -2,11 +2,15 @@
 //!
 //! A policy is a WebAssembly component built for `wasm32-unknown-unknown`
 //! and turned into a component with `wit-component` (or `wasm-tools component
-//! new`). It implements one of two worlds of the `dockhand:policy@0.1.0`
+//! new`). It implements one of two worlds of the `dockhand:policy@0.2.0`
 //! contract (see `wit/policy.wit` in the dockhand repository):
 //!
-//! * `ownership` — `classify(ctx, containers) -> verdicts`;
-//! * `kill` — `decide(ctx, candidates) -> actions`.
+//! * `ownership` — `classify(ctx, batch) -> verdicts`, one per container;
+//! * `kill` — `decide(ctx, batch) -> actions`, one per candidate.
+//!
+//! A batch packs its strings into one table; [`ContainerBatch::containers`]
+//! and [`CandidateBatch::candidates`] iterate over borrowed views
+//! ([`ContainerRef`], [`CandidateRef`]) that resolve them (see [`batch`]).
 //!
 //! This crate owns the contract's shared types and the `log` import, so that
 //! every policy uses the same Rust types and the helpers below work for both
@@ -16,13 +20,13 @@
 //!
 //! ```ignore
 //! dockhand_policy_sdk::ownership_world!("../wit");
-//! use dockhand_policy_sdk::{Container, EvalContext, PolicyInfo, Verdict};
+//! use dockhand_policy_sdk::{ContainerBatch, EvalContext, PolicyInfo, Verdict};
 //!
 //! struct MyPolicy;
 //! impl Guest for MyPolicy {
 //!     fn describe() -> PolicyInfo { PolicyInfo::new("my-policy", "1.0.0") }
-//!     fn classify(ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
-//!         containers.iter().map(|_| Verdict::unknown("no opinion")).collect()
+//!     fn classify(ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
+//!         batch.containers().map(|c| Verdict::unknown("no opinion")).collect()
 //!     }
 //! }
 //! export!(MyPolicy);
@@ -36,11 +40,12 @@
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "dockhand:policy/imports@0.1.0",
+        world: "dockhand:policy/imports@0.2.0",
         generate_all,
     });
 }
 
+pub mod batch;
 pub mod helpers;
 pub mod labels;
 pub mod logging;
@@ -52,13 +57,15 @@ pub use bindings::dockhand::policy::log;
 /// The contract's shared types (`dockhand:policy/types`).
 pub use bindings::dockhand::policy::types;
 
+pub use batch::{CandidateRef, ContainerRef, MountRef, Strings};
 pub use types::{
-    Action, ActionKind, Candidate, Container, ContainerState, EvalContext, Mount, NodeInfo,
-    Ownership, PolicyInfo, RemoveSpec, StopSpec, Verdict,
+    Action, ActionKind, Candidate, CandidateBatch, Container, ContainerBatch, ContainerState,
+    EvalContext, NodeInfo, Ownership, PolicyInfo, RemoveSpec, StopSpec, StrRun, StringTable,
+    Verdict,
 };
 
 /// Version of the `dockhand:policy` contract this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Longest reason string the host accepts, in bytes (longer output fails the
 /// whole batch).
@@ -73,10 +80,10 @@ macro_rules! ownership_world {
     ($wit:literal) => {
         $crate::wit_bindgen::generate!({
             path: $wit,
-            world: "dockhand:policy/ownership@0.1.0",
+            world: "dockhand:policy/ownership@0.2.0",
             with: {
-                "dockhand:policy/types@0.1.0": ::dockhand_policy_sdk::types,
-                "dockhand:policy/log@0.1.0": ::dockhand_policy_sdk::log,
+                "dockhand:policy/types@0.2.0": ::dockhand_policy_sdk::types,
+                "dockhand:policy/log@0.2.0": ::dockhand_policy_sdk::log,
             },
             runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
         });
@@ -89,10 +96,10 @@ macro_rules! kill_world {
     ($wit:literal) => {
         $crate::wit_bindgen::generate!({
             path: $wit,
-            world: "dockhand:policy/kill@0.1.0",
+            world: "dockhand:policy/kill@0.2.0",
             with: {
-                "dockhand:policy/types@0.1.0": ::dockhand_policy_sdk::types,
-                "dockhand:policy/log@0.1.0": ::dockhand_policy_sdk::log,
+                "dockhand:policy/types@0.2.0": ::dockhand_policy_sdk::types,
+                "dockhand:policy/log@0.2.0": ::dockhand_policy_sdk::log,
             },
             runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
         });

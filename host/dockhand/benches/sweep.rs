@@ -209,11 +209,11 @@ async fn measure(docker: &Arc<dyn DockerApi>) -> Result<(), String> {
         classify.push(t.elapsed());
         let candidates: Vec<_> = snapshots
             .iter()
-            .zip(verdicts)
+            .zip(&verdicts)
             .filter(|(_, v)| matches!(v.ownership, orphan_policy::Ownership::Owned { .. }))
             .map(|(c, v)| orphan_policy::Candidate {
-                container: c.clone(),
-                ownership: v.ownership,
+                container: c,
+                ownership: &v.ownership,
             })
             .collect();
         let t = Instant::now();

@@ -88,14 +88,14 @@ fn snapshot(i: usize, inspected: bool) -> ContainerSnapshot {
     c
 }
 
-fn candidates(batch: &[ContainerSnapshot], verdicts: &[Verdict]) -> Vec<Candidate> {
+fn candidates<'a>(batch: &'a [ContainerSnapshot], verdicts: &'a [Verdict]) -> Vec<Candidate<'a>> {
     batch
         .iter()
         .zip(verdicts)
         .filter(|(_, v)| matches!(v.ownership, Ownership::Owned { .. }))
         .map(|(c, v)| Candidate {
-            container: c.clone(),
-            ownership: v.ownership.clone(),
+            container: c,
+            ownership: &v.ownership,
         })
         .collect()
 }
@@ -103,7 +103,7 @@ fn candidates(batch: &[ContainerSnapshot], verdicts: &[Verdict]) -> Vec<Candidat
 fn sweep(
     all: &[ContainerSnapshot],
     mut classify: impl FnMut(&[ContainerSnapshot]) -> Vec<Verdict>,
-    mut decide: impl FnMut(&[Candidate]) -> Vec<Action>,
+    mut decide: impl FnMut(&[Candidate<'_>]) -> Vec<Action>,
 ) -> usize {
     let mut destructive = 0;
     for batch in all.chunks(MAX_CONTAINERS_PER_BATCH) {

@@ -1,8 +1,8 @@
-//! Conversions between the domain types and the generated WIT types, with
-//! validation of everything a guest returns.
+//! Validation of everything a guest returns, into the domain types.
 //!
-//! Inputs convert infallibly. Outputs are untrusted: each check here turns a
-//! malformed answer into an [`OutputError`], which fails the whole batch.
+//! Outputs are untrusted: each check here turns a malformed answer into an
+//! [`OutputError`], which fails the whole batch. (Inputs are packed in
+//! `pack.rs`.)
 
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use crate::decision::{Action, ActionKind, Ownership, PolicyInfo, Signal, Unknown
 use crate::limits::{
     MAX_ALLOC_ID_BYTES, MAX_POLICY_INFO_FIELD_BYTES, MAX_REASON_BYTES, MAX_STOP_TIMEOUT,
 };
-use crate::snapshot::{Candidate, ContainerSnapshot, ContainerState, EvalContext, Mount};
 
 /// Why one entry of a policy's answer was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,87 +39,6 @@ pub enum OutputError {
         field: &'static str,
         problem: &'static str,
     },
-}
-
-impl From<&EvalContext> for wit::EvalContext {
-    fn from(ctx: &EvalContext) -> Self {
-        Self {
-            now_ms: ctx.now_ms,
-            node: wit::NodeInfo {
-                id: ctx.node.id.clone(),
-                name: ctx.node.name.clone(),
-                datacenter: ctx.node.datacenter.clone(),
-            },
-            driver_name: ctx.driver_name.clone(),
-            creation_grace_ms: ctx.creation_grace_ms,
-        }
-    }
-}
-
-impl From<ContainerState> for wit::ContainerState {
-    fn from(state: ContainerState) -> Self {
-        match state {
-            ContainerState::Created => Self::Created,
-            ContainerState::Running => Self::Running,
-            ContainerState::Paused => Self::Paused,
-            ContainerState::Restarting => Self::Restarting,
-            ContainerState::Removing => Self::Removing,
-            ContainerState::Exited => Self::Exited,
-            ContainerState::Dead => Self::Dead,
-            ContainerState::Unknown => Self::Unknown,
-        }
-    }
-}
-
-impl From<&Mount> for wit::Mount {
-    fn from(m: &Mount) -> Self {
-        Self {
-            source: m.source.clone(),
-            destination: m.destination.clone(),
-            type_: m.kind.clone(),
-        }
-    }
-}
-
-impl From<&ContainerSnapshot> for wit::Container {
-    fn from(c: &ContainerSnapshot) -> Self {
-        Self {
-            id: c.id.clone(),
-            names: c.names.clone(),
-            image: c.image.clone(),
-            labels: c
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            env: c.env.clone(),
-            mounts: c.mounts.iter().map(wit::Mount::from).collect(),
-            created_ms: c.created_ms,
-            started_ms: c.started_ms,
-            state: c.state.into(),
-            exit_code: c.exit_code,
-        }
-    }
-}
-
-impl From<&Ownership> for wit::Ownership {
-    fn from(o: &Ownership) -> Self {
-        match o {
-            Ownership::Owned { alloc_id } => Self::Owned(alloc_id.clone()),
-            Ownership::NotNomad => Self::NotNomad,
-            Ownership::Unknown => Self::Unknown,
-            Ownership::NeedInspect => Self::NeedInspect,
-        }
-    }
-}
-
-impl From<&Candidate> for wit::Candidate {
-    fn from(c: &Candidate) -> Self {
-        Self {
-            container: (&c.container).into(),
-            ownership: (&c.ownership).into(),
-        }
-    }
 }
 
 impl TryFrom<wit::Verdict> for Verdict {
@@ -243,84 +161,7 @@ pub(crate) fn sanitize(s: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::snapshot::NodeInfo;
-
-    fn snapshot() -> ContainerSnapshot {
-        ContainerSnapshot {
-            id: "abc".into(),
-            names: vec!["/web-1".into()],
-            image: "busybox".into(),
-            labels: BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
-            env: Some(vec![("K".into(), "V".into())]),
-            mounts: vec![Mount {
-                source: "/src".into(),
-                destination: "/alloc".into(),
-                kind: "bind".into(),
-            }],
-            created_ms: 5,
-            started_ms: Some(6),
-            state: ContainerState::Exited,
-            exit_code: Some(137),
-        }
-    }
-
-    #[test]
-    fn container_snapshot_converts_field_by_field() {
-        let w = wit::Container::from(&snapshot());
-        assert_eq!(w.id, "abc");
-        assert_eq!(w.names, vec!["/web-1".to_owned()]);
-        assert_eq!(
-            w.labels,
-            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
-        );
-        assert_eq!(w.env, Some(vec![("K".into(), "V".into())]));
-        assert_eq!(w.mounts.len(), 1);
-        assert_eq!(w.mounts[0].type_, "bind");
-        assert_eq!(w.mounts[0].destination, "/alloc");
-        assert_eq!(
-            (w.created_ms, w.started_ms, w.exit_code),
-            (5, Some(6), Some(137))
-        );
-        assert!(matches!(w.state, wit::ContainerState::Exited));
-
-        let uninspected = ContainerSnapshot {
-            env: None,
-            ..snapshot()
-        };
-        assert_eq!(wit::Container::from(&uninspected).env, None);
-    }
-
-    #[test]
-    fn context_and_candidate_convert() {
-        let ctx = EvalContext {
-            now_ms: 42,
-            node: NodeInfo {
-                id: "n1".into(),
-                name: "node".into(),
-                datacenter: "dc1".into(),
-            },
-            driver_name: "dockhand".into(),
-            creation_grace_ms: 300_000,
-        };
-        let w = wit::EvalContext::from(&ctx);
-        assert_eq!((w.now_ms, w.creation_grace_ms), (42, 300_000));
-        assert_eq!(
-            (w.node.id.as_str(), w.node.datacenter.as_str()),
-            ("n1", "dc1")
-        );
-        let cand = Candidate {
-            container: snapshot(),
-            ownership: Ownership::Owned {
-                alloc_id: "x".into(),
-            },
-        };
-        assert!(
-            matches!(wit::Candidate::from(&cand).ownership, wit::Ownership::Owned(ref a) if a == "x")
-        );
-    }
 
     #[test]
     fn verdicts_are_validated() {
@@ -419,7 +260,7 @@ mod tests {
         let info = |name: &str| wit::PolicyInfo {
             name: name.into(),
             version: "1".into(),
-            contract_version: "0.1.0".into(),
+            contract_version: "0.2.0".into(),
         };
         assert_eq!(PolicyInfo::try_from(info("p")).unwrap().name, "p");
         assert_eq!(

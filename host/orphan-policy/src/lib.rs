@@ -4,14 +4,15 @@
 //! policies about them: an **ownership** policy (does this container belong
 //! to a Nomad allocation on this node?) and a **kill** policy (what to do
 //! with an orphan: ignore, stop, kill or remove). Both are WebAssembly
-//! components implementing the `dockhand:policy@0.1.0` contract in `wit/`,
+//! components implementing the `dockhand:policy@0.2.0` contract in `wit/`,
 //! so operators can replace the bundled defaults without rebuilding the
 //! driver. This crate is the host: it knows nothing of Docker or gRPC.
 //!
 //! # Design
 //!
 //! * **Pure, batch contract.** A policy receives the clock, the node identity
-//!   and container snapshots by value and returns one answer per input. Its
+//!   and container snapshots by value (their strings packed into one table
+//!   per batch) and returns one answer per input. Its
 //!   only import is a bounded `log`; no clock, files, network or randomness,
 //!   so every decision can be replayed from a recorded input.
 //! * **Compile once, instantiate per call.** [`PolicyEngine::load`] compiles a
@@ -57,7 +58,7 @@ mod guest_log;
 pub mod guests;
 pub mod limits;
 mod load;
-mod lower;
+mod pack;
 pub mod native;
 mod policy;
 mod sandbox;

@@ -21,10 +21,10 @@ pub fn classify(ctx: &EvalContext, containers: &[ContainerSnapshot]) -> Vec<Verd
 }
 
 /// The default kill rules (see `guest-policies/default-kill`).
-pub fn decide(_ctx: &EvalContext, candidates: &[Candidate]) -> Vec<Action> {
+pub fn decide(_ctx: &EvalContext, candidates: &[Candidate<'_>]) -> Vec<Action> {
     candidates
         .iter()
-        .map(|c| match &c.ownership {
+        .map(|c| match c.ownership {
             Ownership::Owned { alloc_id } => Action {
                 kind: ActionKind::Stop {
                     signal: Signal::Term,

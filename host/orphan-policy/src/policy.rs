@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ComponentExportIndex;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::{KillPre, OwnershipPre, wit};
@@ -13,7 +12,7 @@ use crate::decision::{Action, PolicyInfo, PolicyKind, Verdict};
 use crate::engine::EngineShared;
 use crate::guest_log::{GuestLog, LogRateLimiter, LogStats};
 use crate::limits::{MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH};
-use crate::lower::{self, Arena, CandidateIn, ContainerIn};
+use crate::pack::{self, TooLarge};
 use crate::sandbox::{HostState, PolicyLimiter};
 use crate::snapshot::{Candidate, ContainerSnapshot, EvalContext};
 
@@ -130,8 +129,6 @@ struct PolicyShared {
     log_name: Arc<str>,
     info: PolicyInfo,
     pre: PolicyPre,
-    /// The `classify` or `decide` export, looked up once at load.
-    call_export: ComponentExportIndex,
     source: CompileSource,
     log_limiter: Arc<Mutex<LogRateLimiter>>,
 }
@@ -151,16 +148,6 @@ impl LoadedPolicy {
         pre: PolicyPre,
         source: CompileSource,
     ) -> Result<Self, EvalError> {
-        let (component, call) = match &pre {
-            PolicyPre::Ownership(pre) => (pre.instance_pre().component(), "classify"),
-            PolicyPre::Kill(pre) => (pre.instance_pre().component(), "decide"),
-        };
-        let (_, call_export) =
-            component
-                .get_export(None, call)
-                .ok_or_else(|| EvalError::Failed {
-                    message: format!("the component exports no `{call}` function"),
-                })?;
         let mut shared = PolicyShared {
             engine,
             kind,
@@ -173,7 +160,6 @@ impl LoadedPolicy {
                 contract_version: String::new(),
             },
             pre,
-            call_export,
             source,
             log_limiter: Arc::new(Mutex::new(LogRateLimiter::new())),
         };
@@ -234,22 +220,15 @@ impl LoadedPolicy {
                 call: "classify",
             });
         };
-        check_batch(
-            containers.len(),
-            containers.iter().map(ContainerSnapshot::input_bytes).sum(),
-        )?;
+        check_count(containers.len())?;
+        let batch = pack::container_batch(containers).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
-        let arena = Arena::new(containers.iter());
-        let input = arena.containers(containers.iter());
         let raw = Self::run(&self.shared, |store| {
-            let instance = pre.instance_pre().instantiate(&mut *store)?;
-            let classify = instance
-                .get_typed_func::<(&wit::EvalContext, &[ContainerIn<'_>]), (Vec<wit::Verdict>,)>(
-                    &mut *store,
-                    &self.shared.call_export,
-                )?;
-            Ok(classify.call(&mut *store, (&wit_ctx, &input))?.0)
-        })?;
+            pre.instantiate(&mut *store)?
+                .call_classify(&mut *store, &wit_ctx, &batch)
+        });
+        pack::recycle(batch.strings);
+        let raw = raw?;
         validate_all(raw, containers.len())
     }
 
@@ -257,7 +236,7 @@ impl LoadedPolicy {
     pub fn decide(
         &self,
         ctx: &EvalContext,
-        candidates: &[Candidate],
+        candidates: &[Candidate<'_>],
     ) -> Result<Vec<Action>, EvalError> {
         self.decide_with_stats(ctx, candidates).map(|e| e.output)
     }
@@ -266,7 +245,7 @@ impl LoadedPolicy {
     pub fn decide_with_stats(
         &self,
         ctx: &EvalContext,
-        candidates: &[Candidate],
+        candidates: &[Candidate<'_>],
     ) -> Result<Evaluation<Vec<Action>>, EvalError> {
         let PolicyPre::Kill(pre) = &self.shared.pre else {
             return Err(EvalError::WrongKind {
@@ -274,22 +253,15 @@ impl LoadedPolicy {
                 call: "decide",
             });
         };
-        check_batch(
-            candidates.len(),
-            candidates.iter().map(|c| c.container.input_bytes()).sum(),
-        )?;
+        check_count(candidates.len())?;
+        let batch = pack::candidate_batch(candidates).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
-        let arena = Arena::new(candidates.iter().map(|c| &c.container));
-        let input = lower::candidates(&arena, candidates);
         let raw = Self::run(&self.shared, |store| {
-            let instance = pre.instance_pre().instantiate(&mut *store)?;
-            let decide = instance
-                .get_typed_func::<(&wit::EvalContext, &[CandidateIn<'_>]), (Vec<wit::Action>,)>(
-                    &mut *store,
-                    &self.shared.call_export,
-                )?;
-            Ok(decide.call(&mut *store, (&wit_ctx, &input))?.0)
-        })?;
+            pre.instantiate(&mut *store)?
+                .call_decide(&mut *store, &wit_ctx, &batch)
+        });
+        pack::recycle(batch.strings);
+        let raw = raw?;
         validate_all(raw, candidates.len())
     }
 
@@ -371,20 +343,21 @@ fn classify_failure(
     }
 }
 
-fn check_batch(count: usize, bytes: usize) -> Result<(), EvalError> {
+fn check_count(count: usize) -> Result<(), EvalError> {
     if count > MAX_CONTAINERS_PER_BATCH {
         return Err(EvalError::BatchTooLarge {
             count,
             max: MAX_CONTAINERS_PER_BATCH,
         });
     }
-    if bytes > MAX_BATCH_INPUT_BYTES {
-        return Err(EvalError::InputTooLarge {
-            bytes,
-            max: MAX_BATCH_INPUT_BYTES,
-        });
-    }
     Ok(())
+}
+
+fn too_large(TooLarge { bytes }: TooLarge) -> EvalError {
+    EvalError::InputTooLarge {
+        bytes,
+        max: MAX_BATCH_INPUT_BYTES,
+    }
 }
 
 fn validate_all<W, T>(

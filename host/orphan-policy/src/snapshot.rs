@@ -142,9 +142,12 @@ impl ContainerSnapshot {
 }
 
 /// A container the host considers an orphan, passed to a kill policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Candidate {
-    pub container: ContainerSnapshot,
+///
+/// Borrows the snapshot and verdict the ownership stage already holds, so
+/// building a kill batch copies nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Candidate<'a> {
+    pub container: &'a ContainerSnapshot,
     /// The ownership verdict that made it a candidate.
-    pub ownership: Ownership,
+    pub ownership: &'a Ownership,
 }

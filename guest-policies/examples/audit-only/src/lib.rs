@@ -15,14 +15,14 @@ impl Guest for AuditOnly {
         PolicyInfo::new("example-audit-only", env!("CARGO_PKG_VERSION"))
     }
 
-    fn decide(_ctx: EvalContext, candidates: Vec<Candidate>) -> Vec<Action> {
-        candidates
-            .iter()
+    fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {
+        batch
+            .candidates()
             .map(|c| {
-                if let Ownership::Owned(alloc) = &c.ownership {
+                if let Ownership::Owned(alloc) = c.ownership {
                     info(&format!(
                         "audit: would stop and remove {} (alloc {alloc})",
-                        c.container.id
+                        c.container.id()
                     ));
                 }
                 Action::ignore("audit-only policy never acts")

@@ -6,6 +6,7 @@
 
 dockhand_policy_sdk::ownership_world!("../../../wit");
 
+use dockhand_policy_sdk::ContainerRef;
 use dockhand_policy_sdk::helpers::label;
 use dockhand_policy_sdk::labels::{ALLOC_ID, NAMESPACE, NODE_ID};
 
@@ -19,12 +20,12 @@ impl Guest for LabelAllowlist {
         PolicyInfo::new("example-label-allowlist", env!("CARGO_PKG_VERSION"))
     }
 
-    fn classify(ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
-        containers.iter().map(|c| classify_one(&ctx, c)).collect()
+    fn classify(ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
+        batch.containers().map(|c| classify_one(&ctx, &c)).collect()
     }
 }
 
-fn classify_one(ctx: &EvalContext, c: &Container) -> Verdict {
+fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
     let Some(alloc) = label(c, ALLOC_ID).filter(|a| !a.is_empty()) else {
         return Verdict::not_nomad("no alloc_id label");
     };

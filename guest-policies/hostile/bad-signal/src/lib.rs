@@ -12,9 +12,9 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-bad-signal", "0.1.0")
     }
 
-    fn decide(_ctx: EvalContext, candidates: Vec<Candidate>) -> Vec<Action> {
-        candidates
-            .iter()
+    fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {
+        batch
+            .candidates()
             .map(|_| Action::kill("SIGBOGUS", "no such signal"))
             .collect()
     }

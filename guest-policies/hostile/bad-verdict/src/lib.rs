@@ -12,9 +12,9 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-bad-verdict", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
-        containers
-            .iter()
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
+        batch
+            .containers()
             .map(|_| Verdict::owned("", "empty alloc id"))
             .collect()
     }

@@ -20,10 +20,10 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-deep-recursion", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         let depth = descend(std::hint::black_box(1));
-        containers
-            .iter()
+        batch
+            .containers()
             .map(|_| Verdict::unknown(format!("{depth}")))
             .collect()
     }

@@ -14,14 +14,14 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-log-flood", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         let long = "\x1b[31mred\x1b[0m ".repeat(4096);
         for i in 0..5_000 {
             logging::error(&format!("flood line {i}"));
         }
         logging::warn(&long);
-        containers
-            .iter()
+        batch
+            .containers()
             .map(|_| Verdict::not_nomad("flooded the log"))
             .collect()
     }

@@ -12,7 +12,7 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-memory-bomb", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             // Reserve without filling: memory grows as fast as the allocator
@@ -24,8 +24,8 @@ impl Guest for Hostile {
                 break;
             }
         }
-        containers
-            .iter()
+        batch
+            .containers()
             .map(|_| Verdict::unknown(format!("{}", hoard.len())))
             .collect()
     }

@@ -12,10 +12,10 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-oversized-output", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         let reason = "x".repeat(1 << 20);
-        containers
-            .iter()
+        batch
+            .containers()
             .map(|_| Verdict::unknown(reason.clone()))
             .collect()
     }

@@ -12,12 +12,12 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-panic", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         if std::hint::black_box(true) {
             panic!("hostile policy panics on purpose");
         }
-        containers
-            .iter()
+        batch
+            .containers()
             .map(|_| Verdict::unknown("unreachable"))
             .collect()
     }

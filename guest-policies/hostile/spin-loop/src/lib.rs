@@ -12,11 +12,11 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-spin-loop", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         let mut n: u64 = 0;
         loop {
             n = std::hint::black_box(n.wrapping_add(1));
-            if std::hint::black_box(n) == u64::MAX && containers.is_empty() {
+            if std::hint::black_box(n) == u64::MAX && batch.is_empty() {
                 break;
             }
         }

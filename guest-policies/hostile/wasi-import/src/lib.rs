@@ -9,8 +9,8 @@ dockhand_policy_sdk::wit_bindgen::generate!({
     path: ["../../../wit", "wit"],
     world: "dockhand-test:wasi-import/ownership-with-filesystem",
     with: {
-        "dockhand:policy/types@0.1.0": ::dockhand_policy_sdk::types,
-        "dockhand:policy/log@0.1.0": ::dockhand_policy_sdk::log,
+        "dockhand:policy/types@0.2.0": ::dockhand_policy_sdk::types,
+        "dockhand:policy/log@0.2.0": ::dockhand_policy_sdk::log,
     },
     generate_all,
     runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
@@ -23,10 +23,10 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-wasi-import", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
         let dirs = wasi::filesystem::preopens::get_directories();
-        containers
-            .iter()
+        batch
+            .containers()
             .map(|_| Verdict::unknown(format!("saw {} dirs", dirs.len())))
             .collect()
     }

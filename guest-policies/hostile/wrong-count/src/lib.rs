@@ -12,8 +12,8 @@ impl Guest for Hostile {
         PolicyInfo::new("hostile-wrong-count", "0.1.0")
     }
 
-    fn classify(_ctx: EvalContext, containers: Vec<Container>) -> Vec<Verdict> {
-        (0..=containers.len())
+    fn classify(_ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
+        (0..=batch.len())
             .map(|_| Verdict::not_nomad("one too many"))
             .collect()
     }

@@ -237,14 +237,24 @@ async fn decide(
         kind: "kill",
         policy,
         ctx,
-        input: |w: &Work| Candidate {
-            container: w.snapshot.clone(),
-            ownership: w
+        // The policy runs on the blocking pool, so the batch owns its inputs.
+        input: |w: &Work| {
+            let ownership = w
                 .verdict
                 .as_ref()
-                .map_or(Ownership::Unknown, |v| v.ownership.clone()),
+                .map_or(Ownership::Unknown, |v| v.ownership.clone());
+            (w.snapshot.clone(), ownership)
         },
-        call: |p: &LoadedPolicy, c: &EvalContext, batch: &[Candidate]| p.decide(c, batch),
+        call: |p: &LoadedPolicy, c: &EvalContext, batch: &[(ContainerSnapshot, Ownership)]| {
+            let candidates: Vec<Candidate<'_>> = batch
+                .iter()
+                .map(|(container, ownership)| Candidate {
+                    container,
+                    ownership,
+                })
+                .collect();
+            p.decide(c, &candidates)
+        },
         store: |w: &mut Work, a: Action| w.action = Some(a),
     };
     batches.run(work, indices, report).await;

@@ -44,7 +44,7 @@ fn describe_reports_name_and_contract_version() {
     let h = harness();
     let policy = h.engine.load_default(PolicyKind::Ownership).expect("loads");
     assert_eq!(policy.info().name, "default-ownership");
-    assert_eq!(policy.info().contract_version, "0.1.0");
+    assert_eq!(policy.info().contract_version, "0.2.0");
     assert_eq!(policy.kind(), PolicyKind::Ownership);
     assert_eq!(policy.digest_hex().len(), 64);
     let kill = h.engine.load_default(PolicyKind::Kill).expect("loads");
@@ -192,14 +192,15 @@ fn kill_default_stops_with_sigterm_for_30s_then_removes() {
         .load_default(PolicyKind::Kill)
         .expect("default kill");
     let c = container("c1", "/web");
+    let owned = owned(ALLOC);
     let candidates = vec![
         Candidate {
-            container: c.clone(),
-            ownership: owned(ALLOC),
+            container: &c,
+            ownership: &owned,
         },
         Candidate {
-            container: c,
-            ownership: Ownership::Unknown,
+            container: &c,
+            ownership: &Ownership::Unknown,
         },
     ];
     let actions = policy.decide(&ctx(), &candidates).expect("decide");
@@ -249,9 +250,10 @@ fn example_audit_only_ignores_everything_and_logs() {
         .engine
         .load(PolicyKind::Kill, &guest("example-audit-only"))
         .expect("loads");
+    let (c, owned) = (container("c", "/w"), owned(ALLOC));
     let candidates = vec![Candidate {
-        container: container("c", "/w"),
-        ownership: owned(ALLOC),
+        container: &c,
+        ownership: &owned,
     }];
     let eval = policy
         .decide_with_stats(&ctx(), &candidates)

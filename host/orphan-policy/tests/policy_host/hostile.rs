@@ -150,13 +150,15 @@ fn unknown_signal_is_malformed_output() {
         .engine
         .load(PolicyKind::Kill, &guest("hostile-bad-signal"))
         .expect("loads");
-    let candidates: Vec<Candidate> = plain_batch()
-        .into_iter()
+    let batch = plain_batch();
+    let owned = Ownership::Owned {
+        alloc_id: ALLOC.into(),
+    };
+    let candidates: Vec<Candidate<'_>> = batch
+        .iter()
         .map(|container| Candidate {
             container,
-            ownership: Ownership::Owned {
-                alloc_id: ALLOC.into(),
-            },
+            ownership: &owned,
         })
         .collect();
     let err = policy.decide(&ctx(), &candidates).expect_err("bad signal");

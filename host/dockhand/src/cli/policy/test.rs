@@ -307,7 +307,7 @@ fn decide_all(
                 .map_err(|e| format!("default ownership policy failed: {e}")),
         })
         .collect();
-    let candidates: Vec<(usize, Candidate)> = ownerships
+    let candidates: Vec<(usize, Candidate<'_>)> = ownerships
         .iter()
         .enumerate()
         .filter_map(|(i, o)| {
@@ -315,18 +315,18 @@ fn decide_all(
                 (
                     i,
                     Candidate {
-                        container: snapshots[i].clone(),
-                        ownership: o.clone(),
+                        container: &snapshots[i],
+                        ownership: o,
                     },
                 )
             })
         })
         .collect();
-    let batch: Vec<Candidate> = candidates.iter().map(|(_, c)| c.clone()).collect();
+    let batch: Vec<Candidate<'_>> = candidates.iter().map(|(_, c)| *c).collect();
     let actions = in_batches(&batch, |b| policy.decide(ctx, b));
     let mut results: Vec<Evaluated> = ownerships
-        .into_iter()
-        .map(|o| o.map(|_| (String::new(), String::new(), None)))
+        .iter()
+        .map(|o| o.clone().map(|_| (String::new(), String::new(), None)))
         .collect();
     for ((i, cand), action) in candidates.into_iter().zip(actions) {
         results[i] = action.map(|a| {
@@ -334,7 +334,7 @@ fn decide_all(
                 format!(
                     "{} [{}]",
                     render_action(&a.kind),
-                    render_ownership(&cand.ownership)
+                    render_ownership(cand.ownership)
                 ),
                 a.reason.clone(),
                 Some(Answer::Action(a)),

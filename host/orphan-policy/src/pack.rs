@@ -1,0 +1,216 @@
+//! A batch's inputs in the contract's packed form: every string of every
+//! container in one string table, the records holding indices.
+//!
+//! Lowering a `string` into a guest costs a call into the guest's allocator;
+//! with ~120 strings per fully inspected snapshot that call dominated a
+//! batch. Packed, a batch is lowered with two string-sized copies (the text
+//! and its end offsets) plus flat records, whatever the number of labels.
+
+use std::cell::Cell;
+
+use crate::bindings::wit;
+use crate::decision::Ownership;
+use crate::limits::MAX_BATCH_INPUT_BYTES;
+use crate::snapshot::{Candidate, ContainerSnapshot, ContainerState, EvalContext};
+
+/// The packed input is larger than [`MAX_BATCH_INPUT_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    pub bytes: usize,
+}
+
+/// Builds one batch's string table.
+///
+/// Its buffers are recycled per thread ([`recycle`]): a batch is about a
+/// megabyte of text, and fresh allocations of that size come straight from
+/// the kernel, page-faulting on every copy.
+#[derive(Debug, Default)]
+pub(crate) struct StringTable {
+    text: String,
+    ends: Vec<u32>,
+}
+
+/// Largest text buffer kept for reuse (a full batch).
+const MAX_RECYCLED_BYTES: usize = MAX_BATCH_INPUT_BYTES;
+
+thread_local! {
+    static SPARE: Cell<Option<(String, Vec<u32>)>> = const { Cell::new(None) };
+}
+
+/// Returns a batch's buffers for the next batch on this thread.
+pub(crate) fn recycle(table: wit::StringTable) {
+    let wit::StringTable { mut text, mut ends } = table;
+    if text.capacity() <= MAX_RECYCLED_BYTES {
+        text.clear();
+        ends.clear();
+        SPARE.with(|spare| spare.set(Some((text, ends))));
+    }
+}
+
+impl StringTable {
+    fn new() -> Self {
+        let (text, ends) = SPARE.with(Cell::take).unwrap_or_default();
+        Self { text, ends }
+    }
+
+    /// Appends `s`; returns its index.
+    fn push(&mut self, s: &str) -> u32 {
+        self.text.push_str(s);
+        // The caller stops at `MAX_BATCH_INPUT_BYTES` (far below 4 GiB), so
+        // both the offset and the index fit a u32.
+        self.ends.push(self.text.len() as u32);
+        self.ends.len() as u32 - 1
+    }
+
+    /// Appends `items` as one run.
+    fn run<'s>(&mut self, items: impl IntoIterator<Item = &'s str>) -> wit::StrRun {
+        let first = self.ends.len() as u32;
+        for s in items {
+            self.push(s);
+        }
+        wit::StrRun {
+            first,
+            count: self.ends.len() as u32 - first,
+        }
+    }
+
+    /// Appends the strings of `c`; returns its record.
+    fn container(&mut self, c: &ContainerSnapshot) -> wit::Container {
+        let id = self.push(&c.id);
+        let names = self.run(c.names.iter().map(String::as_str));
+        let image = self.push(&c.image);
+        // A BTreeMap iterates in key order: the contract promises sorted keys.
+        let labels = self.run(c.labels.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]));
+        let env = c
+            .env
+            .as_ref()
+            .map(|env| self.run(env.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()])));
+        let mounts = self.run(
+            c.mounts
+                .iter()
+                .flat_map(|m| [m.source.as_str(), m.destination.as_str(), m.kind.as_str()]),
+        );
+        wit::Container {
+            id,
+            names,
+            image,
+            labels,
+            env,
+            mounts,
+            created_ms: c.created_ms,
+            started_ms: c.started_ms,
+            state: c.state.into(),
+            exit_code: c.exit_code,
+        }
+    }
+
+    /// Packs every container, refusing the batch as soon as its text passes
+    /// [`MAX_BATCH_INPUT_BYTES`].
+    fn pack_all<'c, T>(
+        &mut self,
+        items: &'c [T],
+        container: impl Fn(&'c T) -> &'c ContainerSnapshot,
+    ) -> Result<Vec<wit::Container>, TooLarge> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(self.container(container(item)));
+            if self.text.len() > MAX_BATCH_INPUT_BYTES {
+                let bytes = items.iter().map(|i| container(i).input_bytes()).sum();
+                return Err(TooLarge { bytes });
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(self) -> wit::StringTable {
+        wit::StringTable {
+            text: self.text,
+            ends: self.ends,
+        }
+    }
+}
+
+#[cfg(test)]
+/// Number of strings `c` puts into the table.
+fn string_count(c: &ContainerSnapshot) -> usize {
+    2 + c.names.len()
+        + 2 * c.labels.len()
+        + c.env.as_ref().map_or(0, |env| 2 * env.len())
+        + 3 * c.mounts.len()
+}
+
+/// The `classify` input for `containers`.
+pub(crate) fn container_batch(
+    containers: &[ContainerSnapshot],
+) -> Result<wit::ContainerBatch, TooLarge> {
+    let mut table = StringTable::new();
+    let containers = table.pack_all(containers, |c| c)?;
+    Ok(wit::ContainerBatch {
+        strings: table.finish(),
+        containers,
+    })
+}
+
+/// The `decide` input for `candidates`.
+pub(crate) fn candidate_batch(
+    candidates: &[Candidate<'_>],
+) -> Result<wit::CandidateBatch, TooLarge> {
+    let mut table = StringTable::new();
+    let containers = table.pack_all(candidates, |c| c.container)?;
+    let candidates = containers
+        .into_iter()
+        .zip(candidates)
+        .map(|(container, c)| wit::Candidate {
+            container,
+            ownership: c.ownership.into(),
+        })
+        .collect();
+    Ok(wit::CandidateBatch {
+        strings: table.finish(),
+        candidates,
+    })
+}
+
+impl From<&EvalContext> for wit::EvalContext {
+    fn from(ctx: &EvalContext) -> Self {
+        Self {
+            now_ms: ctx.now_ms,
+            node: wit::NodeInfo {
+                id: ctx.node.id.clone(),
+                name: ctx.node.name.clone(),
+                datacenter: ctx.node.datacenter.clone(),
+            },
+            driver_name: ctx.driver_name.clone(),
+            creation_grace_ms: ctx.creation_grace_ms,
+        }
+    }
+}
+
+impl From<ContainerState> for wit::ContainerState {
+    fn from(state: ContainerState) -> Self {
+        match state {
+            ContainerState::Created => Self::Created,
+            ContainerState::Running => Self::Running,
+            ContainerState::Paused => Self::Paused,
+            ContainerState::Restarting => Self::Restarting,
+            ContainerState::Removing => Self::Removing,
+            ContainerState::Exited => Self::Exited,
+            ContainerState::Dead => Self::Dead,
+            ContainerState::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl From<&Ownership> for wit::Ownership {
+    fn from(o: &Ownership) -> Self {
+        match o {
+            Ownership::Owned { alloc_id } => Self::Owned(alloc_id.clone()),
+            Ownership::NotNomad => Self::NotNomad,
+            Ownership::Unknown => Self::Unknown,
+            Ownership::NeedInspect => Self::NeedInspect,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
