@@ -488,7 +488,10 @@ async fn capabilities_match_the_docker_driver() {
             NetworkIsolationMode::Task as i32
         ]
     );
-    assert!(!caps.must_create_network);
+    assert!(
+        caps.must_create_network,
+        "group networks need CreateNetwork"
+    );
     assert_eq!(caps.mount_configs, MountConfigs::ANY_MOUNTS as i32);
     assert!(!caps.disable_log_collection, "default config");
 }

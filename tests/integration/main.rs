@@ -6,6 +6,7 @@ mod docker_engine;
 mod handshake;
 mod harness;
 mod lifecycle;
+mod network;
 mod plugin_reconciler;
 mod policy_cli;
 mod reconcile;

@@ -44,7 +44,7 @@ pub mod models {
         ContainerStatsResponse, ContainerSummary, DeviceMapping, EndpointSettings,
         ExecInspectResponse, HealthConfig, HostConfig, HostConfigLogConfig, ImageInspect, Mount,
         MountPoint, MountTmpfsOptions, MountType, NetworkInspect, PortBinding, ResourcesUlimits,
-        SystemInfo, SystemVersion,
+        RestartPolicy, RestartPolicyNameEnum, SystemInfo, SystemVersion,
     };
 }
 

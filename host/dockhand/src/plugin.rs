@@ -31,7 +31,8 @@ use nomad_plugin::proto::base::NomadConfig;
 use nomad_plugin::proto::drivers::driver_capabilities::{FsIsolation, MountConfigs};
 use nomad_plugin::proto::drivers::network_isolation_spec::NetworkIsolationMode;
 use nomad_plugin::proto::drivers::{
-    DestroyTaskRequest, DriverCapabilities, DriverTaskEvent, ExecTaskRequest, ExecTaskResponse,
+    CreateNetworkRequest, CreateNetworkResponse, DestroyNetworkRequest, DestroyTaskRequest,
+    DriverCapabilities, DriverTaskEvent, ExecTaskRequest, ExecTaskResponse,
     ExecTaskStreamingRequest, ExecTaskStreamingResponse, FingerprintResponse, InspectTaskRequest,
     InspectTaskResponse, RecoverTaskRequest, SignalTaskRequest, StartTaskRequest,
     StartTaskResponse, StopTaskRequest, TaskStatsRequest, TaskStatsResponse, WaitTaskRequest,
@@ -52,6 +53,7 @@ mod background;
 pub mod convert;
 mod exec_stream;
 mod fingerprint_stream;
+pub mod network;
 mod runtime;
 pub mod tasks;
 
@@ -440,7 +442,8 @@ impl DriverPlugin for Dockhand {
                 NetworkIsolationMode::Group.into(),
                 NetworkIsolationMode::Task.into(),
             ],
-            must_create_network: false,
+            // Group networks are sandbox containers made by CreateNetwork, as in Nomad's driver.
+            must_create_network: true,
             mount_configs: MountConfigs::ANY_MOUNTS.into(),
             disable_log_collection: settings.config.disable_log_collection,
             dynamic_workload_users: false,
@@ -525,6 +528,17 @@ impl DriverPlugin for Dockhand {
         requests: RequestStream<ExecTaskStreamingRequest>,
     ) -> Result<ResponseStream<ExecTaskStreamingResponse>, PluginError> {
         exec_stream::exec_streaming(&self.engine()?, requests).await
+    }
+
+    async fn create_network(
+        &self,
+        request: CreateNetworkRequest,
+    ) -> Result<CreateNetworkResponse, PluginError> {
+        network::create(&self.engine()?, request).await
+    }
+
+    async fn destroy_network(&self, request: DestroyNetworkRequest) -> Result<(), PluginError> {
+        network::destroy(&self.engine()?, request).await
     }
 }
 

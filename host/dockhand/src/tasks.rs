@@ -13,6 +13,8 @@
 //! * **One exit result per task**, computed by a watcher that waits with no deadline and takes
 //!   the OOM flag from inspect. Any number of [`TaskEngine::wait`] callers get it.
 //! * **Stop is never cut short** by a client timeout: its deadline is the grace plus a margin.
+//! * **Group networks** ([`TaskEngine::create_network`]) are sandbox (pause) containers named
+//!   `nomad_init_<alloc id>`, tracked next to the tasks so the reconciler leaves them alone.
 //! * **driver_state** is a versioned MessagePack record ([`TaskState`]) holding everything
 //!   recovery needs; [`TaskEngine::recover`] is idempotent.
 
@@ -22,6 +24,7 @@ mod exec;
 mod handle;
 mod image;
 mod logs;
+mod network;
 pub mod spec;
 mod start;
 mod state;
@@ -49,6 +52,7 @@ pub use handle::{ExitResult, TaskHandle};
 pub use image::{
     ImageRequest, PullError, PullProgress, ensure_image, follow_pull, is_latest_or_untagged,
 };
+pub use network::{NetworkError, SANDBOX_NAME_PREFIX, Sandbox, sandbox_name};
 pub use spec::TaskSpec;
 pub use start::StartedTask;
 pub use state::{
@@ -95,6 +99,10 @@ pub struct EngineSettings {
     pub container: ContainerSettings,
     /// Node compute per core in MHz, for CPU ticks (0 = unknown).
     pub mhz_per_core: u64,
+    /// `infra_image`: the image of group-network sandbox containers.
+    pub infra_image: String,
+    /// `infra_image_pull_timeout`.
+    pub infra_image_pull_timeout: Duration,
 }
 
 impl Default for EngineSettings {
@@ -112,6 +120,8 @@ impl Default for EngineSettings {
                 selinux_label: None,
             },
             mhz_per_core: 0,
+            infra_image: crate::config::defaults::infra_image(),
+            infra_image_pull_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -26,6 +26,47 @@ const APPLETS: &[&str] = &[
 
 static BUILT: OnceCell<()> = OnceCell::const_new();
 
+/// Repository of the sandbox (pause) test image: the same root filesystem, whose default
+/// command idles until SIGTERM or SIGINT like the real pause image.
+pub const SANDBOX_IMAGE_REPO: &str = "dockhand-test/pause";
+/// Tag of the sandbox test image (bump when its content changes).
+pub const SANDBOX_IMAGE_TAG: &str = "1";
+/// The full sandbox test image reference, for the plugin's `infra_image`.
+pub const SANDBOX_IMAGE: &str = "dockhand-test/pause:1";
+
+static SANDBOX_BUILT: OnceCell<()> = OnceCell::const_new();
+
+/// Builds the sandbox test image once per process (and not at all when the tag exists).
+pub async fn ensure_sandbox_image(docker: &Arc<dyn DockerApi>) {
+    SANDBOX_BUILT
+        .get_or_init(|| async {
+            if docker.inspect_image(SANDBOX_IMAGE).await.is_ok() {
+                return;
+            }
+            let rootfs = rootfs_tar().unwrap_or_else(|e| panic!("{e}"));
+            docker
+                .import_image(
+                    ImportRequest {
+                        repo: SANDBOX_IMAGE_REPO.to_owned(),
+                        tag: SANDBOX_IMAGE_TAG.to_owned(),
+                        changes: vec![
+                            r#"CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while true; do sleep 0.2; done"]"#
+                                .to_owned(),
+                            "ENV PATH=/bin".to_owned(),
+                        ],
+                    },
+                    Bytes::from(rootfs),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("failed to import the sandbox image {SANDBOX_IMAGE}: {e}"));
+            docker
+                .inspect_image(SANDBOX_IMAGE)
+                .await
+                .unwrap_or_else(|e| panic!("sandbox image {SANDBOX_IMAGE} missing after import: {e}"));
+        })
+        .await;
+}
+
 /// Builds the test image once per process (and not at all when the tag already exists).
 /// Panics with the fix when busybox-static is missing.
 pub async fn ensure_test_image(docker: &Arc<dyn DockerApi>) {

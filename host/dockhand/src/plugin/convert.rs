@@ -61,6 +61,8 @@ pub fn engine_settings(config: &PluginConfig) -> EngineSettings {
             selinux_label: config.volumes.selinux_label.clone(),
         },
         mhz_per_core: 0,
+        infra_image: config.infra_image.clone(),
+        infra_image_pull_timeout: config.infra_image_pull_timeout,
     }
 }
 
@@ -224,6 +226,11 @@ pub fn task_spec(
         let id = iso.labels.get(SANDBOX_CONTAINER_LABEL)?;
         Some(format!("container:{id}"))
     });
+    // A task sharing another container's namespace publishes nothing of its own (Nomad
+    // ignores `ports` there; Docker would refuse them).
+    let shares_netns = network_mode
+        .as_deref()
+        .is_some_and(|m| m.starts_with("container:"));
     let logging = cfg.effective_logging(plugin);
     let logging = if logging.r#type.is_empty() {
         None
@@ -253,7 +260,11 @@ pub fn task_spec(
         init: cfg.init,
         labels: cfg.labels.clone(),
         port_map: cfg.port_map.clone(),
-        ports: cfg.ports.clone(),
+        ports: if shares_netns {
+            Vec::new()
+        } else {
+            cfg.ports.clone()
+        },
         network_mode,
         dns_servers,
         dns_search_domains,
@@ -518,6 +529,32 @@ mod tests {
         assert_eq!(spec.resources.cpu_shares, 250);
         assert_eq!(spec.resources.ports[0].to, 80);
         assert_eq!(spec.docker.volumes, vec!["/alloc-root/web/data:/data"]);
+    }
+
+    #[test]
+    fn group_network_tasks_join_the_sandbox_and_publish_nothing() {
+        let task = pb::TaskConfig {
+            network_isolation_spec: Some(pb::NetworkIsolationSpec {
+                mode: NetworkIsolationMode::Group.into(),
+                path: "/proc/7/ns/net".to_owned(),
+                labels: [(SANDBOX_CONTAINER_LABEL.to_owned(), "c0ffee".to_owned())].into(),
+                hosts_config: None,
+            }),
+            ..pb::TaskConfig::default()
+        };
+        let mut cfg = busybox();
+        cfg.ports = vec!["http".to_owned()];
+        let spec = task_spec(&task, &cfg, &PluginConfig::default()).expect("spec");
+        assert_eq!(
+            spec.docker.network_mode.as_deref(),
+            Some("container:c0ffee")
+        );
+        assert!(spec.docker.ports.is_empty());
+
+        cfg.network_mode = Some("none".to_owned());
+        let spec = task_spec(&task, &cfg, &PluginConfig::default()).expect("spec");
+        assert_eq!(spec.docker.network_mode.as_deref(), Some("none"));
+        assert_eq!(spec.docker.ports, vec!["http".to_owned()]);
     }
 
     #[test]

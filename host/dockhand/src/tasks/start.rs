@@ -289,6 +289,7 @@ impl TaskEngine {
                 id: state.container_id.clone(),
                 source,
             })?;
+        self.retrack_sandbox_of(&state.alloc_id, &inspected).await;
         let mut state = state;
         // An exited container needs no log forwarding; its exit result is read at once.
         state.log_collection &= is_running(&inspected) && !self.settings.disable_log_collection;

@@ -1,6 +1,11 @@
 //! The set of tasks this driver instance tracks. The reconciler treats every container id in
 //! here as owned and alive, so a container is added before StartTask returns and removed only
 //! by DestroyTask.
+//!
+//! The store also holds the group-network sandbox (pause) containers by allocation id: one is
+//! added when CreateNetwork creates or re-adopts it (or RecoverTask re-attaches a task that
+//! joins it) and removed when DestroyNetwork starts, so the reconciler never judges the
+//! network namespace of a live allocation.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,6 +16,7 @@ use super::handle::TaskHandle;
 #[derive(Debug, Clone, Default)]
 pub struct TaskStore {
     tasks: Arc<Mutex<HashMap<String, Arc<TaskHandle>>>>,
+    sandboxes: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl TaskStore {
@@ -46,12 +52,37 @@ impl TaskStore {
         self.lock().remove(task_id)
     }
 
-    /// Container ids of every tracked task (the reconciler's "tracked" set).
+    /// Container ids of every tracked task and sandbox (the reconciler's "tracked" set).
     pub fn tracked_container_ids(&self) -> BTreeSet<String> {
-        self.lock()
+        let mut ids: BTreeSet<String> = self
+            .lock()
             .values()
             .map(|h| h.container_id().to_owned())
-            .collect()
+            .collect();
+        ids.extend(self.lock_sandboxes().values().cloned());
+        ids
+    }
+
+    fn lock_sandboxes(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `container_id` as the sandbox of `alloc_id` (replacing an earlier one).
+    pub fn track_sandbox(&self, alloc_id: &str, container_id: &str) {
+        self.lock_sandboxes()
+            .insert(alloc_id.to_owned(), container_id.to_owned());
+    }
+
+    /// Stops tracking the sandbox of `alloc_id`; returns its container id.
+    pub fn forget_sandbox(&self, alloc_id: &str) -> Option<String> {
+        self.lock_sandboxes().remove(alloc_id)
+    }
+
+    /// Container ids of the tracked sandboxes.
+    pub fn sandbox_ids(&self) -> BTreeSet<String> {
+        self.lock_sandboxes().values().cloned().collect()
     }
 
     /// Tracked task ids.

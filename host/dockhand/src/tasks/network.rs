@@ -1,0 +1,497 @@
+//! Group networking: one sandbox (pause) container per allocation owns the network namespace
+//! the allocation's tasks join with `container:<sandbox id>`, as Nomad's docker driver does.
+//!
+//! Design decisions:
+//!
+//! * **Nomad's shape.** The sandbox is named `nomad_init_<alloc id>`, carries only the
+//!   `com.hashicorp.nomad.alloc_id` label, runs the configured `infra_image` with its own
+//!   command, network mode `none` (a namespace with only loopback, which the client's CNI
+//!   set-up then fills) and restart policy `unless-stopped`, and takes the group's hostname.
+//! * **Re-adoption before the image.** A running sandbox of the allocation (a plugin or client
+//!   restart) is adopted — tracked again and reported with `created = false` — without
+//!   touching the image, so re-adoption never depends on a registry. Only a new sandbox needs
+//!   the image (present locally, or pulled within `infra_image_pull_timeout`).
+//! * **The namespace path** is `/proc/<sandbox pid>/ns/net`. Docker's `SandboxKey` (what the
+//!   upstream driver reports) lives in the daemon's mount namespace, which need not be the
+//!   plugin's; the pid path is valid wherever the daemon's processes are visible.
+//! * **Tracked set.** A sandbox is tracked from the moment it is created or adopted until
+//!   DestroyNetwork begins (forgotten first, so a failed removal leaves it to the reconciler).
+//!   A plugin restarted under a running agent gets RecoverTask, not CreateNetwork, for its
+//!   allocations: recovering a task that joins a sandbox re-tracks that sandbox too. Unlike
+//!   the upstream driver, a restart does not re-track *every* running `nomad_init_*`
+//!   container, so the sandbox of an allocation that ended meanwhile is left to the policies.
+//! * **When in doubt, don't kill.** A container holding the sandbox name without this
+//!   allocation's label is never removed or adopted; DestroyNetwork refuses to remove a
+//!   container without this allocation's label; "already gone" is success.
+
+use std::collections::HashMap;
+
+use crate::docker::DockerError;
+use crate::docker::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use super::image::{ImageRequest, ensure_image};
+use super::{LABEL_ALLOC_ID, TaskEngine, TaskError};
+
+/// Prefix of a sandbox container's name; the allocation id follows.
+pub const SANDBOX_NAME_PREFIX: &str = "nomad_init_";
+
+/// Longest allocation id accepted (Nomad's are 36-character UUIDs).
+const MAX_ALLOC_ID_LEN: usize = 128;
+
+/// The sandbox container name of `alloc_id`.
+pub fn sandbox_name(alloc_id: &str) -> String {
+    format!("{SANDBOX_NAME_PREFIX}{alloc_id}")
+}
+
+/// A running sandbox container of an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// Allocation id.
+    pub alloc_id: String,
+    /// The sandbox container's id.
+    pub container_id: String,
+    /// Path of its network namespace (`/proc/<pid>/ns/net`).
+    pub netns_path: String,
+    /// The group network hostname, when one was requested.
+    pub hostname: Option<String>,
+    /// True when this call created it, false when an existing sandbox was adopted.
+    pub created: bool,
+}
+
+/// Why a group network could not be created or destroyed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The allocation id cannot be part of a container name.
+    #[error("invalid allocation id {0:?}: expected 1-128 characters of [A-Za-z0-9_.-]")]
+    InvalidAllocId(String),
+    /// The infra image is neither present nor pullable.
+    #[error("infra_image {image:?} is not available locally and could not be pulled")]
+    Image {
+        /// The configured `infra_image`.
+        image: String,
+        /// Cause.
+        #[source]
+        source: TaskError,
+    },
+    /// The sandbox name is held by a container that is not this allocation's sandbox.
+    #[error(
+        "container name {name:?} is used by container {id}, which is not labelled for allocation {alloc_id}"
+    )]
+    NameTaken {
+        /// The sandbox name.
+        name: String,
+        /// The container holding it.
+        id: String,
+        /// The allocation.
+        alloc_id: String,
+    },
+    /// A Docker call on the sandbox failed.
+    #[error("failed to {action} sandbox container {target}")]
+    Docker {
+        /// What was being done (`inspect`, `create`, `start`, `remove`).
+        action: &'static str,
+        /// Container name or id.
+        target: String,
+        /// Cause.
+        #[source]
+        source: DockerError,
+    },
+    /// The sandbox stopped right after it was started.
+    #[error(
+        "sandbox container {id} is not running (does infra_image {image:?} run a long-lived command?)"
+    )]
+    NotRunning {
+        /// Container id.
+        id: String,
+        /// The image.
+        image: String,
+    },
+    /// DestroyNetwork named a container that is not this allocation's sandbox.
+    #[error("container {id} is not the sandbox of allocation {alloc_id}; not removing it")]
+    NotOurs {
+        /// Container id from the isolation spec.
+        id: String,
+        /// The allocation.
+        alloc_id: String,
+    },
+}
+
+impl NetworkError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Docker { source, .. } => source.is_transient(),
+            Self::Image { source, .. } => source.is_recoverable(),
+            _ => false,
+        }
+    }
+}
+
+fn validate_alloc_id(alloc_id: &str) -> Result<(), NetworkError> {
+    let ok = !alloc_id.is_empty()
+        && alloc_id.len() <= MAX_ALLOC_ID_LEN
+        && alloc_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidAllocId(alloc_id.to_owned()))
+    }
+}
+
+fn is_running(i: &ContainerInspectResponse) -> bool {
+    i.state.as_ref().and_then(|s| s.running).unwrap_or(false)
+}
+
+/// Whether the container carries this allocation's label.
+fn labelled_for(i: &ContainerInspectResponse, alloc_id: &str) -> bool {
+    i.config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(LABEL_ALLOC_ID))
+        .is_some_and(|v| v == alloc_id)
+}
+
+fn netns_path(i: &ContainerInspectResponse) -> Option<String> {
+    let pid = i.state.as_ref()?.pid.filter(|p| *p > 0)?;
+    Some(format!("/proc/{pid}/ns/net"))
+}
+
+impl TaskEngine {
+    /// Creates (or re-adopts) the sandbox container of `alloc_id` and tracks it. `hostname`
+    /// may be empty.
+    pub async fn create_network(
+        &self,
+        alloc_id: &str,
+        hostname: &str,
+    ) -> Result<Sandbox, NetworkError> {
+        validate_alloc_id(alloc_id)?;
+        let name = sandbox_name(alloc_id);
+        if let Some(existing) = self.existing_sandbox(alloc_id, &name).await? {
+            return self.adopt(alloc_id, hostname, &existing);
+        }
+
+        let image = self.settings.infra_image.clone();
+        let request = ImageRequest {
+            image: &image,
+            force_pull: false,
+            load: None,
+            auth: None,
+            pull_timeout: self.settings.infra_image_pull_timeout,
+            activity_timeout: self.settings.pull_activity_timeout,
+        };
+        ensure_image(self.docker.as_ref(), &request, &|_| {})
+            .await
+            .map_err(|source| NetworkError::Image {
+                image: image.clone(),
+                source,
+            })?;
+
+        let body = sandbox_config(alloc_id, hostname, &image);
+        let id = match self.docker.create_container(&name, body).await {
+            Ok(id) => id,
+            // A concurrent CreateNetwork won the name: adopt its sandbox.
+            Err(e) if e.is_conflict() => {
+                return match self.existing_sandbox(alloc_id, &name).await? {
+                    Some(existing) => self.adopt(alloc_id, hostname, &existing),
+                    None => Err(NetworkError::Docker {
+                        action: "create",
+                        target: name,
+                        source: e,
+                    }),
+                };
+            }
+            Err(source) => {
+                return Err(NetworkError::Docker {
+                    action: "create",
+                    target: name,
+                    source,
+                });
+            }
+        };
+        // Tracked before it runs: from now on it is ours until DestroyNetwork.
+        self.store.track_sandbox(alloc_id, &id);
+        match self.start_sandbox(&id, &image).await {
+            Ok(netns_path) => {
+                tracing::info!(
+                    alloc_id,
+                    container_id = id,
+                    netns = netns_path,
+                    "created group network sandbox"
+                );
+                Ok(Sandbox {
+                    alloc_id: alloc_id.to_owned(),
+                    container_id: id,
+                    netns_path,
+                    hostname: (!hostname.is_empty()).then(|| hostname.to_owned()),
+                    created: true,
+                })
+            }
+            Err(err) => {
+                self.store.forget_sandbox(alloc_id);
+                if let Err(e) = self.docker.remove_container(&id, true).await {
+                    tracing::warn!(alloc_id, container_id = id, error = %e, "failed to remove sandbox container after a failed start");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Stops tracking and force-removes the sandbox of `alloc_id`: `container_id` when the
+    /// isolation spec names it, else the tracked one, else the one found by name. A sandbox
+    /// that is already gone is success.
+    pub async fn destroy_network(
+        &self,
+        alloc_id: &str,
+        container_id: Option<&str>,
+    ) -> Result<(), NetworkError> {
+        validate_alloc_id(alloc_id)?;
+        let tracked = self.store.forget_sandbox(alloc_id);
+        let target = container_id
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .or(tracked)
+            .unwrap_or_else(|| sandbox_name(alloc_id));
+        let inspected = match self.docker.inspect_container(&target).await {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => {
+                tracing::debug!(alloc_id, container = target, "sandbox already gone");
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(NetworkError::Docker {
+                    action: "inspect",
+                    target,
+                    source,
+                });
+            }
+        };
+        let id = inspected.id.clone().unwrap_or_else(|| target.clone());
+        if !labelled_for(&inspected, alloc_id) {
+            return Err(NetworkError::NotOurs {
+                id,
+                alloc_id: alloc_id.to_owned(),
+            });
+        }
+        match self.docker.remove_container(&id, true).await {
+            Ok(()) => {
+                tracing::info!(alloc_id, container_id = id, "removed group network sandbox");
+                Ok(())
+            }
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(source) => Err(NetworkError::Docker {
+                action: "remove",
+                target: id,
+                source,
+            }),
+        }
+    }
+
+    /// Re-tracks the sandbox a recovered task's container joins (network mode
+    /// `container:<id>`): after a plugin restart Nomad re-attaches tasks with RecoverTask and
+    /// need not call CreateNetwork again. Only this allocation's sandbox is tracked, or any
+    /// joined container when Docker cannot tell (when in doubt, don't kill).
+    pub(crate) async fn retrack_sandbox_of(
+        &self,
+        alloc_id: &str,
+        task_container: &ContainerInspectResponse,
+    ) {
+        let Some(joined) = task_container
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            .and_then(|m| m.strip_prefix("container:"))
+        else {
+            return;
+        };
+        match self.docker.inspect_container(joined).await {
+            Ok(i) if labelled_for(&i, alloc_id) => {
+                let id = i.id.unwrap_or_else(|| joined.to_owned());
+                tracing::info!(
+                    alloc_id,
+                    container_id = id,
+                    "re-tracked group network sandbox of a recovered task"
+                );
+                self.store.track_sandbox(alloc_id, &id);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                tracing::warn!(alloc_id, container = joined, error = %e, "could not inspect the network container of a recovered task; tracking it");
+                self.store.track_sandbox(alloc_id, joined);
+            }
+        }
+    }
+
+    /// The container holding the sandbox name, if it is running and labelled for `alloc_id`.
+    /// A stopped one with the label is removed (a new sandbox replaces it); one without the
+    /// label is an error.
+    async fn existing_sandbox(
+        &self,
+        alloc_id: &str,
+        name: &str,
+    ) -> Result<Option<ContainerInspectResponse>, NetworkError> {
+        let inspected = match self.docker.inspect_container(name).await {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(source) => {
+                return Err(NetworkError::Docker {
+                    action: "inspect",
+                    target: name.to_owned(),
+                    source,
+                });
+            }
+        };
+        let id = inspected.id.clone().unwrap_or_default();
+        if !labelled_for(&inspected, alloc_id) {
+            return Err(NetworkError::NameTaken {
+                name: name.to_owned(),
+                id,
+                alloc_id: alloc_id.to_owned(),
+            });
+        }
+        if is_running(&inspected) {
+            return Ok(Some(inspected));
+        }
+        tracing::info!(
+            alloc_id,
+            container_id = id,
+            "removing stopped sandbox container before creating a new one"
+        );
+        match self.docker.remove_container(&id, true).await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(source) => Err(NetworkError::Docker {
+                action: "remove",
+                target: id,
+                source,
+            }),
+        }
+    }
+
+    fn adopt(
+        &self,
+        alloc_id: &str,
+        hostname: &str,
+        existing: &ContainerInspectResponse,
+    ) -> Result<Sandbox, NetworkError> {
+        let id = existing.id.clone().unwrap_or_default();
+        let Some(netns_path) = netns_path(existing) else {
+            return Err(NetworkError::NotRunning {
+                id,
+                image: self.settings.infra_image.clone(),
+            });
+        };
+        self.store.track_sandbox(alloc_id, &id);
+        tracing::info!(
+            alloc_id,
+            container_id = id,
+            "adopted running group network sandbox"
+        );
+        Ok(Sandbox {
+            alloc_id: alloc_id.to_owned(),
+            container_id: id,
+            netns_path,
+            hostname: (!hostname.is_empty()).then(|| hostname.to_owned()),
+            created: false,
+        })
+    }
+
+    /// Starts the new sandbox and returns its namespace path.
+    async fn start_sandbox(&self, id: &str, image: &str) -> Result<String, NetworkError> {
+        let docker_err = |action, source| NetworkError::Docker {
+            action,
+            target: id.to_owned(),
+            source,
+        };
+        self.docker
+            .start_container(id)
+            .await
+            .map_err(|e| docker_err("start", e))?;
+        let inspected = self
+            .docker
+            .inspect_container(id)
+            .await
+            .map_err(|e| docker_err("inspect", e))?;
+        match netns_path(&inspected).filter(|_| is_running(&inspected)) {
+            Some(path) => Ok(path),
+            None => Err(NetworkError::NotRunning {
+                id: id.to_owned(),
+                image: image.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The create body of the sandbox of `alloc_id`.
+fn sandbox_config(alloc_id: &str, hostname: &str, image: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        hostname: (!hostname.is_empty()).then(|| hostname.to_owned()),
+        labels: Some(HashMap::from([(
+            LABEL_ALLOC_ID.to_owned(),
+            alloc_id.to_owned(),
+        )])),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_ids_must_fit_a_container_name() {
+        assert!(validate_alloc_id("8a1f0c3e-1b2c-4d5e-8f90-0123456789ab").is_ok());
+        for bad in ["", "a/b", "a b", "../x", &"a".repeat(MAX_ALLOC_ID_LEN + 1)] {
+            let err = validate_alloc_id(bad).expect_err(bad);
+            assert!(err.to_string().contains("invalid allocation id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn sandbox_is_created_the_way_nomad_creates_it() {
+        let body = sandbox_config("a1", "web", "pause:1");
+        assert_eq!(sandbox_name("a1"), "nomad_init_a1");
+        assert_eq!(body.image.as_deref(), Some("pause:1"));
+        assert_eq!(body.hostname.as_deref(), Some("web"));
+        assert_eq!(
+            body.labels,
+            Some(HashMap::from([(
+                LABEL_ALLOC_ID.to_owned(),
+                "a1".to_owned()
+            )]))
+        );
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(
+            host.restart_policy.and_then(|p| p.name),
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED)
+        );
+        assert_eq!(sandbox_config("a1", "", "pause:1").hostname, None);
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let err = NetworkError::NameTaken {
+            name: "nomad_init_a1".to_owned(),
+            id: "abc".to_owned(),
+            alloc_id: "a1".to_owned(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "container name \"nomad_init_a1\" is used by container abc, which is not labelled for allocation a1"
+        );
+    }
+}
