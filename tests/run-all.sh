@@ -36,6 +36,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo clippy -D warnings (guest workspace, wasm32)"
 (cd guest-policies && cargo clippy --workspace --target wasm32-unknown-unknown --locked -- -D warnings)
 
+step "guest SDK: clippy and unit tests (native)"
+(cd guest-policies && cargo clippy -p dockhand-policy-sdk --all-targets --locked -- -D warnings)
+(cd guest-policies && cargo test -p dockhand-policy-sdk --locked)
+
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 

@@ -365,3 +365,171 @@ impl CandidateBatch {
         self.candidates.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Candidate;
+
+    /// Packs `strings` the way the host does.
+    fn table(strings: &[&str]) -> StringTable {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for s in strings {
+            text.push_str(s);
+            ends.push(text.len() as u32);
+        }
+        StringTable { text, ends }
+    }
+
+    fn run(first: u32, count: u32) -> StrRun {
+        StrRun { first, count }
+    }
+
+    fn container(env: Option<StrRun>) -> Container {
+        Container {
+            id: 0,
+            names: run(1, 2),
+            image: 3,
+            labels: run(4, 6),
+            env,
+            mounts: run(10, 3),
+            created_ms: 7,
+            started_ms: Some(8),
+            state: ContainerState::Running,
+            exit_code: None,
+        }
+    }
+
+    fn batch(env: Option<StrRun>) -> ContainerBatch {
+        ContainerBatch {
+            strings: table(&[
+                "abc",
+                "/web-1",
+                "/alias",
+                "busybox", // id, names, image
+                "a",
+                "1",
+                "com.hashicorp.nomad.alloc_id",
+                "x-é",
+                "z",
+                "", // labels
+                "/src",
+                "/alloc",
+                "bind", // one mount
+                "K",
+                "V",
+                "NOMAD_ALLOC_ID",
+                "x",
+                "K",
+                "W", // env
+            ]),
+            containers: vec![container(env)],
+        }
+    }
+
+    #[test]
+    fn a_container_reads_back_from_the_table() {
+        let b = batch(Some(run(13, 6)));
+        assert_eq!(b.len(), 1);
+        let c = b.containers().next().unwrap();
+        assert_eq!(c.id(), "abc");
+        assert_eq!(c.image(), "busybox");
+        assert_eq!(c.names().collect::<Vec<_>>(), ["/web-1", "/alias"]);
+        assert_eq!(c.names().next_back(), Some("/alias"));
+        assert_eq!(
+            c.labels().collect::<Vec<_>>(),
+            [
+                ("a", "1"),
+                ("com.hashicorp.nomad.alloc_id", "x-é"),
+                ("z", "")
+            ]
+        );
+        assert_eq!(
+            c.mounts().collect::<Vec<_>>(),
+            [MountRef {
+                source: "/src",
+                destination: "/alloc",
+                kind: "bind"
+            }]
+        );
+        assert_eq!(
+            (c.created_ms(), c.started_ms(), c.exit_code()),
+            (7, Some(8), None)
+        );
+        assert_eq!(c.state(), ContainerState::Running);
+    }
+
+    #[test]
+    fn label_lookups_bisect_every_key() {
+        let b = batch(None);
+        let c = b.containers().next().unwrap();
+        assert_eq!(c.label("a"), Some("1"));
+        assert_eq!(c.label("com.hashicorp.nomad.alloc_id"), Some("x-é"));
+        assert_eq!(c.label("z"), Some(""));
+        for missing in ["", "0", "b", "com.hashicorp.nomad", "zz"] {
+            assert_eq!(c.label(missing), None, "{missing}");
+        }
+    }
+
+    #[test]
+    fn env_is_absent_until_inspected_and_the_last_entry_wins() {
+        let listed = batch(None);
+        let c = listed.containers().next().unwrap();
+        assert!(!c.env_known());
+        assert!(c.env().is_none());
+        assert_eq!(c.env_var("K"), None);
+
+        let inspected = batch(Some(run(13, 6)));
+        let c = inspected.containers().next().unwrap();
+        assert!(c.env_known());
+        assert_eq!(c.env().unwrap().len(), 3);
+        assert_eq!(c.env_var("K"), Some("W"));
+        assert_eq!(c.env_var("NOMAD_ALLOC_ID"), Some("x"));
+        assert_eq!(c.env_var("MISSING"), None);
+    }
+
+    #[test]
+    fn out_of_range_indices_are_reported_not_misread() {
+        let t = table(&["ab", "c"]);
+        let s = Strings::new(&t);
+        assert_eq!(
+            (s.try_get(0), s.try_get(1), s.try_get(2)),
+            (Some("ab"), Some("c"), None)
+        );
+        let broken = StringTable {
+            text: "é".into(),
+            ends: vec![1],
+        };
+        assert_eq!(
+            Strings::new(&broken).try_get(0),
+            None,
+            "not a char boundary"
+        );
+        let result = std::panic::catch_unwind(|| s.get(5));
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn candidates_expose_their_alloc() {
+        let b = CandidateBatch {
+            strings: batch(None).strings,
+            candidates: vec![
+                Candidate {
+                    container: container(None),
+                    ownership: Ownership::Owned("x".into()),
+                },
+                Candidate {
+                    container: container(None),
+                    ownership: Ownership::Unknown,
+                },
+            ],
+        };
+        let allocs: Vec<_> = b
+            .candidates()
+            .map(|c| c.alloc_id().map(str::to_owned))
+            .collect();
+        assert_eq!(allocs, [Some("x".to_owned()), None]);
+        assert_eq!(b.candidates().next().unwrap().container.id(), "abc");
+    }
+}

@@ -69,3 +69,21 @@ pub fn is_uuid(s: &str) -> bool {
             _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_pattern_matches_like_nomads_regex() {
+        let uuid = "72bfa388-024e-a903-45b8-2bc28b74ed69";
+        let name = |n: String| name_alloc_id([n.as_str()]).map(str::to_owned);
+        assert_eq!(name(format!("/redis-{uuid}")).as_deref(), Some(uuid));
+        assert_eq!(name(format!("/my-task-{uuid}")).as_deref(), Some(uuid));
+        assert_eq!(name(format!("/nomad_init_{uuid}")), None);
+        assert_eq!(name(format!("redis-{uuid}")), None);
+        assert_eq!(name("/serene_keller".into()), None);
+        assert!(is_uuid(uuid));
+        assert!(!is_uuid(&uuid.to_uppercase()));
+    }
+}
