@@ -62,6 +62,7 @@ fn run() -> Result<(), String> {
 
     println!("cargo::rerun-if-changed={}", wit_dir.display());
     for entry in [
+        ".cargo",
         "Cargo.toml",
         "Cargo.lock",
         "sdk",
