@@ -35,6 +35,7 @@ pub mod defaults;
 pub mod duration;
 pub mod hcl_file;
 pub mod hcldec;
+pub mod label_filter;
 pub mod plugin;
 mod plugin_spec;
 pub mod raw;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::defaults as d;
 use super::duration::{format_go_duration, parse_go_duration};
+use super::label_filter::parse_label_filter;
 use super::raw::{RawPluginConfig, RawPolicySource};
 use super::{ConfigError, ConfigErrors};
 
@@ -136,6 +137,7 @@ pub struct AdminConfig {
 ///   policy_deadline       = "100ms"              # > 0, ≤ 2s
 ///   max_actions_per_sweep = 10                   # 0 = never act
 ///   docker_call_timeout   = "30s"
+///   label_filter          = "com.example.fleet=batch"  # optional: `key` or `key=value`
 ///   admin { enabled = true  socket = "/run/dockhand/admin.sock"  allowed_uids = [0] }
 /// }
 /// ```
@@ -157,6 +159,10 @@ pub struct DockhandConfig {
     pub max_actions_per_sweep: u32,
     /// Timeout for each Docker API call made by the reconciler.
     pub docker_call_timeout: Duration,
+    /// Only containers carrying this label (`key` or `key=value`) are considered by the
+    /// reconciler; `None` considers every running container. For daemons shared with other
+    /// tools or other operators.
+    pub label_filter: Option<String>,
     /// The admin socket.
     pub admin: AdminConfig,
 }
@@ -534,6 +540,15 @@ fn dockhand_config(p: &mut Problems, raw: super::raw::RawDockhand) -> DockhandCo
     if docker_call_timeout.is_zero() {
         p.add("dockhand.docker_call_timeout", "must be greater than zero");
     }
+    let label_filter = raw
+        .label_filter
+        .and_then(|value| match parse_label_filter(&value) {
+            Ok(filter) => Some(filter),
+            Err(message) => {
+                p.add("dockhand.label_filter", message);
+                None
+            }
+        });
     let admin = raw.admin.unwrap_or_default();
     let allowed_uids = admin
         .allowed_uids
@@ -559,6 +574,7 @@ fn dockhand_config(p: &mut Problems, raw: super::raw::RawDockhand) -> DockhandCo
         policy_deadline,
         max_actions_per_sweep,
         docker_call_timeout,
+        label_filter,
         admin: AdminConfig {
             enabled: admin.enabled.unwrap_or(d::DOCKHAND_ADMIN_ENABLED),
             socket: absolute(

@@ -145,6 +145,7 @@ fn dockhand_spec() -> Spec {
                 "docker_call_timeout",
                 string("docker_call_timeout").default_str(d::DOCKHAND_DOCKER_CALL_TIMEOUT),
             ),
+            ("label_filter", string("label_filter")),
             ("admin", Spec::block("admin", admin)),
         ]),
     )

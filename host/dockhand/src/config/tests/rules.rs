@@ -76,6 +76,46 @@ fn dockhand_block_rules() {
 }
 
 #[test]
+fn label_filter_is_optional_checked_and_names_its_field() {
+    assert_eq!(PluginConfig::default().dockhand.label_filter, None);
+    for filter in ["dockhand.fleet", "dockhand.fleet=batch=7"] {
+        let ok = plugin_from_agent_hcl(&format!("dockhand {{\n label_filter = \"{filter}\"\n}}"))
+            .unwrap();
+        assert_eq!(ok.dockhand.label_filter.as_deref(), Some(filter));
+    }
+    for (filter, message) in [
+        (
+            "",
+            "dockhand.label_filter: must not be empty (expected \"key\" or \"key=value\"; leave \
+             it out to consider every container)",
+        ),
+        (
+            "=batch",
+            "dockhand.label_filter: has an empty label key in \"=batch\"; expected \"key\" or \
+             \"key=value\"",
+        ),
+        (
+            "my fleet=batch",
+            "dockhand.label_filter: label key \"my fleet\" contains whitespace or control \
+             characters; expected \"key\" or \"key=value\"",
+        ),
+    ] {
+        let err = plugin_from_agent_hcl(&format!("dockhand {{\n label_filter = \"{filter}\"\n}}"))
+            .unwrap_err();
+        assert_eq!(messages(&err), vec![message.to_owned()], "{filter:?}");
+        assert_eq!(err.0[0].field(), "dockhand.label_filter");
+    }
+    // A wrong wire type is a decode error on the same path.
+    let bytes = encode(&obj(vec![(
+        "dockhand",
+        obj(vec![("label_filter", Value::from(7))]),
+    )]));
+    let err = PluginConfig::from_msgpack(&bytes).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].field(), "dockhand.label_filter", "{err}");
+}
+
+#[test]
 fn infra_image_https_prefix_is_stripped() {
     let c = plugin_from_agent_hcl("infra_image = \"https://example.com/pause:1\"").unwrap();
     assert_eq!(c.infra_image, "example.com/pause:1");
