@@ -10,6 +10,7 @@ mod network;
 mod plugin_reconciler;
 mod policy_cli;
 mod reconcile;
+mod reconcile_cli;
 mod recover;
 mod support;
 mod tasks;

@@ -1,9 +1,14 @@
 //! The reconciler and the admin API inside the real plugin binary: started once, from the
-//! configured long-lived instance only, honouring `enabled = false`, refusing mis-pinned
-//! policy files, and serving policy management on the admin socket.
+//! configured long-lived instance only, honouring `enabled = false` and `label_filter`,
+//! refusing mis-pinned policy files, and serving policy management on the admin socket.
+//!
+//! The launch helpers here ([`Private`], [`long_lived`], [`started`], [`admin_client`]) are
+//! shared with the crash tests.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+use dockhand::admin::client::AdminClient;
 use dockhand::config::hcldec::{apply, hcl_value_to_node};
 use dockhand::config::plugin_config_spec;
 use futures::StreamExt as _;
@@ -11,14 +16,17 @@ use nomad_plugin::proto::base::{NomadConfig, NomadDriverConfig, SetConfigRequest
 use nomad_plugin::proto::drivers::{FingerprintRequest, InitRequest};
 
 use crate::harness::{Launch, Plugin};
+use crate::reconcile::{Kind, make};
+use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
 const RECONCILER_STARTED: &str = "dangling container reconciler started";
 const RECONCILER_DISABLED: &str = "dangling container reconciler disabled by configuration";
+const ADMIN_SERVING: &str = "admin API serving";
 /// Policy compilation in a debug build can take a few seconds on a loaded machine.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The msgpack Nomad sends for this `plugin { config { … } }` body.
-fn plugin_config(hcl_body: &str) -> Vec<u8> {
+pub(crate) fn plugin_config(hcl_body: &str) -> Vec<u8> {
     let value: hcl::Value = hcl::from_str(hcl_body).expect("test config parses");
     let (cty, diags) = apply(&plugin_config_spec(), &hcl_value_to_node(&value, None));
     assert!(diags.is_empty(), "{diags:?}");
@@ -28,32 +36,38 @@ fn plugin_config(hcl_body: &str) -> Vec<u8> {
 }
 
 /// A private data dir and admin socket, so tests never touch `/var/lib` or `/run`.
-struct Private {
+pub(crate) struct Private {
     dir: tempfile::TempDir,
 }
 
 impl Private {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
-    fn socket(&self) -> std::path::PathBuf {
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
         self.dir.path().join("admin.sock")
     }
 
+    /// `dockhand.data_dir`.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// `extra` goes inside the `dockhand { }` block.
-    fn config(&self, extra: &str, outside: &str) -> String {
+    pub(crate) fn config(&self, extra: &str, outside: &str) -> String {
         format!(
             "dockhand {{\n data_dir = \"{}\"\n admin {{\n socket = \"{}\"\n }}\n{extra}}}\n{outside}",
-            self.dir.path().join("data").display(),
+            self.data_dir().display(),
             self.socket().display()
         )
     }
 }
 
-async fn long_lived(hcl_body: &str) -> Plugin {
+/// A launched plugin that received the long-lived instance's `SetConfig` with this body.
+pub(crate) async fn long_lived(hcl_body: &str) -> Plugin {
     let plugin = Launch::nomad().start().await;
     plugin
         .base()
@@ -71,6 +85,39 @@ async fn long_lived(hcl_body: &str) -> Plugin {
         .await
         .expect("SetConfig");
     plugin
+}
+
+/// [`long_lived`] plus `Init`, which starts the background work (reconciler, admin API).
+pub(crate) async fn started(hcl_body: &str) -> Plugin {
+    let plugin = long_lived(hcl_body).await;
+    plugin.driver().init(InitRequest {}).await.expect("init");
+    plugin
+}
+
+/// A client of `plugin`'s admin API on `socket`, once it serves (a plugin killed earlier may
+/// have left a stale socket file behind, so connecting is retried).
+pub(crate) async fn admin_client(plugin: &Plugin, socket: &Path) -> AdminClient {
+    assert!(
+        plugin.wait_for_log(ADMIN_SERVING, START_TIMEOUT).await,
+        "the admin API never started: {:?}",
+        plugin.stderr_lines()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = match AdminClient::connect(socket).await {
+            Ok(mut client) => match client.status().await {
+                Ok(_) => return client,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "admin API on {} unusable: {attempt}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -189,9 +236,7 @@ async fn the_plugin_serves_the_admin_api_and_activations_survive_a_restart() {
     let plugin = long_lived(&config).await;
     plugin.driver().init(InitRequest {}).await.expect("init");
     assert!(
-        plugin
-            .wait_for_log("admin API serving", START_TIMEOUT)
-            .await,
+        plugin.wait_for_log(ADMIN_SERVING, START_TIMEOUT).await,
         "{:?}",
         plugin.stderr_lines()
     );
@@ -239,14 +284,79 @@ async fn the_plugin_serves_the_admin_api_and_activations_survive_a_restart() {
         "{:?}",
         plugin.stderr_lines()
     );
-    assert!(
-        plugin
-            .wait_for_log("admin API serving", START_TIMEOUT)
-            .await
-    );
+    assert!(plugin.wait_for_log(ADMIN_SERVING, START_TIMEOUT).await);
     let status = dockhand_cli(&["status", "--socket", socket]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{text}");
     assert!(text.contains(&digest[..12]), "{text}");
     assert!(text.contains("audit"), "{text}");
+}
+
+#[tokio::test]
+async fn label_filter_fences_what_the_plugin_sees() {
+    let case = "plugin_label_filter";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let inside = make(
+        &docker,
+        &guard,
+        Kind {
+            name: format!("{case}-inside"),
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await;
+    // Same test labels, another case value: outside the fence (removed through `track`).
+    let outside = make(
+        &docker,
+        &guard,
+        Kind {
+            name: format!("{case}-outside"),
+            labels: vec![(TEST_CASE_LABEL, format!("{case}-outside"))],
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await;
+    let private = Private::new();
+    let filter = format!("{TEST_CASE_LABEL}={case}");
+    let config = private.config(&format!(" label_filter = \"{filter}\"\n"), "");
+    let plugin = started(&config).await;
+    let mut admin = admin_client(&plugin, &private.socket()).await;
+    // With the default 5m grace both containers are too young to be candidates, so the
+    // listing count is what shows the fence.
+    let report = admin
+        .dry_run(dockhand::admin::PolicyKindMsg::Unspecified, None)
+        .await
+        .expect("dry run");
+    assert_eq!(report.list_error, "", "{report:?}");
+    assert_eq!(
+        report.listed, 1,
+        "only {inside} is inside the fence, not {outside}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.report_json).expect("report json");
+    assert_eq!(json["listed"], 1, "{json}");
+}
+
+#[tokio::test]
+async fn a_malformed_label_filter_is_refused_by_set_config() {
+    let plugin = Launch::nomad().start().await;
+    let err = plugin
+        .base()
+        .set_config(SetConfigRequest {
+            msgpack_config: plugin_config("dockhand {\n label_filter = \"=fleet\"\n}\n"),
+            ..SetConfigRequest::default()
+        })
+        .await
+        .expect_err("a malformed label_filter is refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("dockhand.label_filter: has an empty label key"),
+        "{}",
+        err.message()
+    );
 }

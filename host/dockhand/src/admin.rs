@@ -1,6 +1,7 @@
 //! The admin API: a gRPC service (`dockhand.admin.v1.PolicyAdmin`) on a local unix socket
 //! through which operators upload, list, activate, roll back and dry-run orphan policies and
-//! read the reconciler's status while the plugin runs.
+//! read the reconciler's status while the plugin runs, and through which `dockhand reconcile
+//! --once` asks the running reconciler for a sweep now (`Sweep`).
 //!
 //! # Access control
 //!
@@ -32,6 +33,7 @@ pub mod client;
 pub mod peer;
 mod proto;
 mod server;
+mod sweep;
 
 use std::future::Future;
 use std::io;
@@ -44,13 +46,17 @@ use orphan_policy::{LoadError, LoadedPolicy, PolicyEngine, PolicyKind};
 use tokio::sync::watch;
 
 use crate::docker::DockerApi;
-use crate::reconcile::{ActivePolicies, Metrics, PolicySlot, ReconcileSettings, TrackedSource};
+use crate::reconcile::{
+    ActivePolicies, Metrics, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
+};
 
 pub use proto::{
     ActivePolicy as ActivePolicyMsg, DryRunResponse, DryRunRow, ListResponse,
     PolicyKind as PolicyKindMsg, PolicyMode as PolicyModeMsg, StatusResponse,
-    StoredPolicy as StoredPolicyMsg, UploadResponse,
+    StoredPolicy as StoredPolicyMsg, SweepDecision as SweepDecisionMsg, SweepResponse,
+    UploadResponse,
 };
+pub use sweep::sweep_response;
 
 /// Why the admin server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +342,8 @@ pub struct AdminState {
     policies: ActivePolicySet,
     metrics: Option<Arc<Metrics>>,
     dry_run: Option<DryRunSource>,
+    /// The running reconciler, for on-demand sweeps; `None` when it is disabled.
+    sweeper: Option<Arc<Reconciler>>,
     /// Serialises uploads, activations and rollbacks.
     writes: tokio::sync::Mutex<()>,
 }
@@ -349,6 +357,7 @@ impl AdminState {
             policies,
             metrics: None,
             dry_run: None,
+            sweeper: None,
             writes: tokio::sync::Mutex::new(()),
         }
     }
@@ -362,6 +371,12 @@ impl AdminState {
     /// Enables `DryRun`.
     pub fn with_dry_run(mut self, source: DryRunSource) -> Self {
         self.dry_run = Some(source);
+        self
+    }
+
+    /// Enables `Sweep` on the plugin's running reconciler (the one sweeping periodically).
+    pub fn with_sweeper(mut self, reconciler: Arc<Reconciler>) -> Self {
+        self.sweeper = Some(reconciler);
         self
     }
 

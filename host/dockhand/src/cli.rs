@@ -4,5 +4,5 @@ pub mod admin;
 pub mod config_validate;
 pub mod fingerprint;
 pub mod policy;
+pub mod reconcile;
 pub mod record;
-pub mod sweep;

@@ -41,6 +41,7 @@
 
 mod audit;
 mod execute;
+mod manual;
 mod metrics;
 mod report;
 mod snapshot;
@@ -62,8 +63,9 @@ use crate::tasks::{TaskEngine, TaskStore};
 
 pub use audit::{AUDIT_FILE_NAME, AuditError, AuditLog, AuditRecord, DEFAULT_AUDIT_MAX_BYTES};
 pub use execute::execute_action;
+pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use report::{Decision, Outcome, SweepReport, SweepStatus};
+pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;
 
@@ -281,7 +283,8 @@ impl ReconcileSettings {
 
     /// Settings from the validated plugin config. The Docker call timeout is
     /// `max(dockhand.docker_call_timeout, period)`, which with the 30 s default is upstream's
-    /// `max(30 s, period)`. The audit file is `<data_dir>/audit.jsonl`.
+    /// `max(30 s, period)`. The audit file is `<data_dir>/audit.jsonl`; the label filter is
+    /// `dockhand.label_filter`.
     pub fn from_config(config: &PluginConfig, node: NodeInfo, driver_name: &str) -> Self {
         let gc = &config.gc.dangling_containers;
         let own = &config.dockhand;
@@ -292,6 +295,7 @@ impl ReconcileSettings {
             docker_call_timeout: own.docker_call_timeout.max(gc.period),
             node,
             driver_name: driver_name.to_owned(),
+            label_filter: own.label_filter.clone(),
             audit_path: Some(own.data_dir.join(AUDIT_FILE_NAME)),
             ..Self::new(gc.period, gc.creation_grace)
         }
@@ -325,6 +329,8 @@ pub struct Reconciler {
     mode: Arc<ModeSwitch>,
     /// Set while sweeps keep failing: suppresses repeated warnings.
     failing: AtomicBool,
+    /// Held for the whole of a sweep: periodic and on-demand sweeps never overlap.
+    gate: tokio::sync::Mutex<()>,
 }
 
 impl Reconciler {
@@ -352,6 +358,7 @@ impl Reconciler {
             node_source: None,
             mode,
             failing: AtomicBool::new(false),
+            gate: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -420,6 +427,15 @@ impl Reconciler {
     where
         F: Future<Output = ()>,
     {
+        self.run_shared(shutdown).await;
+    }
+
+    /// [`run`](Self::run) on a shared reconciler, so that the admin API can ask the same
+    /// instance for on-demand sweeps ([`sweep_now`](Self::sweep_now)) meanwhile.
+    pub async fn run_shared<F>(&self, shutdown: F)
+    where
+        F: Future<Output = ()>,
+    {
         tokio::pin!(shutdown);
         let mut delay = self.settings.first_delay();
         tracing::info!(
@@ -448,8 +464,15 @@ impl Reconciler {
         tracing::info!("dangling container reconciler stopped");
     }
 
-    /// Runs one sweep now (ignoring the health probe) and reports what happened.
+    /// Runs one sweep now (ignoring the health probe) and reports what happened. Waits for a
+    /// sweep in progress to end first.
     pub async fn sweep_once(&self) -> SweepReport {
+        let _gate = self.gate.lock().await;
+        self.sweep_locked().await
+    }
+
+    /// One sweep; the caller holds `gate`.
+    async fn sweep_locked(&self) -> SweepReport {
         let mut report = sweep::run(self).await;
         self.finish_sweep(&mut report);
         self.write_audit(&report).await;
@@ -507,8 +530,9 @@ impl Reconciler {
     }
 }
 
-/// One dry-run sweep against `docker`: what the reconciler would do now. Used by
-/// `dockhand sweep --dry-run`. Forces `dry_run`, writes no audit file, ignores health.
+/// One dry-run sweep against `docker`: what the reconciler would do now. Used by the admin
+/// API's `DryRun` and by `dockhand reconcile --once --dry-run` when no plugin runs. Forces
+/// `dry_run`, writes no audit file, ignores health.
 ///
 /// `tracked` must be the running plugin's tracked set (from its admin API): with an empty set,
 /// the containers of live tasks are reported as orphans too.

@@ -173,6 +173,12 @@ impl AdminClient {
         Ok(self.inner.dry_run(request).await?.into_inner())
     }
 
+    /// One sweep of the running reconciler now; with `dry_run`, reported only.
+    pub async fn sweep(&mut self, dry_run: bool) -> Result<proto::SweepResponse, ClientError> {
+        let request = proto::SweepRequest { dry_run };
+        Ok(self.inner.sweep(request).await?.into_inner())
+    }
+
     /// Reconciler counters and the active policies.
     pub async fn status(&mut self) -> Result<proto::StatusResponse, ClientError> {
         Ok(self

@@ -388,6 +388,15 @@ impl PolicyAdmin for Service {
         }))
     }
 
+    async fn sweep(
+        &self,
+        request: Request<proto::SweepRequest>,
+    ) -> Result<Response<proto::SweepResponse>, Status> {
+        super::sweep::sweep(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn status(
         &self,
         _request: Request<proto::StatusRequest>,
@@ -409,30 +418,10 @@ impl PolicyAdmin for Service {
 }
 
 fn row(d: &Decision) -> proto::DryRunRow {
-    use orphan_policy::{ActionKind, Ownership};
-    let (ownership, alloc_id, verdict_reason) = match &d.verdict {
-        None => (String::new(), String::new(), String::new()),
-        Some(v) => {
-            let (label, alloc) = match &v.ownership {
-                Ownership::Owned { alloc_id } => ("owned", alloc_id.clone()),
-                Ownership::NotNomad => ("not-nomad", String::new()),
-                Ownership::Unknown => ("unknown", String::new()),
-                Ownership::NeedInspect => ("need-inspect", String::new()),
-            };
-            (label.to_owned(), alloc, v.reason.clone())
-        }
-    };
+    let (ownership, alloc_id, verdict_reason) = super::sweep::verdict_parts(d.verdict.as_ref());
     let (action, reason) = match &d.action {
         None => (String::new(), verdict_reason),
-        Some(a) => {
-            let label = match a.kind {
-                ActionKind::Ignore => "ignore",
-                ActionKind::Stop { .. } => "stop",
-                ActionKind::Kill { .. } => "kill",
-                ActionKind::Remove { .. } => "remove",
-            };
-            (label.to_owned(), a.reason.clone())
-        }
+        Some(a) => (super::sweep::action_kind(a).to_owned(), a.reason.clone()),
     };
     let outcome = match &d.outcome {
         crate::reconcile::Outcome::Failed(e)

@@ -8,8 +8,8 @@ use dockhand::cli::admin::{
 };
 use dockhand::cli::policy::{check::CheckArgs, test::TestArgs};
 use dockhand::cli::{
-    config_validate::ValidateArgs, fingerprint::FingerprintArgs, record::RecordArgs,
-    sweep::SweepArgs,
+    config_validate::ValidateArgs, fingerprint::FingerprintArgs, reconcile::ReconcileArgs,
+    record::RecordArgs,
 };
 
 /// Operate dockhand: check configuration, inspect Docker, manage orphan policies.
@@ -29,8 +29,9 @@ enum Command {
     },
     /// Show what the driver reports to Nomad about the local Docker daemon.
     Fingerprint(FingerprintArgs),
-    /// One dry-run sweep of the local Docker with the orphan policies, printed as a table.
-    Sweep(SweepArgs),
+    /// One sweep of the local Docker's orphaned containers: by the running plugin when one
+    /// answers on the admin socket, else a standalone dry run.
+    Reconcile(ReconcileArgs),
     /// Orphan-policy tools: offline checks, and management of a running plugin's policies.
     Policy {
         #[command(subcommand)]
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Validate(args),
         } => args.execute(),
         Command::Fingerprint(args) => runtime().block_on(args.execute()),
-        Command::Sweep(args) => runtime().block_on(args.execute()),
+        Command::Reconcile(args) => runtime().block_on(args.execute()),
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => args.execute(),

@@ -110,6 +110,7 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
         inputs.health,
     )
     .with_node_source(inputs.node);
+    let reconciler = Arc::new(reconciler);
     let metrics = reconciler.metrics();
     if config.dockhand.admin.enabled {
         let admin = AdminInputs {
@@ -117,6 +118,7 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
             policies: &policies,
             mode: reconciler.mode_switch(),
             metrics: metrics.clone(),
+            sweeper: Arc::clone(&reconciler),
             dry_run: DryRunSource {
                 docker: inputs.docker,
                 tracked: inputs.tracked,
@@ -130,7 +132,9 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
         kill = %policies.current().kill.digest_hex(),
         "orphan policies loaded"
     );
-    tokio::spawn(reconciler.run(std::future::pending::<()>()));
+    tokio::spawn(async move {
+        reconciler.run_shared(std::future::pending::<()>()).await;
+    });
     Some(ReconcilerHandle {
         metrics,
         policies,
@@ -194,6 +198,7 @@ struct AdminInputs<'a> {
     policies: &'a PolicySlot,
     mode: Arc<ModeSwitch>,
     metrics: Arc<Metrics>,
+    sweeper: Arc<Reconciler>,
     dry_run: DryRunSource,
 }
 
@@ -251,7 +256,8 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
 
     let state = AdminState::new(inputs.engine.clone(), store, set)
         .with_metrics(inputs.metrics)
-        .with_dry_run(inputs.dry_run);
+        .with_dry_run(inputs.dry_run)
+        .with_sweeper(inputs.sweeper);
     let socket = config.dockhand.admin.socket.clone();
     let allowed = config.dockhand.admin.allowed_uids.clone();
     tokio::spawn(async move {

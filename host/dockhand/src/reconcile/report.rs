@@ -241,7 +241,7 @@ pub(super) fn ownership_label(v: &Verdict) -> String {
 }
 
 /// `stop(SIGTERM,30s)+remove`, `kill(SIGKILL)`, `remove(force)`, `ignore`.
-pub(super) fn action_label(a: &Action) -> String {
+pub fn action_label(a: &Action) -> String {
     match &a.kind {
         ActionKind::Ignore => "ignore".to_owned(),
         ActionKind::Stop {

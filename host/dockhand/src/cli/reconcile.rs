@@ -1,0 +1,293 @@
+//! `dockhand reconcile --once [--dry-run]`: one sweep of the local Docker, printed as a table or
+//! as JSON.
+//!
+//! # With a running plugin
+//!
+//! When a plugin answers on the admin socket, the command asks it to sweep now (the admin API's
+//! `Sweep`): the sweep uses the plugin's tracked set (its task and pause containers are never
+//! candidates), the node identity it learnt, the policies in force and its configuration. A
+//! real sweep (`--once` without `--dry-run`) runs under the plugin's mode, dry-run setting and
+//! per-sweep cap, after any periodic sweep in progress; it is skipped while Docker is
+//! unhealthy.
+//!
+//! # Without one
+//!
+//! Without a plugin there is no tracked set: the containers of live tasks cannot be told from
+//! orphans. The command then evaluates a **dry run only**, with the configured (or bundled)
+//! policies, treats every container as untracked and says so in its output. A real sweep is
+//! refused: it could kill the running tasks of a live Nomad client.
+//!
+//! # Settings
+//!
+//! `--config` names a Nomad agent config holding the plugin stanza; it is read and validated
+//! like `dockhand config validate` does. From it come the `gc.dangling_containers` settings
+//! (creation grace, …), the Docker endpoint, the admin socket, the policy files with their
+//! sha256 pins and the label filter. Without it the built-in defaults apply. When a plugin
+//! answers, only the socket is taken from the file: the plugin sweeps with its own settings.
+//!
+//! Exit status: 0 when the sweep completed, 1 when it failed, was skipped or left failures
+//! behind, 2 for usage, configuration and connection errors.
+
+mod render;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use orphan_policy::store::sha256_hex;
+use orphan_policy::{EngineConfig, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
+
+use crate::admin::client::{AdminClient, ClientError};
+use crate::admin::{SweepResponse, sweep_response};
+use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
+use crate::config::hcl_file;
+use crate::config::{PluginConfig, PolicySource};
+use crate::docker::{BollardDocker, DockerApi};
+use crate::reconcile::{ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn, dry_run_report};
+
+pub use render::{Origin, Output};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A header, one row per candidate, a summary line.
+    Table,
+    /// One JSON object: the header fields and `containers`, one object per candidate.
+    Json,
+}
+
+/// Arguments of `dockhand reconcile`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// Run one sweep and exit (the only mode the CLI has; the plugin sweeps periodically).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Report what would be done; act on nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Nomad agent config with the driver's `plugin` stanza (defaults when absent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's Nomad node id, for a standalone dry run (containers labelled with another
+    /// node's id are not ours). A running plugin uses the id it learnt from its tasks.
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Only consider containers carrying this label (`key` or `key=value`) in a standalone dry
+    /// run; overrides the config's `label_filter`.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// The plugin's admin socket; overrides the config's `dockhand.admin.socket`.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Why the command could not produce a report (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The config file is unusable.
+    #[error("config {}: {message}", .path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A real sweep was asked for and no plugin answers.
+    #[error(
+        "no dockhand plugin answers on {}: without the plugin's tracked set a real sweep could \
+         kill the running tasks of a live Nomad client; refusing. Run with --dry-run to see what \
+         would be done, or start the plugin with its admin API enabled",
+        .0.display()
+    )]
+    NoPluginForRealSweep(PathBuf),
+    /// The plugin could not be asked.
+    #[error(transparent)]
+    Admin(#[from] ClientError),
+    /// A policy could not be loaded.
+    #[error("{0}")]
+    Policy(String),
+    /// The Docker client could not be set up.
+    #[error("cannot set up the Docker client: {0}")]
+    Docker(String),
+    /// The output could not be written.
+    #[error("cannot write the report: {0}")]
+    Write(#[from] io::Error),
+}
+
+impl ReconcileArgs {
+    /// Runs the command and prints its result; returns the exit status.
+    pub async fn execute(&self) -> ExitCode {
+        match self.run(&mut io::stdout().lock()).await {
+            Ok(output) => ExitCode::from(output.exit_code()),
+            Err(error) => {
+                eprintln!("dockhand reconcile: {error}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    /// Runs the command, printing to `out`.
+    pub async fn run(&self, out: &mut dyn Write) -> Result<Output, ReconcileError> {
+        let (config, driver_name) = match &self.config {
+            Some(path) => load_config(path)?,
+            None => (PluginConfig::default(), "docker".to_owned()),
+        };
+        let socket = self
+            .socket
+            .clone()
+            .or_else(|| {
+                self.config
+                    .is_some()
+                    .then(|| config.dockhand.admin.socket.clone())
+            })
+            .unwrap_or_else(|| PathBuf::from(DOCKHAND_ADMIN_SOCKET));
+        let output = match AdminClient::connect(&socket).await {
+            Ok(mut client) => {
+                if self.node_id.is_some() || self.label.is_some() {
+                    eprintln!(
+                        "dockhand reconcile: --node-id and --label are ignored: the running \
+                         plugin sweeps with its own node identity and label filter"
+                    );
+                }
+                let response = client.sweep(self.dry_run).await?;
+                Output::new(Origin::Plugin { socket }, response)
+            }
+            Err(ClientError::SocketMissing(_) | ClientError::Connect { .. }) => {
+                if !self.dry_run {
+                    return Err(ReconcileError::NoPluginForRealSweep(socket));
+                }
+                let response = self.standalone(&config, &driver_name).await?;
+                Output::new(Origin::Standalone { socket }, response)
+            }
+            Err(other) => return Err(other.into()),
+        };
+        match self.format {
+            Format::Table => output.write_table(out)?,
+            Format::Json => output.write_json(out)?,
+        }
+        Ok(output)
+    }
+
+    /// A dry run here, with no tracked set.
+    async fn standalone(
+        &self,
+        config: &PluginConfig,
+        driver_name: &str,
+    ) -> Result<SweepResponse, ReconcileError> {
+        let engine = PolicyEngine::new(EngineConfig {
+            memory_limit: usize::try_from(config.dockhand.policy_memory_mib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1024 * 1024),
+            deadline: config.dockhand.policy_deadline,
+            ..EngineConfig::default()
+        })
+        .map_err(|e| ReconcileError::Policy(format!("cannot start the policy engine: {e}")))?;
+        let _ticker = engine.start_epoch_ticker().map_err(|e| {
+            ReconcileError::Policy(format!("cannot start the policy engine's ticker: {e}"))
+        })?;
+        let policies = ActivePolicies {
+            ownership: load_policy(
+                &engine,
+                PolicyKind::Ownership,
+                config.dockhand.ownership_policy.as_ref(),
+            )?,
+            kill: load_policy(
+                &engine,
+                PolicyKind::Kill,
+                config.dockhand.kill_policy.as_ref(),
+            )?,
+        };
+        let connection = crate::plugin::convert::docker_connection(config);
+        let docker: Arc<dyn DockerApi> = Arc::new(
+            BollardDocker::new(connection).map_err(|e| ReconcileError::Docker(e.to_string()))?,
+        );
+        let node = NodeInfo {
+            id: self.node_id.clone().unwrap_or_default(),
+            ..NodeInfo::default()
+        };
+        let mut settings = ReconcileSettings::from_config(config, node, driver_name);
+        if let Some(label) = &self.label {
+            settings.label_filter = Some(label.clone());
+        }
+        // No plugin, no task handles: every running container counts as untracked.
+        let tracked = Arc::new(TrackedFn(std::collections::BTreeSet::<String>::new));
+        let report = dry_run_report(docker, tracked, PolicySlot::new(policies), settings).await;
+        Ok(sweep_response(&report, true))
+    }
+}
+
+/// The validated plugin config of the docker-compatible `plugin` stanza in `path`, and the
+/// stanza's name (the driver name handed to the policies).
+fn load_config(path: &Path) -> Result<(PluginConfig, String), ReconcileError> {
+    let error = |message: String| ReconcileError::Config {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read it: {e}")))?;
+    let parsed = hcl_file::parse_file(&text).map_err(|e| error(e.to_string()))?;
+    let stanza = match parsed.plugins.as_slice() {
+        [] => {
+            return Err(error(
+                "no docker-compatible plugin stanza (plugin \"docker\" or plugin \"dockhand\")"
+                    .to_owned(),
+            ));
+        }
+        [one] => one,
+        several => several
+            .iter()
+            .find(|s| s.name != "docker")
+            .ok_or_else(|| error("several plugin stanzas for the same driver".to_owned()))?,
+    };
+    let (config, findings) = crate::cli::config_validate::check_plugin(&stanza.config);
+    match config {
+        Some(config) => Ok((config, stanza.name.clone())),
+        None => {
+            let problems: Vec<String> = findings
+                .iter()
+                .filter(|f| f.severity == crate::config::hcldec::Severity::Error)
+                .map(|f| match f.field.as_str() {
+                    "" => f.message.clone(),
+                    field => format!("{field}: {}", f.message),
+                })
+                .collect();
+            Err(error(format!(
+                "plugin {:?} ({}): {}",
+                stanza.name,
+                stanza.location,
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+/// The configured policy of `kind` (its sha256 pin checked), or the bundled default.
+fn load_policy(
+    engine: &PolicyEngine,
+    kind: PolicyKind,
+    source: Option<&PolicySource>,
+) -> Result<LoadedPolicy, ReconcileError> {
+    let Some(source) = source else {
+        return engine
+            .load_default(kind)
+            .map_err(|e| ReconcileError::Policy(format!("bundled {kind} policy: {e}")));
+    };
+    let path = source.path.display();
+    let bytes = std::fs::read(&source.path).map_err(|e| {
+        ReconcileError::Policy(format!("{kind} policy {path}: cannot read it: {e}"))
+    })?;
+    if let Some(pin) = &source.sha256 {
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(pin) {
+            return Err(ReconcileError::Policy(format!(
+                "{kind} policy {path}: sha256 mismatch: pinned {pin}, file has {actual}"
+            )));
+        }
+    }
+    engine
+        .load(kind, &bytes)
+        .map_err(|e| ReconcileError::Policy(format!("{kind} policy {path} refused: {e}")))
+}

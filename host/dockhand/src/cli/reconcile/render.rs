@@ -1,0 +1,405 @@
+//! How `dockhand reconcile --once` prints a sweep: a header saying where the sweep ran and
+//! with which tracked set, then a table (container, image, age, ownership, action, reason) or
+//! one JSON object.
+//!
+//! # JSON shape
+//!
+//! ```json
+//! { "source": "plugin" | "standalone", "socket": "…", "tracked_set": "plugin" | "none",
+//!   "note": "…", "dry_run": true, "report_only": true, "status": "completed", "error": "",
+//!   "ownership_digest": "…", "kill_digest": "…", "listed": 3, "skipped_tracked": 1,
+//!   "skipped_young": 0, "policy_failures": 0, "cap_reached": false,
+//!   "containers": [ { "id": "…", "name": "…", "image": "…", "created_ms": 0,
+//!     "age_seconds": 0, "ownership": "owned", "alloc_id": "…", "ownership_reason": "…",
+//!     "action": "stop", "action_detail": "stop(SIGTERM,30s)+remove", "action_reason": "…",
+//!     "reason": "…", "outcome": "would-do", "outcome_detail": "" } ] }
+//! ```
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::admin::{SweepDecisionMsg, SweepResponse};
+
+/// Where the sweep ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The running plugin swept, with its tracked set.
+    Plugin {
+        /// Its admin socket.
+        socket: PathBuf,
+    },
+    /// No plugin answered: a dry run here, every container untracked.
+    Standalone {
+        /// The socket where nothing answered.
+        socket: PathBuf,
+    },
+}
+
+/// One sweep's result as the command prints it.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Where it ran.
+    pub origin: Origin,
+    /// The sweep.
+    pub response: SweepResponse,
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    source: &'static str,
+    socket: String,
+    tracked_set: &'static str,
+    note: String,
+    dry_run: bool,
+    report_only: bool,
+    status: &'a str,
+    error: &'a str,
+    ownership_digest: &'a str,
+    kill_digest: &'a str,
+    listed: u64,
+    skipped_tracked: u64,
+    skipped_young: u64,
+    policy_failures: u32,
+    cap_reached: bool,
+    containers: Vec<JsonContainer<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonContainer<'a> {
+    id: &'a str,
+    name: &'a str,
+    image: &'a str,
+    created_ms: i64,
+    age_seconds: u64,
+    ownership: &'a str,
+    alloc_id: &'a str,
+    ownership_reason: &'a str,
+    action: &'a str,
+    action_detail: &'a str,
+    action_reason: &'a str,
+    reason: String,
+    outcome: &'a str,
+    outcome_detail: &'a str,
+}
+
+impl Output {
+    /// A result to print.
+    pub fn new(origin: Origin, response: SweepResponse) -> Self {
+        Self { origin, response }
+    }
+
+    /// 0 completed; 1 when the sweep failed, was skipped, or a container's decision or action
+    /// failed.
+    pub fn exit_code(&self) -> u8 {
+        let failures = self.response.policy_failures > 0
+            || self.response.decisions.iter().any(|d| {
+                matches!(
+                    d.outcome.as_str(),
+                    "failed" | "policy-failed" | "inspect-failed"
+                )
+            });
+        if self.response.status == "completed" && !failures {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The header: where the sweep ran, with which tracked set, and whether anything could be
+    /// acted on.
+    pub fn note(&self) -> String {
+        let r = &self.response;
+        match &self.origin {
+            Origin::Plugin { socket } => {
+                let what = if r.dry_run {
+                    "dry run: nothing was acted on"
+                } else if r.report_only {
+                    "real sweep, but the plugin only reports (gc dry_run or audit mode): \
+                     nothing was acted on"
+                } else {
+                    "real sweep: actions were carried out under the plugin's mode and caps"
+                };
+                format!(
+                    "sweep run by the dockhand plugin on {} with its tracked set \
+                     ({} tracked containers skipped); {what}",
+                    socket.display(),
+                    r.skipped_tracked
+                )
+            }
+            Origin::Standalone { socket } => format!(
+                "standalone dry run: no dockhand plugin answers on {}, so there is no tracked \
+                 set and every container is treated as untracked (containers of running \
+                 tasks are listed as candidates); nothing was acted on",
+                socket.display()
+            ),
+        }
+    }
+
+    /// Prints the header, the table and a summary.
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let r = &self.response;
+        writeln!(out, "# {}", self.note())?;
+        writeln!(
+            out,
+            "# policies: ownership {} kill {}",
+            short(&r.ownership_digest),
+            short(&r.kill_digest)
+        )?;
+        if r.status != "completed" {
+            writeln!(out, "# sweep {}: {}", r.status, r.error)?;
+        }
+        let mut rows =
+            vec![["CONTAINER", "IMAGE", "AGE", "OWNERSHIP", "ACTION", "REASON"].map(str::to_owned)];
+        rows.extend(r.decisions.iter().map(table_row));
+        write!(out, "{}", align(&rows))?;
+        writeln!(
+            out,
+            "{} listed, {} tracked, {} within grace, {} candidates{}",
+            r.listed,
+            r.skipped_tracked,
+            r.skipped_young,
+            r.decisions.len(),
+            if r.cap_reached {
+                ", per-sweep action cap reached"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Prints one JSON object (see the module docs).
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        let r = &self.response;
+        let (source, socket, tracked_set) = match &self.origin {
+            Origin::Plugin { socket } => ("plugin", socket, "plugin"),
+            Origin::Standalone { socket } => ("standalone", socket, "none"),
+        };
+        let json = JsonOutput {
+            source,
+            socket: socket.display().to_string(),
+            tracked_set,
+            note: self.note(),
+            dry_run: r.dry_run,
+            report_only: r.report_only,
+            status: &r.status,
+            error: &r.error,
+            ownership_digest: &r.ownership_digest,
+            kill_digest: &r.kill_digest,
+            listed: r.listed,
+            skipped_tracked: r.skipped_tracked,
+            skipped_young: r.skipped_young,
+            policy_failures: r.policy_failures,
+            cap_reached: r.cap_reached,
+            containers: r
+                .decisions
+                .iter()
+                .map(|d| JsonContainer {
+                    id: &d.container_id,
+                    name: &d.name,
+                    image: &d.image,
+                    created_ms: d.created_ms,
+                    age_seconds: d.age_seconds,
+                    ownership: &d.ownership,
+                    alloc_id: &d.alloc_id,
+                    ownership_reason: &d.ownership_reason,
+                    action: &d.action,
+                    action_detail: &d.action_detail,
+                    action_reason: &d.action_reason,
+                    reason: reason(d),
+                    outcome: &d.outcome,
+                    outcome_detail: &d.outcome_detail,
+                })
+                .collect(),
+        };
+        serde_json::to_writer_pretty(&mut *out, &json).map_err(io::Error::other)?;
+        writeln!(out)
+    }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// The ownership reason, the action reason and a failure's detail, joined.
+fn reason(d: &SweepDecisionMsg) -> String {
+    [
+        d.ownership_reason.as_str(),
+        d.action_reason.as_str(),
+        d.outcome_detail.as_str(),
+    ]
+    .into_iter()
+    .filter(|s| !s.is_empty())
+    .collect::<Vec<_>>()
+    .join("; ")
+}
+
+fn table_row(d: &SweepDecisionMsg) -> [String; 6] {
+    let container = if d.name.is_empty() {
+        short(&d.container_id).to_owned()
+    } else {
+        format!("{} ({})", d.name, short(&d.container_id))
+    };
+    let ownership = match (d.ownership.as_str(), d.alloc_id.as_str()) {
+        ("", _) => "-".to_owned(),
+        (label, "") => label.to_owned(),
+        (label, alloc) => format!("{label}({alloc})"),
+    };
+    let action = if d.action_detail.is_empty() {
+        d.outcome.clone()
+    } else {
+        format!("{} [{}]", d.action_detail, d.outcome)
+    };
+    [
+        container,
+        d.image.clone(),
+        format_age(d.age_seconds),
+        ownership,
+        action,
+        reason(d),
+    ]
+}
+
+fn align(rows: &[[String; 6]]) -> String {
+    let mut widths = [0usize; 6];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            let _ = write!(line, "{cell:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn format_age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(outcome: &str) -> SweepDecisionMsg {
+        SweepDecisionMsg {
+            container_id: "0123456789abcdef".into(),
+            name: "web-1".into(),
+            image: "busybox".into(),
+            age_seconds: 125,
+            ownership: "owned".into(),
+            alloc_id: "a1".into(),
+            ownership_reason: "alloc_id label".into(),
+            action: "stop".into(),
+            action_detail: "stop(SIGTERM,30s)+remove".into(),
+            action_reason: "orphan".into(),
+            outcome: outcome.into(),
+            ..SweepDecisionMsg::default()
+        }
+    }
+
+    fn output(origin: Origin, outcome: &str) -> Output {
+        Output::new(
+            origin,
+            SweepResponse {
+                status: "completed".into(),
+                dry_run: true,
+                report_only: true,
+                ownership_digest: "a".repeat(64),
+                kill_digest: "b".repeat(64),
+                listed: 2,
+                skipped_tracked: 1,
+                decisions: vec![decision(outcome)],
+                ..SweepResponse::default()
+            },
+        )
+    }
+
+    #[test]
+    fn the_standalone_table_says_there_is_no_tracked_set() {
+        let out = output(
+            Origin::Standalone {
+                socket: "/run/x.sock".into(),
+            },
+            "would-do",
+        );
+        let mut text = Vec::new();
+        out.write_table(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("# standalone dry run"), "{text}");
+        assert!(lines[0].contains("every container is treated as untracked"));
+        assert!(lines[0].contains("/run/x.sock"));
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["CONTAINER", "IMAGE", "AGE", "OWNERSHIP", "ACTION", "REASON"]
+        );
+        assert!(lines[3].starts_with("web-1 (0123456789ab)"), "{text}");
+        assert!(lines[3].contains("2m5s"), "{text}");
+        assert!(lines[3].contains("owned(a1)"), "{text}");
+        assert!(
+            lines[3].contains("stop(SIGTERM,30s)+remove [would-do]"),
+            "{text}"
+        );
+        assert!(lines[3].ends_with("alloc_id label; orphan"), "{text}");
+        assert_eq!(out.exit_code(), 0);
+    }
+
+    #[test]
+    fn json_carries_the_header_and_one_object_per_container() {
+        let out = output(
+            Origin::Plugin {
+                socket: "/run/p.sock".into(),
+            },
+            "failed",
+        );
+        let mut text = Vec::new();
+        out.write_json(&mut text).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["source"], "plugin");
+        assert_eq!(v["tracked_set"], "plugin");
+        assert_eq!(v["skipped_tracked"], 1);
+        let c = &v["containers"][0];
+        assert_eq!(c["id"], "0123456789abcdef");
+        assert_eq!(c["name"], "web-1");
+        assert_eq!(c["ownership"], "owned");
+        assert_eq!(c["action"], "stop");
+        assert_eq!(c["reason"], "alloc_id label; orphan");
+        assert_eq!(out.exit_code(), 1, "a failed action makes the run partial");
+    }
+
+    #[test]
+    fn a_skipped_sweep_is_said_in_the_header_and_exits_1() {
+        let out = Output::new(
+            Origin::Plugin {
+                socket: "/run/p.sock".into(),
+            },
+            SweepResponse {
+                status: "skipped-docker-unhealthy".into(),
+                error: "sweep skipped: docker is unhealthy".into(),
+                ..SweepResponse::default()
+            },
+        );
+        let mut text = Vec::new();
+        out.write_table(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("# sweep skipped-docker-unhealthy: sweep skipped: docker is unhealthy"),
+            "{text}"
+        );
+        assert_eq!(out.exit_code(), 1);
+    }
+}

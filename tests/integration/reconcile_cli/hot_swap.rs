@@ -1,0 +1,204 @@
+//! Hot swap through the plugin: a policy uploaded and activated while a sweep is in flight
+//! leaves that sweep on the policy it started with; the next sweep uses the new one, with no
+//! restart.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dockhand::admin::{PolicyKindMsg, PolicyModeMsg};
+use dockhand::docker::{DockerApi, LogsRequest};
+use futures::StreamExt as _;
+use orphan_policy::guests;
+use orphan_policy::store::sha256_hex;
+
+use super::{audit_lines, until_aged};
+use crate::plugin_reconciler::{Private, admin_client, started};
+use crate::reconcile::{ALLOC_LABEL, Kind, make, state, uuid_for};
+use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
+
+/// PID 1 ignores SIGTERM (and says it got it): a stop waits out its whole 30 s grace.
+const STUBBORN: &str = "trap 'echo got-term' TERM; echo up; while true; do sleep 0.2; done";
+
+/// What container `id`'s PID 1 has printed so far.
+async fn output(docker: &Arc<dyn DockerApi>, id: &str) -> String {
+    let request = LogsRequest {
+        follow: false,
+        since_unix: 0,
+    };
+    let Ok(mut stream) = docker.logs(id, request).await else {
+        return String::new();
+    };
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.data));
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
+    let case = "reconcile_cli_hot_swap";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let created = Instant::now();
+    // Two orphans whose stop blocks for its 30 s grace; with one action per sweep, the first
+    // sweep is busy with one of them and leaves the other for the next.
+    let mut orphans = Vec::new();
+    for n in 1..=2 {
+        let alloc = uuid_for(case, n);
+        orphans.push(
+            make(
+                &docker,
+                &guard,
+                Kind {
+                    name: format!("{case}-web-{alloc}"),
+                    labels: vec![(ALLOC_LABEL, alloc)],
+                    start: true,
+                    script: Some(STUBBORN),
+                    ..Kind::default()
+                },
+            )
+            .await,
+        );
+    }
+    let private = Private::new();
+    let body = private.config(
+        &format!(
+            " mode = \"enforce\"\n max_actions_per_sweep = 1\n \
+             label_filter = \"{TEST_CASE_LABEL}={case}\"\n"
+        ),
+        "gc {\n dangling_containers {\n creation_grace = \"1m\"\n }\n}\n",
+    );
+    let plugin = started(&body).await;
+    let pid = plugin.pid();
+    let mut admin = admin_client(&plugin, &private.socket()).await;
+    let old = sha256_hex(guests::DEFAULT_OWNERSHIP);
+    let new_policy = guests::test_guest("example-label-allowlist").expect("example policy");
+    let new = sha256_hex(&new_policy);
+    assert_ne!(old, new);
+    until_aged(created).await;
+
+    let mut sweeper = admin.clone();
+    let in_flight = tokio::spawn(async move { sweeper.sweep(false).await });
+    // The stop has begun once an orphan's trap has printed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopping = loop {
+        let mut found = None;
+        for id in &orphans {
+            if output(&docker, id).await.contains("got-term") {
+                found = Some(id.clone());
+            }
+        }
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stop began: {:?}",
+            plugin.stderr_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !in_flight.is_finished(),
+        "the sweep is still stopping {stopping}"
+    );
+
+    let uploaded = admin
+        .upload(
+            PolicyKindMsg::Ownership,
+            new_policy,
+            Some(new.clone()),
+            None,
+            None,
+        )
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.policy.expect("stored").digest, new);
+    let activated = admin
+        .activate(new.clone(), PolicyModeMsg::Enforce)
+        .await
+        .expect("activate");
+    assert!(activated.applied, "{activated:?}");
+    assert!(
+        !in_flight.is_finished(),
+        "activated while the sweep is in flight"
+    );
+
+    let first = tokio::time::timeout(Duration::from_secs(120), in_flight)
+        .await
+        .expect("the sweep ends")
+        .expect("join")
+        .expect("Sweep");
+    assert_eq!(first.status, "completed", "{first:?}");
+    assert_eq!(
+        first.ownership_digest, old,
+        "the in-flight sweep keeps its policy"
+    );
+    let decision = |r: &dockhand::admin::SweepResponse, id: &str| {
+        r.decisions
+            .iter()
+            .find(|d| d.container_id == id)
+            .map(|d| (d.ownership.clone(), d.outcome.clone()))
+    };
+    let outcome = |r: &dockhand::admin::SweepResponse, id: &str| decision(r, id).map(|d| d.1);
+    assert_eq!(
+        outcome(&first, &stopping).as_deref(),
+        Some("done"),
+        "{first:?}"
+    );
+    let other = orphans
+        .iter()
+        .find(|id| **id != stopping)
+        .expect("two orphans")
+        .clone();
+    assert_eq!(
+        outcome(&first, &other).as_deref(),
+        Some("cap-reached"),
+        "{first:?}"
+    );
+    let audit = audit_lines(&private.data_dir());
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(
+        audit.iter().all(|l| l["ownership_digest"] == old),
+        "{audit:?}"
+    );
+
+    let second = admin.sweep(false).await.expect("Sweep");
+    assert_eq!(second.status, "completed", "{second:?}");
+    assert_eq!(
+        second.ownership_digest, new,
+        "the next sweep uses the activation"
+    );
+    // The default policy owned it (alloc_id label); the allow-list one wants a node_id label.
+    assert_eq!(
+        decision(&first, &other).map(|d| d.0).as_deref(),
+        Some("owned"),
+        "{first:?}"
+    );
+    assert_eq!(
+        decision(&second, &other),
+        Some(("unknown".to_owned(), "no-action".to_owned())),
+        "{second:?}"
+    );
+    assert_eq!(state(&docker, &other).await, Some(true));
+    let audit = audit_lines(&private.data_dir());
+    let later: Vec<_> = audit
+        .iter()
+        .filter(|l| l["sweep_ms"] == second.started_ms)
+        .collect();
+    assert!(!later.is_empty(), "{audit:?}");
+    assert!(
+        later.iter().all(|l| l["ownership_digest"] == new),
+        "{audit:?}"
+    );
+
+    // No restart: the same process, whose reconciler started once.
+    assert_eq!(plugin.pid(), pid);
+    assert_eq!(
+        plugin.count_logs("dangling container reconciler started"),
+        1
+    );
+}
