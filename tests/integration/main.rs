@@ -1,12 +1,14 @@
 //! dockhand's integration tests: one binary, one module per area.
 
 mod admin;
+mod admin_crash;
 mod config;
 mod docker_engine;
 mod handshake;
 mod harness;
 mod lifecycle;
 mod network;
+mod plugin_crash_sweep;
 mod plugin_reconciler;
 mod policy_cli;
 mod reconcile;

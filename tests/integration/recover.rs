@@ -11,7 +11,7 @@ use crate::lifecycle::{destroy, inspect, start, stats, stop, task_config, wait};
 use crate::support::{TestContainers, docker_with_image};
 
 /// What the agent sends after a restart: empty `task_id`, no driver config in the handle.
-fn recover_request(saved: &pb::TaskHandle) -> pb::RecoverTaskRequest {
+pub(crate) fn recover_request(saved: &pb::TaskHandle) -> pb::RecoverTaskRequest {
     let mut handle = saved.clone();
     if let Some(config) = handle.config.as_mut() {
         config.msgpack_driver_config.clear();

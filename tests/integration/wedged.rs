@@ -1,9 +1,13 @@
-//! The reconciler against a wedged or broken daemon, through a fault-injecting proxy in front
-//! of the real socket: every failure is bounded by the per-call timeout, takes no action and
-//! warns once per streak; the first sweep after recovery acts normally.
+//! The reconciler and the plugin against a wedged or broken daemon, through a fault-injecting
+//! proxy in front of the real socket: every failure is bounded by the per-call timeout, takes
+//! no action and warns once per streak; the first sweep after recovery acts normally; the
+//! plugin keeps answering gRPC and its fingerprint reports the daemon unhealthy until it
+//! recovers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
 
 use dockhand::reconcile::{AlwaysHealthy, Reconciler, SweepStatus, TrackedFn};
 
@@ -191,5 +195,113 @@ async fn the_plugin_keeps_answering_grpc_while_docker_hangs() {
         .expect("capabilities");
         assert!(t.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads `stream` until a fingerprint with health `want` arrives.
+async fn wait_health(
+    stream: &mut tonic::Streaming<nomad_plugin::proto::drivers::FingerprintResponse>,
+    want: nomad_plugin::proto::drivers::fingerprint_response::HealthState,
+    within: Duration,
+    what: &str,
+) -> nomad_plugin::proto::drivers::FingerprintResponse {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, stream.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{what}: no {want:?} fingerprint within {within:?}; saw {seen:?}")
+            })
+            .unwrap_or_else(|| panic!("{what}: the fingerprint stream ended"))
+            .unwrap_or_else(|e| panic!("{what}: the fingerprint stream failed: {e}"));
+        if next.health == want as i32 {
+            return next;
+        }
+        seen.push((next.health, next.health_description));
+    }
+}
+
+/// PluginInfo, Capabilities and a fresh Fingerprint stream all answer within a second.
+async fn answers_promptly(plugin: &crate::harness::Plugin, what: &str) {
+    use nomad_plugin::proto::base::PluginInfoRequest;
+    use nomad_plugin::proto::drivers::{CapabilitiesRequest, FingerprintRequest};
+
+    let second = Duration::from_secs(1);
+    tokio::time::timeout(second, plugin.base().plugin_info(PluginInfoRequest {}))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: PluginInfo hung"))
+        .expect("PluginInfo");
+    tokio::time::timeout(second, plugin.driver().capabilities(CapabilitiesRequest {}))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: Capabilities hung"))
+        .expect("Capabilities");
+    let mut driver = plugin.driver();
+    let first = tokio::time::timeout(second, async {
+        let mut stream = driver
+            .fingerprint(FingerprintRequest {})
+            .await
+            .expect("Fingerprint")
+            .into_inner();
+        stream.next().await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: a new Fingerprint stream gave nothing"));
+    assert!(first.is_some_and(|r| r.is_ok()), "{what}");
+}
+
+#[tokio::test]
+async fn fingerprint_reports_a_wedged_daemon_unhealthy_and_recovers() {
+    use nomad_plugin::proto::drivers::FingerprintRequest;
+    use nomad_plugin::proto::drivers::fingerprint_response::HealthState;
+
+    if crate::support::docker_or_skip("wedged_fingerprint")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let proxy = FaultProxy::start(DOCKER_SOCKET);
+    let plugin = crate::harness::Launch::nomad()
+        .env("DOCKER_HOST", &proxy.endpoint())
+        .env("DOCKHAND_FINGERPRINT_PERIOD", "200ms")
+        .start()
+        .await;
+    let mut stream = plugin
+        .driver()
+        .fingerprint(FingerprintRequest {})
+        .await
+        .expect("Fingerprint")
+        .into_inner();
+    let healthy = wait_health(
+        &mut stream,
+        HealthState::Healthy,
+        Duration::from_secs(60),
+        "start",
+    )
+    .await;
+    assert!(healthy.attributes.contains_key("driver.dockhand"));
+
+    // A hanging call is bounded by the Docker client's 60 s request deadline, and one stuck when
+    // the proxy recovers runs into it once more: allow for both.
+    let bound = Duration::from_secs(150);
+    for mode in [FaultMode::Hang, FaultMode::Http500] {
+        let what = format!("{mode:?}");
+        proxy.set_mode(mode);
+        let sick = wait_health(&mut stream, HealthState::Unhealthy, bound, &what).await;
+        assert!(
+            sick.health_description
+                .starts_with("Failed to connect to docker daemon"),
+            "{what}: {}",
+            sick.health_description
+        );
+        assert!(sick.attributes.is_empty(), "{what}: {:?}", sick.attributes);
+        answers_promptly(&plugin, &what).await;
+
+        proxy.set_mode(FaultMode::Pass);
+        let back = wait_health(&mut stream, HealthState::Healthy, bound, &what).await;
+        assert_eq!(back.health_description, "Healthy");
+        assert!(back.attributes.contains_key("driver.dockhand"), "{what}");
     }
 }
