@@ -543,3 +543,55 @@ async fn a_foreign_container_with_the_name_is_left_alone() {
     let still = docker.inspect_container(&foreign).await.unwrap();
     assert_eq!(still.state.unwrap().running, Some(true));
 }
+
+#[tokio::test]
+async fn a_group_dns_becomes_the_tasks_resolv_conf_and_overrides_the_driver_dns() {
+    let Some((docker, guard, dir)) = setup("group_dns").await else {
+        return;
+    };
+    let engine = engine(&docker);
+    let mut spec = spec(&guard, dir.path(), "dns", "cat /etc/resolv.conf");
+    let alloc_dir = dir.path().join("alloc-dir");
+    std::fs::create_dir_all(alloc_dir.join("dns")).unwrap();
+    spec.alloc_dir = Some(alloc_dir.clone());
+    spec.docker.dns_servers = vec!["192.0.2.1".to_owned()];
+    spec.group_dns = Some(dockhand::tasks::spec::DnsSpec {
+        servers: vec!["10.53.0.1".to_owned(), "10.53.0.2".to_owned()],
+        searches: vec!["svc.example".to_owned()],
+        options: vec!["ndots:3".to_owned()],
+    });
+    let started = engine.start(spec.clone()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), engine.wait(&spec.id))
+        .await
+        .expect("task ended")
+        .unwrap();
+    assert_eq!(r.exit_code, 0, "{r:?}");
+    let expected =
+        "search svc.example\nnameserver 10.53.0.1\nnameserver 10.53.0.2\noptions ndots:3\n";
+    let written = std::fs::read_to_string(alloc_dir.join("dns/resolv.conf")).unwrap();
+    assert_eq!(written, expected);
+    let stdout = wait_for_file(
+        &dir.path().join("stdout"),
+        "nameserver 10.53.0.2",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(!stdout.contains("192.0.2.1"), "{stdout}");
+    let inspected = docker
+        .inspect_container(started.handle.container_id())
+        .await
+        .unwrap();
+    let host = inspected.host_config.unwrap_or_default();
+    assert_eq!(
+        host.dns, None,
+        "the driver's dns_servers give way to the group DNS"
+    );
+    let mount = host
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.target.as_deref() == Some("/etc/resolv.conf"))
+        .expect("resolv.conf is mounted");
+    assert_eq!(mount.read_only, Some(true));
+    engine.destroy(&spec.id, true).await.unwrap();
+}

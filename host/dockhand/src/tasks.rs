@@ -25,6 +25,7 @@ mod handle;
 mod image;
 mod logs;
 mod network;
+pub mod resolv;
 pub mod spec;
 mod start;
 mod state;

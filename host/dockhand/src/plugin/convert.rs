@@ -16,7 +16,8 @@ use nomad_plugin::proto::drivers::network_isolation_spec::NetworkIsolationMode;
 use crate::config::{self, PluginConfig, TaskConfig};
 use crate::docker::{DockerConnection, RegistryAuth, TlsFiles};
 use crate::tasks::spec::{
-    DeviceSpec, DockerTaskOptions, LogDriver, MountKind, MountSpec, PortMapping, TaskResources,
+    DeviceSpec, DnsSpec, DockerTaskOptions, LogDriver, MountKind, MountSpec, PortMapping,
+    TaskResources,
 };
 use crate::tasks::{
     ContainerSettings, DriverNetwork, EngineSettings, ExitResult, TaskEvent, TaskSpec, TaskUsage,
@@ -200,24 +201,12 @@ pub fn task_spec(
         Some(d) if !l.starts_with('/') => d.join("local").join(l),
         _ => PathBuf::from(l),
     });
-    let (dns_servers, dns_search_domains, dns_options) = match &task.dns {
-        Some(dns)
-            if cfg.dns_servers.is_empty()
-                && cfg.dns_search_domains.is_empty()
-                && cfg.dns_options.is_empty() =>
-        {
-            (
-                dns.servers.clone(),
-                dns.searches.clone(),
-                dns.options.clone(),
-            )
-        }
-        _ => (
-            cfg.dns_servers.clone(),
-            cfg.dns_search_domains.clone(),
-            cfg.dns_options.clone(),
-        ),
-    };
+    // Nomad's order: a group `network.dns` wins over the driver's `dns_*` options.
+    let group_dns = task.dns.as_ref().map(|dns| DnsSpec {
+        servers: dns.servers.clone(),
+        searches: dns.searches.clone(),
+        options: dns.options.clone(),
+    });
     let network_mode = cfg.network_mode.clone().or_else(|| {
         let iso = task.network_isolation_spec.as_ref()?;
         if iso.mode != NetworkIsolationMode::Group as i32 {
@@ -266,9 +255,9 @@ pub fn task_spec(
             cfg.ports.clone()
         },
         network_mode,
-        dns_servers,
-        dns_search_domains,
-        dns_options,
+        dns_servers: cfg.dns_servers.clone(),
+        dns_search_domains: cfg.dns_search_domains.clone(),
+        dns_options: cfg.dns_options.clone(),
         extra_hosts: cfg.extra_hosts.clone(),
         ulimit: cfg
             .ulimit
@@ -318,6 +307,7 @@ pub fn task_spec(
         alloc_dir: non_empty(&task.alloc_dir).map(PathBuf::from),
         stdout_path: non_empty(&task.stdout_path).map(PathBuf::from),
         stderr_path: non_empty(&task.stderr_path).map(PathBuf::from),
+        group_dns,
         docker,
     })
 }

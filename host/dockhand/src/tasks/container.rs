@@ -9,6 +9,7 @@ use crate::docker::models::{
 };
 
 use super::TaskError;
+use super::resolv;
 use super::spec::{MountKind, TaskSpec};
 
 /// Label present on every task and pause container: the ownership marker.
@@ -233,7 +234,7 @@ pub fn container_config(
     let (memory, reservation) = memory_limits(spec)?;
     let mut binds = nomad_binds(spec, settings.selinux_label.as_deref());
     binds.extend(d.volumes.iter().cloned());
-    let mounts: Vec<Mount> = d
+    let mut mounts: Vec<Mount> = d
         .mounts
         .iter()
         .map(|m| Mount {
@@ -254,6 +255,21 @@ pub fn container_config(
             ..Mount::default()
         })
         .collect();
+    let group_dns = spec.group_dns.is_some();
+    if group_dns {
+        let Some(task_dir) = spec.task_dir() else {
+            return Err(TaskError::InvalidSpec(
+                "a group network DNS needs the task directory for its resolv.conf".to_owned(),
+            ));
+        };
+        mounts.push(Mount {
+            target: Some(resolv::TARGET.to_owned()),
+            source: Some(task_dir.join("resolv.conf").display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Mount::default()
+        });
+    }
     let devices: Vec<DeviceMapping> = d
         .devices
         .iter()
@@ -294,9 +310,10 @@ pub fn container_config(
         runtime,
         network_mode: d.network_mode.clone(),
         port_bindings: (!ports.is_empty()).then_some(ports),
-        dns: non_empty(d.dns_servers.clone()),
-        dns_search: non_empty(d.dns_search_domains.clone()),
-        dns_options: non_empty(d.dns_options.clone()),
+        // With a group DNS, the task's own resolv.conf (mounted above) replaces these.
+        dns: non_empty(d.dns_servers.clone()).filter(|_| !group_dns),
+        dns_search: non_empty(d.dns_search_domains.clone()).filter(|_| !group_dns),
+        dns_options: non_empty(d.dns_options.clone()).filter(|_| !group_dns),
         extra_hosts: non_empty(d.extra_hosts.clone()),
         init: d.init.then_some(true),
         shm_size: d.shm_size,

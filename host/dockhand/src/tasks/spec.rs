@@ -50,8 +50,22 @@ pub struct TaskSpec {
     pub stdout_path: Option<PathBuf>,
     /// Where task stderr goes.
     pub stderr_path: Option<PathBuf>,
+    /// The group's `network.dns`: when set, the task gets its own resolv.conf (see
+    /// `tasks::resolv`) and the docker `dns_*` options are ignored, as in Nomad.
+    pub group_dns: Option<DnsSpec>,
     /// The docker task options.
     pub docker: DockerTaskOptions,
+}
+
+/// A group network's DNS settings (`network { dns { … } }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// Name servers.
+    pub servers: Vec<String>,
+    /// Search domains.
+    pub searches: Vec<String>,
+    /// Resolver options.
+    pub options: Vec<String>,
 }
 
 impl TaskSpec {

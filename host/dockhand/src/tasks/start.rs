@@ -75,6 +75,9 @@ impl TaskEngine {
         };
         let image_id = ensure_image(self.docker.as_ref(), &request, &on_progress).await?;
 
+        if let (Some(dns), Some(task_dir)) = (&spec.group_dns, spec.task_dir()) {
+            super::resolv::write(&task_dir, dns).map_err(TaskError::InvalidSpec)?;
+        }
         let body = container_config(&spec, image, runtime, &self.settings.container)?;
         let (container_id, adopted) = self.create_or_adopt(&spec, body).await?;
         match self
