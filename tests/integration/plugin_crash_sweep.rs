@@ -18,15 +18,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
-use dockhand::docker::{DockerApi, LogsRequest};
-use futures::StreamExt as _;
+use dockhand::docker::DockerApi;
 use nix::sys::signal::Signal;
 use nomad_plugin::proto::drivers as pb;
 
 use crate::harness::{Plugin, TaskDirs};
 use crate::lifecycle::{destroy, inspect, start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
-use crate::reconcile::{ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, make, state, uuid_for};
+use crate::reconcile::{
+    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, STUBBORN, make, output, state, uuid_for,
+};
 use crate::recover::recover_request;
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
@@ -36,26 +37,8 @@ use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 const CASE: &str = "plugin_crash_sweep";
 /// The node the tasks' `TaskConfig` names (see `lifecycle::task_config`).
 const TASK_NODE: &str = "node";
-/// PID 1 of the orphan: reports SIGTERM and keeps running, so a stop waits out its grace.
-const STUBBORN: &str = "trap 'echo got-term' TERM; echo up; while true; do sleep 0.2; done";
 /// Start-up, the 1m first-sweep delay and the orphan's 30 s stop grace, with room to spare.
 const SWEEP_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// What the orphan's PID 1 has printed so far.
-async fn output(docker: &Arc<dyn DockerApi>, id: &str) -> String {
-    let request = LogsRequest {
-        follow: false,
-        since_unix: 0,
-    };
-    let Ok(mut stream) = docker.logs(id, request).await else {
-        return String::new();
-    };
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.data));
-    }
-    text
-}
 
 /// `(StartedAt, RestartCount, running)` of a container.
 async fn run_identity(docker: &Arc<dyn DockerApi>, id: &str) -> (String, i64, bool) {

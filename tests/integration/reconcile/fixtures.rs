@@ -5,11 +5,12 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use dockhand::docker::DockerApi;
 use dockhand::docker::models::{ContainerCreateBody, HostConfig};
+use dockhand::docker::{DockerApi, LogsRequest};
 use dockhand::reconcile::{
     ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn, TrackedSource,
 };
+use futures::StreamExt as _;
 use orphan_policy::{EngineConfig, EpochTicker, NodeInfo, PolicyEngine, PolicyKind};
 
 use crate::support::{TEST_CASE_LABEL, TEST_IMAGE, TestContainers};
@@ -186,4 +187,24 @@ pub async fn state(docker: &Arc<dyn DockerApi>, id: &str) -> Option<bool> {
 
 pub fn no_tracked() -> Arc<dyn TrackedSource> {
     Arc::new(TrackedFn(BTreeSet::new))
+}
+
+/// PID 1 of a container that reports SIGTERM and keeps running, so a stop waits out its
+/// whole grace (30 s with the default kill policy).
+pub const STUBBORN: &str = "trap 'echo got-term' TERM; echo up; while true; do sleep 0.2; done";
+
+/// What container `id`'s PID 1 has printed so far (empty if the logs cannot be read).
+pub async fn output(docker: &Arc<dyn DockerApi>, id: &str) -> String {
+    let request = LogsRequest {
+        follow: false,
+        since_unix: 0,
+    };
+    let Ok(mut stream) = docker.logs(id, request).await else {
+        return String::new();
+    };
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.data));
+    }
+    text
 }

@@ -2,38 +2,16 @@
 //! leaves that sweep on the policy it started with; the next sweep uses the new one, with no
 //! restart.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::{PolicyKindMsg, PolicyModeMsg};
-use dockhand::docker::{DockerApi, LogsRequest};
-use futures::StreamExt as _;
 use orphan_policy::guests;
 use orphan_policy::store::sha256_hex;
 
 use super::{audit_lines, until_aged};
 use crate::plugin_reconciler::{Private, admin_client, started};
-use crate::reconcile::{ALLOC_LABEL, Kind, make, state, uuid_for};
+use crate::reconcile::{ALLOC_LABEL, Kind, STUBBORN, make, output, state, uuid_for};
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
-
-/// PID 1 ignores SIGTERM (and says it got it): a stop waits out its whole 30 s grace.
-const STUBBORN: &str = "trap 'echo got-term' TERM; echo up; while true; do sleep 0.2; done";
-
-/// What container `id`'s PID 1 has printed so far.
-async fn output(docker: &Arc<dyn DockerApi>, id: &str) -> String {
-    let request = LogsRequest {
-        follow: false,
-        since_unix: 0,
-    };
-    let Ok(mut stream) = docker.logs(id, request).await else {
-        return String::new();
-    };
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.data));
-    }
-    text
-}
 
 #[tokio::test]
 async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {

@@ -180,7 +180,7 @@ impl SweepReport {
                 d.id.chars().take(12).collect(),
                 d.name.clone(),
                 d.image.clone(),
-                format_age(now_ms.saturating_sub(d.created_ms)),
+                format_age(u64::try_from(now_ms.saturating_sub(d.created_ms) / 1000).unwrap_or(0)),
                 verdict,
                 reason,
                 action,
@@ -264,8 +264,8 @@ pub fn action_label(a: &Action) -> String {
     }
 }
 
-fn format_age(ms: i64) -> String {
-    let secs = ms.max(0) / 1000;
+/// An age in seconds, shortest readable form (`42s`, `3m5s`, `2h10m`, `4d3h`).
+pub fn format_age(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),

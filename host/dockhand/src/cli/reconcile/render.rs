@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::admin::{SweepDecisionMsg, SweepResponse};
+use crate::reconcile::format_age;
 
 /// Where the sweep ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,15 +280,6 @@ fn align(rows: &[[String; 6]]) -> String {
         out.push('\n');
     }
     out
-}
-
-fn format_age(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        s if s < 86_400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        s => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
-    }
 }
 
 #[cfg(test)]
