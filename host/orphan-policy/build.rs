@@ -34,6 +34,8 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile_bad_signal", "hostile-bad-signal"),
     ("hostile_log_flood", "hostile-log-flood"),
     ("hostile_wasi_import", "hostile-wasi-import"),
+    ("hostile_bad_selection", "hostile-bad-selection"),
+    ("probe_echo_inputs", "probe-echo-inputs"),
 ];
 
 /// The core module (not componentized) kept for the "not a component" test.

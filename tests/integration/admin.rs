@@ -177,6 +177,8 @@ async fn upload_list_activate_rollback_and_status() {
         )
         .await
         .unwrap();
+    assert_eq!(kill.reads, "nothing beyond ids, times and state");
+    assert!(own.reads.starts_with("names, labels ["), "{}", own.reads);
     let own_digest = own.policy.unwrap().digest;
     let kill_p = kill.policy.unwrap();
     assert_eq!(own_digest, sha256_hex(guests::DEFAULT_OWNERSHIP));

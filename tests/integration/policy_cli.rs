@@ -44,8 +44,16 @@ fn check_accepts_the_bundled_defaults() {
         assert!(out.contains("result:    OK"), "{out}");
         assert!(out.contains(&format!("kind:      {kind}")), "{out}");
         assert!(out.contains(&format!("name:      {name}")), "{out}");
-        assert!(out.contains("contract:  0.2.0"), "{out}");
+        assert!(out.contains("contract:  0.3.0"), "{out}");
         assert!(out.contains("imports:   OK"), "{out}");
+        let reads = out
+            .lines()
+            .find_map(|l| l.strip_prefix("reads:     "))
+            .expect("a reads line");
+        match kind {
+            "kill" => assert_eq!(reads, "nothing beyond ids, times and state"),
+            _ => assert!(reads.contains("env [NOMAD_ALLOC_ID]"), "{reads}"),
+        }
         let digest = out
             .lines()
             .find_map(|l| l.strip_prefix("sha256:    "))

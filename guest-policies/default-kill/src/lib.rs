@@ -7,7 +7,7 @@
 
 dockhand_policy_sdk::kill_world!("../../wit");
 
-use dockhand_policy_sdk::Ownership;
+use dockhand_policy_sdk::{InputSelection, Ownership};
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_TIMEOUT_MS: u64 = 30_000;
@@ -16,7 +16,9 @@ struct DefaultKill;
 
 impl Guest for DefaultKill {
     fn describe() -> PolicyInfo {
+        // The ownership verdict is all it looks at.
         PolicyInfo::new("default-kill", env!("CARGO_PKG_VERSION"))
+            .reading(InputSelection::nothing())
     }
 
     fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {

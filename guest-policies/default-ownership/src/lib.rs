@@ -20,15 +20,21 @@
 
 dockhand_policy_sdk::ownership_world!("../../wit");
 
-use dockhand_policy_sdk::ContainerRef;
 use dockhand_policy_sdk::helpers::{env, has_alloc_mounts, label, nomad_name_alloc_id};
 use dockhand_policy_sdk::labels::{ALLOC_ID, ENV_ALLOC_ID, NODE_ID};
+use dockhand_policy_sdk::{ContainerRef, InputSelection};
 
 struct DefaultOwnership;
 
 impl Guest for DefaultOwnership {
     fn describe() -> PolicyInfo {
-        PolicyInfo::new("default-ownership", env!("CARGO_PKG_VERSION"))
+        PolicyInfo::new("default-ownership", env!("CARGO_PKG_VERSION")).reading(
+            InputSelection::nothing()
+                .with_names()
+                .with_mount_destinations()
+                .with_labels(&[ALLOC_ID, NODE_ID])
+                .with_env(&[ENV_ALLOC_ID]),
+        )
     }
 
     fn classify(ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {

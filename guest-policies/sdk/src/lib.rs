@@ -2,7 +2,7 @@
 //!
 //! A policy is a WebAssembly component built for `wasm32-unknown-unknown`
 //! and turned into a component with `wit-component` (or `wasm-tools component
-//! new`). It implements one of two worlds of the `dockhand:policy@0.2.0`
+//! new`). It implements one of two worlds of the `dockhand:policy@0.3.0`
 //! contract (see `wit/policy.wit` in the dockhand repository):
 //!
 //! * `ownership` — `classify(ctx, batch) -> verdicts`, one per container;
@@ -40,7 +40,7 @@
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "dockhand:policy/imports@0.2.0",
+        world: "dockhand:policy/imports@0.3.0",
         generate_all,
     });
 }
@@ -60,12 +60,12 @@ pub use bindings::dockhand::policy::types;
 pub use batch::{CandidateRef, ContainerRef, MountRef, Strings};
 pub use types::{
     Action, ActionKind, Candidate, CandidateBatch, Container, ContainerBatch, ContainerState,
-    EvalContext, NodeInfo, Ownership, PolicyInfo, RemoveSpec, StopSpec, StrRun, StringTable,
-    Verdict,
+    EvalContext, InputSelection, KeySelection, MountSelection, NodeInfo, Ownership, PolicyInfo,
+    RemoveSpec, StopSpec, StrRun, StringTable, Verdict,
 };
 
 /// Version of the `dockhand:policy` contract this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Longest reason string the host accepts, in bytes (longer output fails the
 /// whole batch).
@@ -80,10 +80,10 @@ macro_rules! ownership_world {
     ($wit:literal) => {
         $crate::wit_bindgen::generate!({
             path: $wit,
-            world: "dockhand:policy/ownership@0.2.0",
+            world: "dockhand:policy/ownership@0.3.0",
             with: {
-                "dockhand:policy/types@0.2.0": ::dockhand_policy_sdk::types,
-                "dockhand:policy/log@0.2.0": ::dockhand_policy_sdk::log,
+                "dockhand:policy/types@0.3.0": ::dockhand_policy_sdk::types,
+                "dockhand:policy/log@0.3.0": ::dockhand_policy_sdk::log,
             },
             runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
         });
@@ -96,10 +96,10 @@ macro_rules! kill_world {
     ($wit:literal) => {
         $crate::wit_bindgen::generate!({
             path: $wit,
-            world: "dockhand:policy/kill@0.2.0",
+            world: "dockhand:policy/kill@0.3.0",
             with: {
-                "dockhand:policy/types@0.2.0": ::dockhand_policy_sdk::types,
-                "dockhand:policy/log@0.2.0": ::dockhand_policy_sdk::log,
+                "dockhand:policy/types@0.3.0": ::dockhand_policy_sdk::types,
+                "dockhand:policy/log@0.3.0": ::dockhand_policy_sdk::log,
             },
             runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
         });
@@ -107,13 +107,108 @@ macro_rules! kill_world {
 }
 
 impl PolicyInfo {
-    /// Describes a policy built against this SDK's contract version.
+    /// Describes a policy built against this SDK's contract version that
+    /// reads every input; narrow that with [`PolicyInfo::reading`].
     pub fn new(name: &str, version: &str) -> Self {
         Self {
             name: name.to_owned(),
             version: version.to_owned(),
             contract_version: CONTRACT_VERSION.to_owned(),
+            reads: InputSelection::all(),
         }
+    }
+
+    /// Declares the inputs the policy reads. The host sends nothing else: an
+    /// unselected label or environment variable reads as absent, and an
+    /// unselected field as empty.
+    pub fn reading(mut self, reads: InputSelection) -> Self {
+        self.reads = reads;
+        self
+    }
+}
+
+impl InputSelection {
+    /// Every input.
+    pub fn all() -> Self {
+        Self {
+            names: true,
+            image: true,
+            labels: KeySelection::All,
+            env: KeySelection::All,
+            mounts: MountSelection::All,
+        }
+    }
+
+    /// Nothing beyond what is always sent: container IDs, times, state and
+    /// exit code (and, for a kill policy, each candidate's ownership).
+    pub fn nothing() -> Self {
+        Self {
+            names: false,
+            image: false,
+            labels: KeySelection::Only(Vec::new()),
+            env: KeySelection::Only(Vec::new()),
+            mounts: MountSelection::None,
+        }
+    }
+
+    /// Adds the container names.
+    pub fn with_names(mut self) -> Self {
+        self.names = true;
+        self
+    }
+
+    /// Adds the image.
+    pub fn with_image(mut self) -> Self {
+        self.image = true;
+        self
+    }
+
+    /// Adds the mounts, complete.
+    pub fn with_mounts(mut self) -> Self {
+        self.mounts = MountSelection::All;
+        self
+    }
+
+    /// Adds the mount destinations (sources and types arrive empty), unless
+    /// complete mounts are selected already.
+    pub fn with_mount_destinations(mut self) -> Self {
+        if self.mounts == MountSelection::None {
+            self.mounts = MountSelection::Destinations;
+        }
+        self
+    }
+
+    /// Adds these labels; a key ending in `*` selects a prefix
+    /// (`"com.hashicorp.nomad.*"`).
+    pub fn with_labels(mut self, keys: &[&str]) -> Self {
+        add_keys(&mut self.labels, keys);
+        self
+    }
+
+    /// Adds every label.
+    pub fn with_all_labels(mut self) -> Self {
+        self.labels = KeySelection::All;
+        self
+    }
+
+    /// Adds these environment variables; a name ending in `*` selects a
+    /// prefix (`"NOMAD_*"`). The host then sends each selected variable
+    /// once, with its last value, sorted by name.
+    pub fn with_env(mut self, names: &[&str]) -> Self {
+        add_keys(&mut self.env, names);
+        self
+    }
+
+    /// Adds the whole environment.
+    pub fn with_all_env(mut self) -> Self {
+        self.env = KeySelection::All;
+        self
+    }
+}
+
+fn add_keys(selection: &mut KeySelection, keys: &[&str]) {
+    if let KeySelection::Only(selected) = selection {
+        selected.extend(keys.iter().map(|k| (*k).to_owned()));
     }
 }
 
@@ -191,5 +286,36 @@ impl Action {
             kind: ActionKind::Remove(RemoveSpec { force }),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_read_everything_unless_they_narrow_it() {
+        let info = PolicyInfo::new("p", "1");
+        assert_eq!(info.contract_version, CONTRACT_VERSION);
+        assert!(matches!(info.reads.labels, KeySelection::All));
+        let reads = InputSelection::nothing()
+            .with_names()
+            .with_labels(&["a", "com.x.*"])
+            .with_labels(&["b"])
+            .with_env(&["NOMAD_ALLOC_ID"]);
+        assert!(reads.names && !reads.image && reads.mounts == MountSelection::None);
+        let mounts = InputSelection::nothing().with_mount_destinations();
+        assert_eq!(mounts.mounts, MountSelection::Destinations);
+        assert_eq!(
+            mounts.with_mounts().with_mount_destinations().mounts,
+            MountSelection::All
+        );
+        assert!(matches!(&reads.labels, KeySelection::Only(k) if k == &["a", "com.x.*", "b"]));
+        assert!(matches!(&reads.env, KeySelection::Only(k) if k == &["NOMAD_ALLOC_ID"]));
+        // Adding keys to an `all` selection keeps it `all`.
+        let all = InputSelection::nothing().with_all_env().with_env(&["X"]);
+        assert!(matches!(all.env, KeySelection::All));
+        let narrowed = PolicyInfo::new("p", "1").reading(reads);
+        assert!(!narrowed.reads.image);
     }
 }

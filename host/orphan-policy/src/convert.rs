@@ -11,6 +11,7 @@ use crate::decision::{Action, ActionKind, Ownership, PolicyInfo, Signal, Unknown
 use crate::limits::{
     MAX_ALLOC_ID_BYTES, MAX_POLICY_INFO_FIELD_BYTES, MAX_REASON_BYTES, MAX_STOP_TIMEOUT,
 };
+use crate::selection::InputSelection;
 
 /// Why one entry of a policy's answer was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +39,12 @@ pub enum OutputError {
     PolicyInfoField {
         field: &'static str,
         problem: &'static str,
+    },
+    /// A `describe()` input selection that cannot be honoured.
+    #[error("input-selection for {input} is invalid: {problem}")]
+    Selection {
+        input: &'static str,
+        problem: String,
     },
 }
 
@@ -100,6 +107,7 @@ impl TryFrom<wit::PolicyInfo> for PolicyInfo {
             name: info_field("name", info.name)?,
             version: info_field("version", info.version)?,
             contract_version: info_field("contract-version", info.contract_version)?,
+            reads: InputSelection::try_from(info.reads)?,
         })
     }
 }
@@ -150,7 +158,9 @@ fn info_field(field: &'static str, value: String) -> Result<String, OutputError>
 
 /// Replaces control characters with spaces.
 pub(crate) fn sanitize(s: String) -> String {
-    if s.chars().any(char::is_control) {
+    // Printable ASCII (nearly every reason) needs no decoding.
+    let printable_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_ascii && s.chars().any(char::is_control) {
         s.chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect()
@@ -260,7 +270,14 @@ mod tests {
         let info = |name: &str| wit::PolicyInfo {
             name: name.into(),
             version: "1".into(),
-            contract_version: "0.2.0".into(),
+            contract_version: "0.3.0".into(),
+            reads: wit::InputSelection {
+                names: true,
+                image: false,
+                labels: wit::KeySelection::Only(vec!["a".into()]),
+                env: wit::KeySelection::Only(vec![]),
+                mounts: wit::MountSelection::All,
+            },
         };
         assert_eq!(PolicyInfo::try_from(info("p")).unwrap().name, "p");
         assert_eq!(
@@ -268,5 +285,13 @@ mod tests {
             "policy-info field `name` is empty"
         );
         assert!(PolicyInfo::try_from(info(&"n".repeat(300))).is_err());
+        let reads = PolicyInfo::try_from(info("p")).unwrap().reads;
+        assert_eq!(reads.to_string(), "names, labels [a], mounts");
+        let mut bad = info("p");
+        bad.reads.env = wit::KeySelection::Only(vec!["A*B".into()]);
+        assert_eq!(
+            PolicyInfo::try_from(bad).unwrap_err().to_string(),
+            "input-selection for env is invalid: `A*B` has a `*` before its end"
+        );
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::selection::InputSelection;
+
 /// Which world a policy implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +41,8 @@ pub struct PolicyInfo {
     pub version: String,
     /// The contract version it was built against.
     pub contract_version: String,
+    /// The inputs it reads; the host sends nothing else.
+    pub reads: InputSelection,
 }
 
 /// Whether a container belongs to Nomad on this node.

@@ -22,8 +22,8 @@ pub fn default_policy(kind: PolicyKind) -> &'static [u8] {
     }
 }
 
-/// Names accepted by [`test_guest`]: the examples, the hostile guests and
-/// `core-module` (a plain core module, not a component).
+/// Names accepted by [`test_guest`]: the examples, the hostile guests, the
+/// input probe and `core-module` (a plain core module, not a component).
 #[cfg(feature = "test-guests")]
 pub const TEST_GUESTS: &[&str] = &[
     "example-label-allowlist",
@@ -38,6 +38,8 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-bad-signal",
     "hostile-log-flood",
     "hostile-wasi-import",
+    "hostile-bad-selection",
+    "probe-echo-inputs",
     "core-module",
 ];
 

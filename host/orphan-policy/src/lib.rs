@@ -4,7 +4,7 @@
 //! policies about them: an **ownership** policy (does this container belong
 //! to a Nomad allocation on this node?) and a **kill** policy (what to do
 //! with an orphan: ignore, stop, kill or remove). Both are WebAssembly
-//! components implementing the `dockhand:policy@0.2.0` contract in `wit/`,
+//! components implementing the `dockhand:policy@0.3.0` contract in `wit/`,
 //! so operators can replace the bundled defaults without rebuilding the
 //! driver. This crate is the host: it knows nothing of Docker or gRPC.
 //!
@@ -62,6 +62,7 @@ pub mod native;
 mod pack;
 mod policy;
 mod sandbox;
+pub mod selection;
 mod slots;
 pub mod snapshot;
 pub mod store;
@@ -76,4 +77,5 @@ pub use epoch::EpochTicker;
 pub use guest_log::LogStats;
 pub use load::{ALLOWED_IMPORTS, CONTRACT_VERSION, LoadError};
 pub use policy::{CompileSource, EvalError, Evaluation, LoadedPolicy};
+pub use selection::{InputSelection, KeySelection, MountSelection};
 pub use snapshot::{Candidate, ContainerSnapshot, ContainerState, EvalContext, Mount, NodeInfo};

@@ -18,11 +18,11 @@ use crate::engine::EngineShared;
 use crate::limits::MAX_POLICY_BYTES;
 use crate::policy::{CompileSource, EvalError, LoadedPolicy, PolicyPre};
 
-/// The contract version this host implements; a policy must name `0.2.x`.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract version this host implements; a policy must name `0.3.x`.
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// The only imports a policy may have: the contract's own interfaces.
-pub const ALLOWED_IMPORTS: [&str; 2] = ["dockhand:policy/types@0.2.0", "dockhand:policy/log@0.2.0"];
+pub const ALLOWED_IMPORTS: [&str; 2] = ["dockhand:policy/types@0.3.0", "dockhand:policy/log@0.3.0"];
 
 /// Why a policy was refused at load time.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ pub enum LoadError {
         missing: Vec<String>,
     },
     /// Exports or imports have the right names but the wrong types.
-    #[error("policy does not match the `{expected}` world of dockhand:policy@0.2.0: {message}")]
+    #[error("policy does not match the `{expected}` world of dockhand:policy@0.3.0: {message}")]
     Link {
         expected: PolicyKind,
         message: String,
@@ -213,7 +213,7 @@ fn check_exports(
 
 fn contract_compatible(version: &str) -> bool {
     let mut parts = version.split('.');
-    parts.next() == Some("0") && parts.next() == Some("2")
+    parts.next() == Some("0") && parts.next() == Some("3")
 }
 
 #[cfg(test)]
@@ -243,10 +243,11 @@ mod tests {
 
     #[test]
     fn contract_versions_compatible_within_minor() {
-        assert!(contract_compatible("0.2.0"));
-        assert!(contract_compatible("0.2.7"));
+        assert!(contract_compatible("0.3.0"));
+        assert!(contract_compatible("0.3.7"));
         assert!(!contract_compatible("0.1.0"));
-        assert!(!contract_compatible("0.3.0"));
+        assert!(!contract_compatible("0.2.0"));
+        assert!(!contract_compatible("0.4.0"));
         assert!(!contract_compatible("1.1.0"));
         assert!(!contract_compatible(""));
     }
@@ -259,7 +260,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "policy imports wasi:filesystem/preopens@0.2.0 outside the dockhand:policy contract \
-             (allowed: dockhand:policy/types@0.2.0, dockhand:policy/log@0.2.0)"
+             (allowed: dockhand:policy/types@0.3.0, dockhand:policy/log@0.3.0)"
         );
         let e = LoadError::WrongWorld {
             expected: PolicyKind::Ownership,

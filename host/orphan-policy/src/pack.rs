@@ -5,12 +5,14 @@
 //! with ~120 strings per fully inspected snapshot that call dominated a
 //! batch. Packed, a batch is lowered with two string-sized copies (the text
 //! and its end offsets) plus flat records, whatever the number of labels.
+//! Only what the policy declared it reads (its `input-selection`) is packed.
 
 use std::cell::Cell;
 
 use crate::bindings::wit;
 use crate::decision::Ownership;
 use crate::limits::MAX_BATCH_INPUT_BYTES;
+use crate::selection::{InputSelection, KeySelection, MountSelection};
 use crate::snapshot::{Candidate, ContainerSnapshot, ContainerState, EvalContext};
 
 /// The packed input is larger than [`MAX_BATCH_INPUT_BYTES`].
@@ -28,6 +30,9 @@ pub(crate) struct TooLarge {
 pub(crate) struct StringTable {
     text: String,
     ends: Vec<u32>,
+    /// Index of an empty string, once one was needed (for an unselected
+    /// `image`).
+    empty: Option<u32>,
 }
 
 /// Largest text buffer kept for reuse (a full batch).
@@ -50,7 +55,11 @@ pub(crate) fn recycle(table: wit::StringTable) {
 impl StringTable {
     fn new() -> Self {
         let (text, ends) = SPARE.with(Cell::take).unwrap_or_default();
-        Self { text, ends }
+        Self {
+            text,
+            ends,
+            empty: None,
+        }
     }
 
     /// Appends `s`; returns its index.
@@ -74,22 +83,52 @@ impl StringTable {
         }
     }
 
-    /// Appends the strings of `c`; returns its record.
-    fn container(&mut self, c: &ContainerSnapshot) -> wit::Container {
+    /// An empty string's index (pushed once per table).
+    fn empty(&mut self) -> u32 {
+        if let Some(i) = self.empty {
+            return i;
+        }
+        let i = self.push("");
+        self.empty = Some(i);
+        i
+    }
+
+    /// A run of no strings.
+    fn empty_run(&self) -> wit::StrRun {
+        wit::StrRun {
+            first: self.ends.len() as u32,
+            count: 0,
+        }
+    }
+
+    /// Appends the strings of `c` that `reads` selects; returns its record.
+    fn container(&mut self, c: &ContainerSnapshot, reads: &InputSelection) -> wit::Container {
         let id = self.push(&c.id);
-        let names = self.run(c.names.iter().map(String::as_str));
-        let image = self.push(&c.image);
-        // A BTreeMap iterates in key order: the contract promises sorted keys.
-        let labels = self.run(c.labels.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]));
-        let env = c
-            .env
-            .as_ref()
-            .map(|env| self.run(env.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()])));
-        let mounts = self.run(
-            c.mounts
-                .iter()
-                .flat_map(|m| [m.source.as_str(), m.destination.as_str(), m.kind.as_str()]),
-        );
+        let names = if reads.names {
+            self.run(c.names.iter().map(String::as_str))
+        } else {
+            self.empty_run()
+        };
+        let image = if reads.image {
+            self.push(&c.image)
+        } else {
+            self.empty()
+        };
+        let labels = self.labels(c, &reads.labels);
+        let env = c.env.as_ref().map(|env| self.env(env, &reads.env));
+        let mounts = match reads.mounts {
+            MountSelection::None => self.empty_run(),
+            MountSelection::Destinations => self.run(
+                c.mounts
+                    .iter()
+                    .flat_map(|m| ["", m.destination.as_str(), ""]),
+            ),
+            MountSelection::All => self.run(
+                c.mounts
+                    .iter()
+                    .flat_map(|m| [m.source.as_str(), m.destination.as_str(), m.kind.as_str()]),
+            ),
+        };
         wit::Container {
             id,
             names,
@@ -104,16 +143,71 @@ impl StringTable {
         }
     }
 
+    /// The selected environment: all of it as Docker lists it, or each
+    /// selected variable once with its last value, sorted by name.
+    fn env(&mut self, env: &[(String, String)], selection: &KeySelection) -> wit::StrRun {
+        fn pair((k, v): &(String, String)) -> [&str; 2] {
+            [k.as_str(), v.as_str()]
+        }
+        match selection {
+            KeySelection::All => self.run(env.iter().flat_map(pair)),
+            KeySelection::Only { keys, prefixes } if prefixes.is_empty() => self.run(
+                // Sorted keys, each looked up from the end (last value wins).
+                keys.iter()
+                    .filter_map(|k| env.iter().rev().find(|(name, _)| name == k))
+                    .flat_map(pair),
+            ),
+            only => {
+                let mut selected: Vec<&(String, String)> =
+                    env.iter().filter(|(k, _)| only.matches(k)).collect();
+                // Stable: equal names keep Docker's order, so the last of a
+                // run is the value that wins.
+                selected.sort_by(|a, b| a.0.cmp(&b.0));
+                let last_of_each = selected
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| selected.get(i + 1).is_none_or(|next| next.0 != e.0))
+                    .map(|(_, e)| *e);
+                let strings: Vec<&str> = last_of_each.flat_map(pair).collect();
+                self.run(strings)
+            }
+        }
+    }
+
+    /// The selected labels of `c`, in key order as the contract promises (a
+    /// BTreeMap iterates in key order, and selected keys are sorted).
+    fn labels(&mut self, c: &ContainerSnapshot, selection: &KeySelection) -> wit::StrRun {
+        fn pair<'s>((k, v): (&'s String, &'s String)) -> [&'s str; 2] {
+            [k.as_str(), v.as_str()]
+        }
+        match selection {
+            KeySelection::All => self.run(c.labels.iter().flat_map(pair)),
+            // Exact keys only: look each one up instead of scanning.
+            KeySelection::Only { keys, prefixes } if prefixes.is_empty() => self.run(
+                keys.iter()
+                    .filter_map(|k| c.labels.get_key_value(k.as_str()))
+                    .flat_map(pair),
+            ),
+            only => self.run(
+                c.labels
+                    .iter()
+                    .filter(|(k, _)| only.matches(k))
+                    .flat_map(pair),
+            ),
+        }
+    }
+
     /// Packs every container, refusing the batch as soon as its text passes
     /// [`MAX_BATCH_INPUT_BYTES`].
     fn pack_all<'c, T>(
         &mut self,
         items: &'c [T],
+        reads: &InputSelection,
         container: impl Fn(&'c T) -> &'c ContainerSnapshot,
     ) -> Result<Vec<wit::Container>, TooLarge> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            out.push(self.container(container(item)));
+            out.push(self.container(container(item), reads));
             if self.text.len() > MAX_BATCH_INPUT_BYTES {
                 let bytes = items.iter().map(|i| container(i).input_bytes()).sum();
                 return Err(TooLarge { bytes });
@@ -139,24 +233,26 @@ fn string_count(c: &ContainerSnapshot) -> usize {
         + 3 * c.mounts.len()
 }
 
-/// The `classify` input for `containers`.
+/// The `classify` input for `containers`, with what `reads` selects.
 pub(crate) fn container_batch(
     containers: &[ContainerSnapshot],
+    reads: &InputSelection,
 ) -> Result<wit::ContainerBatch, TooLarge> {
     let mut table = StringTable::new();
-    let containers = table.pack_all(containers, |c| c)?;
+    let containers = table.pack_all(containers, reads, |c| c)?;
     Ok(wit::ContainerBatch {
         strings: table.finish(),
         containers,
     })
 }
 
-/// The `decide` input for `candidates`.
+/// The `decide` input for `candidates`, with what `reads` selects.
 pub(crate) fn candidate_batch(
     candidates: &[Candidate<'_>],
+    reads: &InputSelection,
 ) -> Result<wit::CandidateBatch, TooLarge> {
     let mut table = StringTable::new();
-    let containers = table.pack_all(candidates, |c| c.container)?;
+    let containers = table.pack_all(candidates, reads, |c| c.container)?;
     let candidates = containers
         .into_iter()
         .zip(candidates)

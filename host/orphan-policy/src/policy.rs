@@ -14,6 +14,7 @@ use crate::guest_log::{GuestLog, LogRateLimiter, LogStats};
 use crate::limits::{MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH};
 use crate::pack::{self, TooLarge};
 use crate::sandbox::{HostState, PolicyLimiter};
+use crate::selection::InputSelection;
 use crate::snapshot::{Candidate, ContainerSnapshot, EvalContext};
 
 /// Why a call produced no usable answer. Whatever the variant, the caller
@@ -106,6 +107,17 @@ pub struct Evaluation<T> {
     pub elapsed: Duration,
 }
 
+impl<T> Evaluation<Vec<T>> {
+    /// The answer to an empty batch, given without calling the policy.
+    fn empty() -> Self {
+        Self {
+            output: Vec::new(),
+            log: LogStats::default(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 pub(crate) enum PolicyPre {
     Ownership(OwnershipPre<HostState>),
     Kill(KillPre<HostState>),
@@ -138,6 +150,8 @@ struct PolicyShared {
 #[derive(Debug, Clone)]
 pub struct LoadedPolicy {
     shared: Arc<PolicyShared>,
+    /// What batches carry: the policy's declared `reads`.
+    reads: Arc<InputSelection>,
 }
 
 impl LoadedPolicy {
@@ -158,6 +172,7 @@ impl LoadedPolicy {
                 name: String::new(),
                 version: String::new(),
                 contract_version: String::new(),
+                reads: InputSelection::all(),
             },
             pre,
             source,
@@ -170,6 +185,7 @@ impl LoadedPolicy {
         shared.info = PolicyInfo::try_from(raw.output)
             .map_err(|error| EvalError::MalformedOutput { index: 0, error })?;
         Ok(Self {
+            reads: Arc::new(shared.info.reads.clone()),
             shared: Arc::new(shared),
         })
     }
@@ -187,6 +203,16 @@ impl LoadedPolicy {
     /// What the policy's `describe()` returned at load time.
     pub fn info(&self) -> &PolicyInfo {
         &self.shared.info
+    }
+
+    /// This policy, sent every input whatever it declared it reads: for
+    /// measuring what the selection saves.
+    #[doc(hidden)]
+    pub fn sent_all_inputs(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            reads: Arc::new(InputSelection::all()),
+        }
     }
 
     /// Which world it implements.
@@ -221,7 +247,10 @@ impl LoadedPolicy {
             });
         };
         check_count(containers.len())?;
-        let batch = pack::container_batch(containers).map_err(too_large)?;
+        if containers.is_empty() {
+            return Ok(Evaluation::empty());
+        }
+        let batch = pack::container_batch(containers, &self.reads).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
         let raw = Self::run(&self.shared, |store| {
             pre.instantiate(&mut *store)?
@@ -254,7 +283,10 @@ impl LoadedPolicy {
             });
         };
         check_count(candidates.len())?;
-        let batch = pack::candidate_batch(candidates).map_err(too_large)?;
+        if candidates.is_empty() {
+            return Ok(Evaluation::empty());
+        }
+        let batch = pack::candidate_batch(candidates, &self.reads).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
         let raw = Self::run(&self.shared, |store| {
             pre.instantiate(&mut *store)?

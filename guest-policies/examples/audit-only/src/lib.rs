@@ -5,14 +5,16 @@
 
 dockhand_policy_sdk::kill_world!("../../../wit");
 
-use dockhand_policy_sdk::Ownership;
 use dockhand_policy_sdk::logging::info;
+use dockhand_policy_sdk::{InputSelection, Ownership};
 
 struct AuditOnly;
 
 impl Guest for AuditOnly {
     fn describe() -> PolicyInfo {
+        // It logs IDs and allocations only.
         PolicyInfo::new("example-audit-only", env!("CARGO_PKG_VERSION"))
+            .reading(InputSelection::nothing())
     }
 
     fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {

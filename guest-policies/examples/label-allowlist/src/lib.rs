@@ -6,9 +6,9 @@
 
 dockhand_policy_sdk::ownership_world!("../../../wit");
 
-use dockhand_policy_sdk::ContainerRef;
 use dockhand_policy_sdk::helpers::label;
 use dockhand_policy_sdk::labels::{ALLOC_ID, NAMESPACE, NODE_ID};
+use dockhand_policy_sdk::{ContainerRef, InputSelection};
 
 /// Namespaces whose orphans may be reaped.
 const ALLOWED_NAMESPACES: &[&str] = &["default", "batch"];
@@ -18,6 +18,7 @@ struct LabelAllowlist;
 impl Guest for LabelAllowlist {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("example-label-allowlist", env!("CARGO_PKG_VERSION"))
+            .reading(InputSelection::nothing().with_labels(&[ALLOC_ID, NODE_ID, NAMESPACE]))
     }
 
     fn classify(ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {

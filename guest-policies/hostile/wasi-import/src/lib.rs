@@ -9,8 +9,8 @@ dockhand_policy_sdk::wit_bindgen::generate!({
     path: ["../../../wit", "wit"],
     world: "dockhand-test:wasi-import/ownership-with-filesystem",
     with: {
-        "dockhand:policy/types@0.2.0": ::dockhand_policy_sdk::types,
-        "dockhand:policy/log@0.2.0": ::dockhand_policy_sdk::log,
+        "dockhand:policy/types@0.3.0": ::dockhand_policy_sdk::types,
+        "dockhand:policy/log@0.3.0": ::dockhand_policy_sdk::log,
     },
     generate_all,
     runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",

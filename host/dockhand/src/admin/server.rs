@@ -265,6 +265,7 @@ impl PolicyAdmin for Service {
             policy: Some(stored_to_proto(stored)),
             described_name: info.name,
             described_version: info.version,
+            reads: info.reads.to_string(),
             contract_version: info.contract_version,
         }))
     }

@@ -244,12 +244,13 @@ impl UploadArgs {
             let r = c.upload(kind, bytes, sha, name, version).await?;
             let p = r.policy.unwrap_or_default();
             Ok(format!(
-                "uploaded {}\n{}describe(): {} {} (contract {})\nactivate with: dockhand policy activate {}\n",
+                "uploaded {}\n{}describe(): {} {} (contract {})\nreads: {}\nactivate with: dockhand policy activate {}\n",
                 p.digest,
                 stored_table(std::slice::from_ref(&p)),
                 r.described_name,
                 r.described_version,
                 r.contract_version,
+                r.reads,
                 p.digest
             ))
         })

@@ -39,7 +39,7 @@ fn run(t: &wit::StringTable, r: wit::StrRun) -> Vec<&str> {
 
 #[test]
 fn a_container_round_trips_through_the_string_table() {
-    let batch = container_batch(&[snapshot()]).unwrap();
+    let batch = container_batch(&[snapshot()], &InputSelection::all()).unwrap();
     let (t, c) = (&batch.strings, &batch.containers[0]);
     assert_eq!(string(t, c.id), "abc");
     assert_eq!(string(t, c.image), "busybox");
@@ -64,7 +64,7 @@ fn containers_share_one_table_and_keep_their_order() {
     second.env = None;
     second.labels.clear();
     second.mounts.clear();
-    let batch = container_batch(&[snapshot(), second]).unwrap();
+    let batch = container_batch(&[snapshot(), second], &InputSelection::all()).unwrap();
     let t = &batch.strings;
     let ids: Vec<_> = batch.containers.iter().map(|c| string(t, c.id)).collect();
     assert_eq!(ids, ["abc", "def"]);
@@ -79,7 +79,7 @@ fn containers_share_one_table_and_keep_their_order() {
 
 #[test]
 fn an_empty_batch_is_an_empty_table() {
-    let batch = container_batch(&[]).unwrap();
+    let batch = container_batch(&[], &InputSelection::all()).unwrap();
     assert!(batch.containers.is_empty());
     assert!(batch.strings.text.is_empty() && batch.strings.ends.is_empty());
 }
@@ -90,16 +90,19 @@ fn candidates_carry_their_ownership() {
     let owned = Ownership::Owned {
         alloc_id: "x".into(),
     };
-    let batch = candidate_batch(&[
-        Candidate {
-            container: &snap,
-            ownership: &owned,
-        },
-        Candidate {
-            container: &snap,
-            ownership: &Ownership::Unknown,
-        },
-    ])
+    let batch = candidate_batch(
+        &[
+            Candidate {
+                container: &snap,
+                ownership: &owned,
+            },
+            Candidate {
+                container: &snap,
+                ownership: &Ownership::Unknown,
+            },
+        ],
+        &InputSelection::all(),
+    )
     .unwrap();
     assert!(matches!(batch.candidates[0].ownership, wit::Ownership::Owned(ref a) if a == "x"));
     assert!(matches!(
@@ -119,7 +122,7 @@ fn an_oversized_batch_is_refused_before_packing() {
     let mut big = snapshot();
     big.labels
         .insert("big".into(), "x".repeat(MAX_BATCH_INPUT_BYTES));
-    let err = container_batch(&[big]).unwrap_err();
+    let err = container_batch(&[big], &InputSelection::all()).unwrap_err();
     assert!(err.bytes > MAX_BATCH_INPUT_BYTES);
 }
 
@@ -150,15 +153,99 @@ fn the_context_converts_field_by_field() {
 
 #[test]
 fn recycled_buffers_start_empty() {
-    let first = container_batch(&[snapshot()]).unwrap();
+    let first = container_batch(&[snapshot()], &InputSelection::all()).unwrap();
     let expected = (first.strings.text.clone(), first.strings.ends.clone());
     recycle(first.strings);
     let mut other = snapshot();
     other.id = "zzz".into();
-    let second = container_batch(&[other]).unwrap();
+    let second = container_batch(&[other], &InputSelection::all()).unwrap();
     assert_eq!(string(&second.strings, second.containers[0].id), "zzz");
     assert_eq!(second.strings.ends.len(), expected.1.len());
     recycle(second.strings);
-    let third = container_batch(&[snapshot()]).unwrap();
+    let third = container_batch(&[snapshot()], &InputSelection::all()).unwrap();
     assert_eq!((third.strings.text, third.strings.ends), expected);
+}
+
+#[test]
+fn only_selected_inputs_are_packed() {
+    let mut snap = snapshot();
+    snap.labels.insert("com.x.a".into(), "xa".into());
+    snap.labels.insert("com.x.b".into(), "xb".into());
+    snap.labels.insert("com.y".into(), "y".into());
+    let reads = InputSelection {
+        names: false,
+        image: false,
+        labels: KeySelection::only("labels", &["com.x.*", "a", "missing"]).unwrap(),
+        env: KeySelection::only("env", &["K"]).unwrap(),
+        mounts: MountSelection::None,
+    };
+    let batch = container_batch(&[snap.clone()], &reads).unwrap();
+    let (t, c) = (&batch.strings, &batch.containers[0]);
+    assert_eq!(string(t, c.id), "abc");
+    assert_eq!(string(t, c.image), "");
+    assert_eq!((c.names.count, c.mounts.count), (0, 0));
+    // Still sorted by key, whatever the selection's own order.
+    assert_eq!(
+        run(t, c.labels),
+        ["a", "1", "com.x.a", "xa", "com.x.b", "xb"]
+    );
+    // Once, with the last value.
+    assert_eq!(run(t, c.env.unwrap()), ["K", "W=X"]);
+    assert!(!t.text.contains("busybox") && !t.text.contains("/alloc"));
+
+    // Exact keys alone are looked up; the order is still the key order.
+    let exact = InputSelection {
+        labels: KeySelection::only("labels", &["com.y", "b"]).unwrap(),
+        env: KeySelection::none(),
+        mounts: MountSelection::Destinations,
+        ..reads
+    };
+    let batch = container_batch(&[snap.clone()], &exact).unwrap();
+    let (t, c) = (&batch.strings, &batch.containers[0]);
+    assert_eq!(run(t, c.labels), ["b", "2", "com.y", "y"]);
+    assert_eq!(run(t, c.mounts), ["", "/alloc", ""]);
+    // Inspected but nothing selected: known, and empty.
+    assert_eq!(c.env.map(|r| r.count), Some(0));
+    snap.env = None;
+    let batch = container_batch(&[snap], &exact).unwrap();
+    assert!(
+        batch.containers[0].env.is_none(),
+        "not inspected stays none"
+    );
+}
+
+#[test]
+fn selected_environment_is_one_sorted_entry_per_name() {
+    let mut snap = snapshot();
+    snap.set_env_from_docker([
+        "NOMAD_TASK=web",
+        "PATH=/bin",
+        "NOMAD_ALLOC_ID=old",
+        "TZ=UTC",
+        "NOMAD_ALLOC_ID=new",
+        "SECRET=x",
+    ]);
+    let env_of = |selection: KeySelection| {
+        let reads = InputSelection {
+            env: selection,
+            ..InputSelection::all()
+        };
+        let batch = container_batch(std::slice::from_ref(&snap), &reads).unwrap();
+        let c = &batch.containers[0];
+        run(&batch.strings, c.env.unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        env_of(KeySelection::only("env", &["TZ", "NOMAD_ALLOC_ID", "NOPE"]).unwrap()),
+        ["NOMAD_ALLOC_ID", "new", "TZ", "UTC"]
+    );
+    assert_eq!(
+        env_of(KeySelection::only("env", &["NOMAD_*", "TZ"]).unwrap()),
+        ["NOMAD_ALLOC_ID", "new", "NOMAD_TASK", "web", "TZ", "UTC"]
+    );
+    // `all` is Docker's list, duplicates and order included.
+    assert_eq!(env_of(KeySelection::All).len(), 12);
+    assert_eq!(env_of(KeySelection::none()), Vec::<String>::new());
 }

@@ -44,7 +44,7 @@ fn describe_reports_name_and_contract_version() {
     let h = harness();
     let policy = h.engine.load_default(PolicyKind::Ownership).expect("loads");
     assert_eq!(policy.info().name, "default-ownership");
-    assert_eq!(policy.info().contract_version, "0.2.0");
+    assert_eq!(policy.info().contract_version, "0.3.0");
     assert_eq!(policy.kind(), PolicyKind::Ownership);
     assert_eq!(policy.digest_hex().len(), 64);
     let kill = h.engine.load_default(PolicyKind::Kill).expect("loads");

@@ -303,6 +303,9 @@ fn calling_the_wrong_kind_and_oversized_batches_fail_cleanly() {
         .decide(&ctx(), &[])
         .expect_err("decide on ownership");
     assert!(matches!(e, EvalError::WrongKind { .. }), "{e:?}");
+    // An empty batch has an empty answer, without a call.
+    let empty = ownership.classify_with_stats(&ctx(), &[]).expect("empty");
+    assert!(empty.output.is_empty() && empty.elapsed.is_zero());
 
     let many = vec![plain_batch()[1].clone(); orphan_policy::limits::MAX_CONTAINERS_PER_BATCH + 1];
     let e = ownership.classify(&ctx(), &many).expect_err("too many");

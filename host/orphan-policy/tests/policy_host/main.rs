@@ -4,4 +4,5 @@
 mod cache;
 mod defaults;
 mod hostile;
+mod inputs;
 mod support;

@@ -75,6 +75,7 @@ fn render(source: &PolicySource, policy: &LoadedPolicy, out: &mut dyn Write) -> 
     writeln!(out, "name:      {}", info.name)?;
     writeln!(out, "version:   {}", info.version)?;
     writeln!(out, "contract:  {}", info.contract_version)?;
+    writeln!(out, "reads:     {}", info.reads)?;
     writeln!(out, "size:      {} bytes", source.bytes.len())?;
     writeln!(out, "imports:   OK (only {})", ALLOWED_IMPORTS.join(", "))
 }
