@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 use crate::harness::{Plugin, TaskDirs, alloc_id_for, cty_object, cty_string_map};
 use crate::lifecycle::{destroy, start, task_config};
 use crate::plugin_reconciler::long_lived;
-use crate::reconcile::{ALLOC_LABEL, default_policies, settings};
+use crate::reconcile::{ALLOC_LABEL, NODE_LABEL, default_policies, settings};
 use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
 use crate::support::{TEST_IMAGE, TestContainers, docker_with_image};
 
@@ -187,8 +187,33 @@ async fn create_network_runs_a_sandbox_that_tasks_join() {
         format!("/proc/{}/ns/net", state.pid.expect("pid"))
     );
 
-    // A task given the spec (and no network_mode of its own) joins the sandbox's namespace.
+    // A task hostname cannot apply inside the sandbox's namespace: refused by name, before
+    // any container exists.
     let dirs = TaskDirs::create("web");
+    let mut named = grouped_task(&guard, &dirs, "web", &alloc_id, &spec);
+    named.msgpack_driver_config = cty_object(vec![
+        ("image", rmpv::Value::from(TEST_IMAGE)),
+        ("command", rmpv::Value::from("sleep")),
+        ("args", rmpv::Value::Array(vec![rmpv::Value::from("600")])),
+        ("hostname", rmpv::Value::from("own-name")),
+        (
+            "labels",
+            rmpv::Value::Array(vec![cty_string_map(&guard.labels())]),
+        ),
+    ]);
+    let refused = start(&mut driver, named)
+        .await
+        .expect_err("hostname refused");
+    assert!(
+        refused
+            .message()
+            .contains("hostname \"own-name\" cannot be set")
+            && refused.message().contains("network.hostname"),
+        "{refused:?}"
+    );
+    assert!(guard.remaining().await.is_empty(), "nothing was created");
+
+    // A task given the spec (and no network_mode of its own) joins the sandbox's namespace.
     let task = grouped_task(&guard, &dirs, "web", &alloc_id, &spec);
     let task_id = task.id.clone();
     start(&mut driver, task).await.expect("StartTask");
@@ -211,6 +236,33 @@ async fn create_network_runs_a_sandbox_that_tasks_join() {
         sandbox_ns,
         "the sandbox has a namespace of its own"
     );
+
+    // The plugin has now learnt its node id from the task: later sandboxes carry it, so
+    // other nodes sharing the daemon leave them alone.
+    let second_alloc = alloc_id_for("network_create_join_second");
+    guard.track(sandbox_name(&second_alloc));
+    let second = create_network(&mut driver, &second_alloc, "")
+        .await
+        .expect("CreateNetwork after a task");
+    let second_spec = second.isolation_spec.expect("isolation spec");
+    let second_labels = docker
+        .inspect_container(&second_spec.labels[SANDBOX_CONTAINER_LABEL])
+        .await
+        .expect("second sandbox")
+        .config
+        .and_then(|c| c.labels)
+        .expect("labels");
+    assert_eq!(
+        second_labels,
+        [
+            (ALLOC_LABEL.to_owned(), second_alloc.clone()),
+            (NODE_LABEL.to_owned(), "node".to_owned()),
+        ]
+        .into()
+    );
+    destroy_network(&mut driver, &second_alloc, Some(second_spec))
+        .await
+        .expect("DestroyNetwork of the second sandbox");
 
     // Asking again adopts the running sandbox.
     let again = create_network(&mut driver, &alloc_id, "web-host")
@@ -340,7 +392,7 @@ async fn a_foreign_container_holding_the_sandbox_name_is_left_alone() {
         .expect("create foreign container");
     let engine = engine_with_infra(&docker, SANDBOX_IMAGE);
     let err = engine
-        .create_network(&alloc_id, "")
+        .create_network(&alloc_id, "", "")
         .await
         .expect_err("name taken");
     assert!(matches!(err, NetworkError::NameTaken { .. }), "{err}");
@@ -366,7 +418,7 @@ async fn the_reconciler_spares_tracked_sandboxes_and_judges_orphaned_ones() {
         .remove_container(&sandbox_name(&gone_alloc), true)
         .await;
     let orphan = engine_with_infra(&docker, SANDBOX_IMAGE)
-        .create_network(&gone_alloc, "")
+        .create_network(&gone_alloc, "", "")
         .await
         .expect("orphan sandbox")
         .container_id;
@@ -374,7 +426,7 @@ async fn the_reconciler_spares_tracked_sandboxes_and_judges_orphaned_ones() {
     // A live allocation's sandbox, tracked by this engine.
     let engine = engine_with_infra(&docker, SANDBOX_IMAGE);
     let live = engine
-        .create_network(&alloc_id, "")
+        .create_network(&alloc_id, "", "")
         .await
         .expect("live sandbox");
     assert!(live.created);
@@ -410,7 +462,7 @@ async fn the_reconciler_spares_tracked_sandboxes_and_judges_orphaned_ones() {
     let restarted = engine_with_infra(&docker, SANDBOX_IMAGE);
     assert!(restarted.store().tracked_container_ids().is_empty());
     let adopted = restarted
-        .create_network(&alloc_id, "")
+        .create_network(&alloc_id, "", "")
         .await
         .expect("re-adopt");
     assert!(!adopted.created);
@@ -438,7 +490,10 @@ async fn a_stopped_sandbox_is_replaced_by_a_new_one() {
         return;
     };
     let engine = engine_with_infra(&docker, SANDBOX_IMAGE);
-    let first = engine.create_network(&alloc_id, "").await.expect("create");
+    let first = engine
+        .create_network(&alloc_id, "", "")
+        .await
+        .expect("create");
     docker
         .stop_container(&first.container_id, Duration::ZERO)
         .await
@@ -446,7 +501,7 @@ async fn a_stopped_sandbox_is_replaced_by_a_new_one() {
     assert_eq!(running(&docker, &first.container_id).await, Some(false));
 
     let second = engine
-        .create_network(&alloc_id, "")
+        .create_network(&alloc_id, "", "")
         .await
         .expect("create again");
     assert!(second.created, "a stopped sandbox is not adopted");

@@ -534,7 +534,8 @@ impl DriverPlugin for Dockhand {
         &self,
         request: CreateNetworkRequest,
     ) -> Result<CreateNetworkResponse, PluginError> {
-        network::create(&self.engine()?, request).await
+        let node_id = self.node.get().id;
+        network::create(&self.engine()?, request, &node_id).await
     }
 
     async fn destroy_network(&self, request: DestroyNetworkRequest) -> Result<(), PluginError> {

@@ -46,13 +46,15 @@ fn network_error(err: NetworkError) -> PluginError {
     }
 }
 
-/// `CreateNetwork`: creates or re-adopts the allocation's sandbox.
+/// `CreateNetwork`: creates or re-adopts the allocation's sandbox, labelled with `node_id`
+/// when this node's id is known.
 pub(super) async fn create(
     engine: &TaskEngine,
     request: CreateNetworkRequest,
+    node_id: &str,
 ) -> Result<CreateNetworkResponse, PluginError> {
     let sandbox = engine
-        .create_network(&request.alloc_id, &request.hostname)
+        .create_network(&request.alloc_id, &request.hostname, node_id)
         .await
         .map_err(network_error)?;
     Ok(CreateNetworkResponse {

@@ -230,6 +230,18 @@ pub fn container_config(
         cmd.push(command.clone());
     }
     cmd.extend(d.args.iter().cloned());
+    // Docker refuses a hostname in another container's namespace; say which field and what
+    // to use instead before anything is created.
+    if let (Some(hostname), Some(mode)) = (&d.hostname, &d.network_mode)
+        && !hostname.is_empty()
+        && mode.starts_with("container:")
+    {
+        return Err(TaskError::InvalidSpec(format!(
+            "hostname {hostname:?} cannot be set for a task that joins another container's \
+             network (network_mode {mode:?}); in a group network set the group's \
+             network.hostname instead"
+        )));
+    }
 
     let (memory, reservation) = memory_limits(spec)?;
     let mut binds = nomad_binds(spec, settings.selinux_label.as_deref());
@@ -514,5 +526,23 @@ mod tests {
         s.docker.args = vec!["-c".into(), "true".into()];
         let body = container_config(&s, "img", None, &settings(&[])).unwrap();
         assert_eq!(body.cmd.unwrap(), vec!["sh", "-c", "true"]);
+    }
+
+    #[test]
+    fn a_hostname_in_another_containers_network_is_refused_by_name() {
+        let mut s = spec();
+        s.docker.hostname = Some("web".into());
+        s.docker.network_mode = Some("container:c0ffee".into());
+        let err = container_config(&s, "img", None, &settings(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hostname \"web\" cannot be set"), "{err}");
+        assert!(err.contains("network.hostname"), "{err}");
+        // Fine in a network of its own, or without a hostname.
+        s.docker.network_mode = Some("bridge".into());
+        assert!(container_config(&s, "img", None, &settings(&[])).is_ok());
+        s.docker.network_mode = Some("container:c0ffee".into());
+        s.docker.hostname = None;
+        assert!(container_config(&s, "img", None, &settings(&[])).is_ok());
     }
 }

@@ -3,10 +3,15 @@
 //!
 //! Design decisions:
 //!
-//! * **Nomad's shape.** The sandbox is named `nomad_init_<alloc id>`, carries only the
+//! * **Nomad's shape.** The sandbox is named `nomad_init_<alloc id>`, carries the
 //!   `com.hashicorp.nomad.alloc_id` label, runs the configured `infra_image` with its own
 //!   command, network mode `none` (a namespace with only loopback, which the client's CNI
 //!   set-up then fills) and restart policy `unless-stopped`, and takes the group's hostname.
+//! * **Node label.** Unlike Nomad's, a sandbox also carries `com.hashicorp.nomad.node_id`
+//!   once the plugin knows this node's id (learnt from the first task it starts or
+//!   recovers), so that on a daemon shared by several nodes the default ownership policy of
+//!   another node sees it as not its own. A sandbox created before any task ran has no node
+//!   label; other nodes' defaults then claim it like any Nomad-labelled container.
 //! * **Re-adoption before the image.** A running sandbox of the allocation (a plugin or client
 //!   restart) is adopted — tracked again and reported with `created = false` — without
 //!   touching the image, so re-adoption never depends on a registry. Only a new sandbox needs
@@ -31,6 +36,7 @@ use crate::docker::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 
+use super::container::LABEL_NODE_ID;
 use super::image::{ImageRequest, ensure_image};
 use super::{LABEL_ALLOC_ID, TaskEngine, TaskError};
 
@@ -162,11 +168,13 @@ fn netns_path(i: &ContainerInspectResponse) -> Option<String> {
 
 impl TaskEngine {
     /// Creates (or re-adopts) the sandbox container of `alloc_id` and tracks it. `hostname`
-    /// may be empty.
+    /// may be empty. `node_id`, when known (non-empty), labels a new sandbox with this node,
+    /// so that the reconcilers of other nodes sharing the daemon leave it alone.
     pub async fn create_network(
         &self,
         alloc_id: &str,
         hostname: &str,
+        node_id: &str,
     ) -> Result<Sandbox, NetworkError> {
         validate_alloc_id(alloc_id)?;
         let name = sandbox_name(alloc_id);
@@ -190,7 +198,7 @@ impl TaskEngine {
                 source,
             })?;
 
-        let body = sandbox_config(alloc_id, hostname, &image);
+        let body = sandbox_config(alloc_id, hostname, node_id, &image);
         let id = match self.docker.create_container(&name, body).await {
             Ok(id) => id,
             // A concurrent CreateNetwork won the name: adopt its sandbox.
@@ -426,15 +434,22 @@ impl TaskEngine {
     }
 }
 
-/// The create body of the sandbox of `alloc_id`.
-fn sandbox_config(alloc_id: &str, hostname: &str, image: &str) -> ContainerCreateBody {
+/// The create body of the sandbox of `alloc_id`: Nomad's alloc label, plus this node's id
+/// label when it is known (Nomad sets no node label on sandboxes).
+fn sandbox_config(
+    alloc_id: &str,
+    hostname: &str,
+    node_id: &str,
+    image: &str,
+) -> ContainerCreateBody {
+    let mut labels = HashMap::from([(LABEL_ALLOC_ID.to_owned(), alloc_id.to_owned())]);
+    if !node_id.is_empty() {
+        labels.insert(LABEL_NODE_ID.to_owned(), node_id.to_owned());
+    }
     ContainerCreateBody {
         image: Some(image.to_owned()),
         hostname: (!hostname.is_empty()).then(|| hostname.to_owned()),
-        labels: Some(HashMap::from([(
-            LABEL_ALLOC_ID.to_owned(),
-            alloc_id.to_owned(),
-        )])),
+        labels: Some(labels),
         host_config: Some(HostConfig {
             network_mode: Some("none".to_owned()),
             restart_policy: Some(RestartPolicy {
@@ -462,7 +477,7 @@ mod tests {
 
     #[test]
     fn sandbox_is_created_the_way_nomad_creates_it() {
-        let body = sandbox_config("a1", "web", "pause:1");
+        let body = sandbox_config("a1", "web", "", "pause:1");
         assert_eq!(sandbox_name("a1"), "nomad_init_a1");
         assert_eq!(body.image.as_deref(), Some("pause:1"));
         assert_eq!(body.hostname.as_deref(), Some("web"));
@@ -479,7 +494,13 @@ mod tests {
             host.restart_policy.and_then(|p| p.name),
             Some(RestartPolicyNameEnum::UNLESS_STOPPED)
         );
-        assert_eq!(sandbox_config("a1", "", "pause:1").hostname, None);
+        assert_eq!(sandbox_config("a1", "", "", "pause:1").hostname, None);
+        // Once the node id is known, it labels the sandbox too.
+        let labelled = sandbox_config("a1", "", "node-9", "pause:1").labels;
+        assert_eq!(
+            labelled.as_ref().and_then(|l| l.get(LABEL_NODE_ID)),
+            Some(&"node-9".to_owned())
+        );
     }
 
     #[test]
