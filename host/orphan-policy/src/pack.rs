@@ -18,6 +18,7 @@ use crate::snapshot::{Candidate, ContainerSnapshot, ContainerState, EvalContext}
 /// The packed input is larger than [`MAX_BATCH_INPUT_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge {
+    /// Bytes packed when the limit was passed (a lower bound of the batch's input).
     pub bytes: usize,
 }
 
@@ -209,8 +210,9 @@ impl StringTable {
         for item in items {
             out.push(self.container(container(item), reads));
             if self.text.len() > MAX_BATCH_INPUT_BYTES {
-                let bytes = items.iter().map(|i| container(i).input_bytes()).sum();
-                return Err(TooLarge { bytes });
+                return Err(TooLarge {
+                    bytes: self.text.len(),
+                });
             }
         }
         Ok(out)

@@ -34,7 +34,7 @@ pub enum EvalError {
     #[error("batch of {count} containers exceeds the limit of {max}")]
     BatchTooLarge { count: usize, max: usize },
     /// More than [`MAX_BATCH_INPUT_BYTES`] of input strings.
-    #[error("batch input of {bytes} bytes exceeds the limit of {max}")]
+    #[error("batch input of at least {bytes} bytes exceeds the limit of {max}")]
     InputTooLarge { bytes: usize, max: usize },
     /// All evaluation slots stayed busy.
     #[error("no evaluation slot became free within {waited:?}")]

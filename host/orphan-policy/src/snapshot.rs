@@ -119,8 +119,9 @@ impl ContainerSnapshot {
         self.env = Some(pairs);
     }
 
-    /// Bytes of string data this snapshot puts into guest memory (what
-    /// [`crate::limits::MAX_BATCH_INPUT_BYTES`] counts).
+    /// Bytes of string data this snapshot puts into guest memory for a policy
+    /// that reads every input (what [`crate::limits::MAX_BATCH_INPUT_BYTES`]
+    /// bounds; a narrower input selection sends less).
     pub fn input_bytes(&self) -> usize {
         let pairs = |kv: &mut dyn Iterator<Item = (&String, &String)>| -> usize {
             kv.map(|(k, v)| k.len() + v.len()).sum()

@@ -122,8 +122,15 @@ fn an_oversized_batch_is_refused_before_packing() {
     let mut big = snapshot();
     big.labels
         .insert("big".into(), "x".repeat(MAX_BATCH_INPUT_BYTES));
-    let err = container_batch(&[big], &InputSelection::all()).unwrap_err();
+    let err = container_batch(std::slice::from_ref(&big), &InputSelection::all()).unwrap_err();
     assert!(err.bytes > MAX_BATCH_INPUT_BYTES);
+    // Only what the policy reads counts: the same label unselected is no problem.
+    let narrow = InputSelection {
+        labels: KeySelection::only("labels", &["a"]).unwrap(),
+        ..InputSelection::all()
+    };
+    let batch = container_batch(&[big], &narrow).unwrap();
+    assert!(batch.strings.text.len() < 1024);
 }
 
 #[test]
