@@ -119,6 +119,10 @@ async fn cli_commands_against_a_running_server() {
             && kill_line.contains("store"),
         "{out}"
     );
+    assert!(
+        out.contains("kill policy reads: nothing beyond ids, times and state"),
+        "{out}"
+    );
 
     if server.state.policies().has_slot() && docker_or_skip("admin cli dry-run").await.is_some() {
         let (code, out, err) = cli(&[

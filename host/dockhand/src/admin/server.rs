@@ -103,6 +103,7 @@ fn entry_to_proto(e: &ActiveEntry) -> proto::ActivePolicy {
         mode: mode_to_proto(e.mode),
         source: e.origin.as_str().to_owned(),
         activated_at: e.activated_at,
+        reads: e.policy.info().reads.to_string(),
     }
 }
 

@@ -358,6 +358,13 @@ impl StatusArgs {
                 },
                 active_table(&r.active)
             );
+            for a in &r.active {
+                out.push_str(&format!(
+                    "{} policy reads: {}\n",
+                    kind_name(a.kind),
+                    a.reads
+                ));
+            }
             if let Ok(serde_json::Value::Object(metrics)) =
                 serde_json::from_str::<serde_json::Value>(&r.metrics_json)
             {
