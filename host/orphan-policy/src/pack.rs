@@ -31,9 +31,6 @@ pub(crate) struct TooLarge {
 pub(crate) struct StringTable {
     text: String,
     ends: Vec<u32>,
-    /// Index of an empty string, once one was needed (for an unselected
-    /// `image`).
-    empty: Option<u32>,
 }
 
 /// Largest text buffer kept for reuse (a full batch).
@@ -56,11 +53,7 @@ pub(crate) fn recycle(table: wit::StringTable) {
 impl StringTable {
     fn new() -> Self {
         let (text, ends) = SPARE.with(Cell::take).unwrap_or_default();
-        Self {
-            text,
-            ends,
-            empty: None,
-        }
+        Self { text, ends }
     }
 
     /// Appends `s`; returns its index.
@@ -84,16 +77,6 @@ impl StringTable {
         }
     }
 
-    /// An empty string's index (pushed once per table).
-    fn empty(&mut self) -> u32 {
-        if let Some(i) = self.empty {
-            return i;
-        }
-        let i = self.push("");
-        self.empty = Some(i);
-        i
-    }
-
     /// A run of no strings.
     fn empty_run(&self) -> wit::StrRun {
         wit::StrRun {
@@ -110,11 +93,7 @@ impl StringTable {
         } else {
             self.empty_run()
         };
-        let image = if reads.image {
-            self.push(&c.image)
-        } else {
-            self.empty()
-        };
+        let image = self.push(if reads.image { &c.image } else { "" });
         let labels = self.labels(c, &reads.labels);
         let env = c.env.as_ref().map(|env| self.env(env, &reads.env));
         let mounts = match reads.mounts {

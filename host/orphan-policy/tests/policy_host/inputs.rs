@@ -4,6 +4,17 @@ use orphan_policy::{EvalError, LoadError, OutputError, PolicyKind};
 
 use crate::support::{ALLOC, container, ctx, guest, harness, with_env, with_label, with_mounts};
 
+/// What `busy_container` holds beyond the probe's selection: env secrets, an
+/// unselected label, the image, mount sources and types.
+const UNSELECTED: [&str; 6] = [
+    "hunter2",
+    "s3cr3t",
+    "ops@example.com",
+    "busybox",
+    "/var/nomad",
+    "bind",
+];
+
 /// A container carrying a little of everything, secrets included.
 fn busy_container() -> orphan_policy::ContainerSnapshot {
     let c = container("c1", &format!("/web-{ALLOC}"));
@@ -45,14 +56,7 @@ fn a_policy_sees_only_what_it_declared() {
              env=NOMAD_ALLOC_ID={ALLOC},TZ=UTC; mounts=:/alloc:,:/local:,:/secrets:"
         )
     );
-    for secret in [
-        "hunter2",
-        "s3cr3t",
-        "ops@example.com",
-        "busybox",
-        "/var/nomad",
-        "bind",
-    ] {
+    for secret in UNSELECTED {
         assert!(!verdicts[0].reason.contains(secret), "{secret} leaked");
     }
 
@@ -72,14 +76,7 @@ fn a_policy_sees_only_what_it_declared() {
         .sent_all_inputs()
         .classify(&ctx(), &[busy_container()])
         .expect("classify");
-    for secret in [
-        "hunter2",
-        "s3cr3t",
-        "ops@example.com",
-        "busybox",
-        "/var/nomad",
-        "bind",
-    ] {
+    for secret in UNSELECTED {
         assert!(verdicts[0].reason.contains(secret), "{secret} missing");
     }
 }
