@@ -177,12 +177,7 @@ async fn controller_shutdown_exits_promptly_and_removes_the_socket() {
         .start()
         .await;
     // A long-lived stream must not hold the shutdown open.
-    let mut fingerprints = plugin
-        .driver()
-        .fingerprint(FingerprintRequest {})
-        .await
-        .expect("fingerprint")
-        .into_inner();
+    let mut fingerprints = plugin.fingerprints().await;
     let _first = fingerprints.next().await;
 
     plugin
@@ -349,12 +344,7 @@ async fn driver_name_argument_renames_the_driver() {
 }
 
 async fn first_fingerprint(plugin: &crate::harness::Plugin) -> FingerprintResponse {
-    let mut stream = plugin
-        .driver()
-        .fingerprint(FingerprintRequest {})
-        .await
-        .expect("fingerprint")
-        .into_inner();
+    let mut stream = plugin.fingerprints().await;
     tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("first fingerprint within 5 s")
@@ -502,12 +492,7 @@ async fn fingerprint_arrives_promptly_and_the_stream_stays_open() {
         .env("DOCKHAND_FINGERPRINT_PERIOD", "150ms")
         .start()
         .await;
-    let mut stream = plugin
-        .driver()
-        .fingerprint(FingerprintRequest {})
-        .await
-        .expect("fingerprint")
-        .into_inner();
+    let mut stream = plugin.fingerprints().await;
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("first fingerprint within 5 s")

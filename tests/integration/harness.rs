@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use nomad_plugin::handshake::{MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
 use nomad_plugin::proto::base::base_plugin_client::BasePluginClient;
 use nomad_plugin::proto::drivers::driver_client::DriverClient;
+use nomad_plugin::proto::drivers::{FingerprintRequest, FingerprintResponse};
 use nomad_plugin::proto::plugin::grpc_broker_client::GrpcBrokerClient;
 use nomad_plugin::proto::plugin::grpc_controller_client::GrpcControllerClient;
 use nomad_plugin::proto::plugin::grpc_stdio_client::GrpcStdioClient;
@@ -231,6 +232,15 @@ impl Plugin {
 
     pub fn driver(&self) -> DriverClient<Channel> {
         DriverClient::new(self.channel.clone())
+    }
+
+    /// Opens the Fingerprint stream, as the Nomad client does once per driver.
+    pub async fn fingerprints(&self) -> tonic::Streaming<FingerprintResponse> {
+        self.driver()
+            .fingerprint(FingerprintRequest {})
+            .await
+            .expect("Fingerprint")
+            .into_inner()
     }
 
     pub fn health(&self) -> HealthClient<Channel> {

@@ -150,9 +150,12 @@ async fn enforce_mode_stops_and_removes_exactly_the_orphans() {
     for id in [&labelled, &unlabelled] {
         assert_eq!(state(&docker, id).await, None, "orphan {id} must be gone");
     }
-    for id in [&task_id, &other_node, &plain, &env_only, &young] {
-        assert_eq!(state(&docker, id).await, Some(true), "{id} must still run");
-    }
+    assert_still_running(
+        &docker,
+        &[&task_id, &other_node, &plain, &env_only, &young],
+        "must still run",
+    )
+    .await;
     assert_eq!(
         state(&docker, &stopped).await,
         Some(false),
@@ -269,13 +272,12 @@ async fn dry_run_and_audit_mode_change_nothing_and_report_what_they_would_do() {
     );
     assert!(audit.lines().all(|l| l.contains("\"report_only\":true")));
 
-    for id in [&labelled, &unlabelled, &plain] {
-        assert_eq!(
-            state(&docker, id).await,
-            Some(true),
-            "{id} must be untouched"
-        );
-    }
+    assert_still_running(
+        &docker,
+        &[&labelled, &unlabelled, &plain],
+        "must be untouched",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -381,13 +383,7 @@ async fn the_action_cap_and_a_late_tracked_container_are_respected() {
     assert_eq!(count(&report, &Outcome::CapReached), 1);
     assert_eq!(count(&report, &Outcome::NowTracked), 2);
     assert!(report.acted_on().is_empty());
-    for id in &orphans {
-        assert_eq!(
-            state(&docker, id).await,
-            Some(true),
-            "{id} must be untouched"
-        );
-    }
+    assert_still_running(&docker, &orphans, "must be untouched").await;
 
     // Untracked: the cap lets two through this sweep, the third goes in the next one.
     let reconciler = Reconciler::new(

@@ -15,7 +15,8 @@ use crate::harness::TaskDirs;
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
 use crate::reconcile::{
-    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, labelled_orphan, make, state, uuid_for,
+    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, assert_still_running, labelled_orphan, make, state,
+    uuid_for,
 };
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
@@ -201,13 +202,7 @@ async fn standalone_dry_run_says_it_has_no_tracked_set_and_reports_each_containe
         assert_eq!(c["ownership"], "not-nomad", "{c}");
         assert_eq!(c["outcome"], "no-action", "{c}");
     }
-    for id in [&ours, &foreign, &plain] {
-        assert_eq!(
-            state(&docker, id).await,
-            Some(true),
-            "a dry run touched {id}"
-        );
-    }
+    assert_still_running(&docker, &[&ours, &foreign, &plain], "a dry run touched it").await;
 }
 
 #[tokio::test]

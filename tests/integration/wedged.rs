@@ -253,7 +253,6 @@ async fn answers_promptly(plugin: &crate::harness::Plugin, what: &str) {
 
 #[tokio::test]
 async fn fingerprint_reports_a_wedged_daemon_unhealthy_and_recovers() {
-    use nomad_plugin::proto::drivers::FingerprintRequest;
     use nomad_plugin::proto::drivers::fingerprint_response::HealthState;
 
     if crate::support::docker_or_skip("wedged_fingerprint")
@@ -268,12 +267,7 @@ async fn fingerprint_reports_a_wedged_daemon_unhealthy_and_recovers() {
         .env("DOCKHAND_FINGERPRINT_PERIOD", "200ms")
         .start()
         .await;
-    let mut stream = plugin
-        .driver()
-        .fingerprint(FingerprintRequest {})
-        .await
-        .expect("Fingerprint")
-        .into_inner();
+    let mut stream = plugin.fingerprints().await;
     let healthy = wait_health(
         &mut stream,
         HealthState::Healthy,

@@ -185,6 +185,18 @@ pub async fn state(docker: &Arc<dyn DockerApi>, id: &str) -> Option<bool> {
     }
 }
 
+/// Asserts that every container of `ids` still runs; `why` ends the message.
+pub async fn assert_still_running<S: AsRef<str>>(
+    docker: &Arc<dyn DockerApi>,
+    ids: &[S],
+    why: &str,
+) {
+    for id in ids {
+        let id = id.as_ref();
+        assert_eq!(state(docker, id).await, Some(true), "{id}: {why}");
+    }
+}
+
 pub fn no_tracked() -> Arc<dyn TrackedSource> {
     Arc::new(TrackedFn(BTreeSet::new))
 }
