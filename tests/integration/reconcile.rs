@@ -84,16 +84,7 @@ async fn enforce_mode_stops_and_removes_exactly_the_orphans() {
     let labelled = labelled_orphan(&docker, &guard, 1, NODE).await;
     let unlabelled = unlabelled_orphan(&docker, &guard, dir.path(), 2).await;
     let other_node = labelled_orphan(&docker, &guard, 3, "node-b").await;
-    let plain = make(
-        &docker,
-        &guard,
-        Kind {
-            name: format!("{case}-plain"),
-            start: true,
-            ..Kind::default()
-        },
-    )
-    .await;
+    let plain = plain_container(&docker, &guard).await;
     let env_only = make(
         &docker,
         &guard,
@@ -217,16 +208,7 @@ async fn dry_run_and_audit_mode_change_nothing_and_report_what_they_would_do() {
     let dir = tempfile::tempdir().unwrap();
     let labelled = labelled_orphan(&docker, &guard, 1, NODE).await;
     let unlabelled = unlabelled_orphan(&docker, &guard, dir.path(), 2).await;
-    let plain = make(
-        &docker,
-        &guard,
-        Kind {
-            name: format!("{case}-plain"),
-            start: true,
-            ..Kind::default()
-        },
-    )
-    .await;
+    let plain = plain_container(&docker, &guard).await;
     let expected = BTreeSet::from([labelled.as_str(), unlabelled.as_str()]);
 
     // The CLI's entry point: forced dry run.

@@ -15,8 +15,8 @@ use crate::harness::TaskDirs;
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
 use crate::reconcile::{
-    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, assert_still_running, labelled_orphan, make, state,
-    uuid_for,
+    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, assert_still_running, labelled_orphan, make,
+    plain_container, state, uuid_for,
 };
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
@@ -92,16 +92,7 @@ async fn standalone_dry_run_says_it_has_no_tracked_set_and_reports_each_containe
     let created = Instant::now();
     let ours = labelled_orphan(&docker, &guard, 1, "node-a").await;
     let foreign = labelled_orphan(&docker, &guard, 2, "node-b").await;
-    let plain = make(
-        &docker,
-        &guard,
-        Kind {
-            name: format!("{case}-plain"),
-            start: true,
-            ..Kind::default()
-        },
-    )
-    .await;
+    let plain = plain_container(&docker, &guard).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("nothing-here.sock");

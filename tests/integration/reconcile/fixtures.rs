@@ -142,6 +142,20 @@ pub async fn labelled_orphan(
     .await
 }
 
+/// A running container with nothing of Nomad about it, named `<case>-plain`.
+pub async fn plain_container(docker: &Arc<dyn DockerApi>, guard: &TestContainers) -> String {
+    make(
+        docker,
+        guard,
+        Kind {
+            name: format!("{}-plain", guard.case()),
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await
+}
+
 /// An unlabelled pre-0.10 style alloc container: `/alloc`, `/local`, `/secrets` binds from
 /// temp dirs and a `<name>-<uuid>` name.
 pub async fn unlabelled_orphan(
