@@ -71,18 +71,26 @@ impl StringTable {
         for s in items {
             self.push(s);
         }
+        self.run_from(first)
+    }
+
+    /// The run of the strings appended since index `first`.
+    fn run_from(&self, first: u32) -> wit::StrRun {
         wit::StrRun {
             first,
             count: self.ends.len() as u32 - first,
         }
     }
 
+    /// Appends an empty string; returns its index.
+    fn push_empty(&mut self) -> u32 {
+        self.ends.push(self.text.len() as u32);
+        self.ends.len() as u32 - 1
+    }
+
     /// A run of no strings.
     fn empty_run(&self) -> wit::StrRun {
-        wit::StrRun {
-            first: self.ends.len() as u32,
-            count: 0,
-        }
+        self.run_from(self.ends.len() as u32)
     }
 
     /// Appends the strings of `c` that `reads` selects; returns its record.
@@ -93,16 +101,24 @@ impl StringTable {
         } else {
             self.empty_run()
         };
-        let image = self.push(if reads.image { &c.image } else { "" });
+        let image = if reads.image {
+            self.push(&c.image)
+        } else {
+            self.push_empty()
+        };
         let labels = self.labels(c, &reads.labels);
         let env = c.env.as_ref().map(|env| self.env(env, &reads.env));
         let mounts = match reads.mounts {
             MountSelection::None => self.empty_run(),
-            MountSelection::Destinations => self.run(
-                c.mounts
-                    .iter()
-                    .flat_map(|m| ["", m.destination.as_str(), ""]),
-            ),
+            MountSelection::Destinations => {
+                let first = self.ends.len() as u32;
+                for m in &c.mounts {
+                    self.push_empty();
+                    self.push(&m.destination);
+                    self.push_empty();
+                }
+                self.run_from(first)
+            }
             MountSelection::All => self.run(
                 c.mounts
                     .iter()
