@@ -73,8 +73,9 @@ pub use sweep::now_ms;
 pub const MIN_DOCKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Inspections that may run at once when the ownership policy asks for them.
 pub const DEFAULT_INSPECT_CONCURRENCY: usize = 4;
-/// Largest batch handed to one policy call (well below the host's own batch limits).
-pub const POLICY_BATCH_SIZE: usize = 256;
+/// Largest batch handed to one policy call: the policy host's own limit. A
+/// batch whose input is too large for one call is split in halves.
+pub const POLICY_BATCH_SIZE: usize = orphan_policy::limits::MAX_CONTAINERS_PER_BATCH;
 
 /// Where the reconciler learns which containers are tracked (task handles, pause containers).
 pub trait TrackedSource: Send + Sync + std::fmt::Debug {

@@ -260,8 +260,10 @@ async fn decide(
     batches.run(work, indices, report).await;
 }
 
-/// One policy applied to candidates in batches of [`POLICY_BATCH_SIZE`]: a failed batch is
-/// counted, logged with the policy digest and leaves every container in it alone.
+/// One policy applied to candidates in batches of [`POLICY_BATCH_SIZE`]. A batch whose input
+/// is too large for one call is split in halves until it fits; any other failed batch (or a
+/// single container still too large) is counted, logged with the policy digest and leaves
+/// every container in it alone.
 struct Batches<'a, I, C, S> {
     kind: &'static str,
     policy: &'a LoadedPolicy,
@@ -280,7 +282,9 @@ where
     R: Send + 'static,
 {
     async fn run(&self, work: &mut [Work], indices: &[usize], report: &mut SweepReport) {
-        for chunk in indices.chunks(POLICY_BATCH_SIZE) {
+        // Last in, first out: the first half of a split batch goes next.
+        let mut pending: Vec<&[usize]> = indices.chunks(POLICY_BATCH_SIZE).rev().collect();
+        while let Some(chunk) = pending.pop() {
             let batch: Vec<T> = chunk.iter().map(|&i| (self.input)(&work[i])).collect();
             let (p, c, call) = (self.policy.clone(), self.ctx.clone(), self.call.clone());
             match blocking(move || call(&p, &c, &batch)).await {
@@ -288,6 +292,18 @@ where
                     for (&i, out) in chunk.iter().zip(outputs) {
                         (self.store)(&mut work[i], out);
                     }
+                }
+                Err(error @ EvalError::InputTooLarge { .. }) if chunk.len() > 1 => {
+                    tracing::debug!(
+                        policy = self.kind,
+                        batch = chunk.len(),
+                        error = %error,
+                        "splitting a {} policy batch in halves",
+                        self.kind
+                    );
+                    let (first, second) = chunk.split_at(chunk.len() / 2);
+                    pending.push(second);
+                    pending.push(first);
                 }
                 Err(error) => {
                     report.policy_failures += 1;
@@ -314,12 +330,14 @@ where
 /// Runs a policy call off the async threads; a panicked or cancelled task is a policy failure.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, EvalError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(call).await {
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(join) => Err(format!("policy call did not complete: {join}")),
-    }
+) -> Result<T, EvalError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or_else(|join| {
+            Err(EvalError::Failed {
+                message: format!("its task did not complete: {join}"),
+            })
+        })
 }
 
 async fn inspect(rec: &Reconciler, work: &mut [Work], indices: &[usize]) {
@@ -399,3 +417,6 @@ fn log_decision(report: &SweepReport, d: &Decision) {
         decision!(info);
     }
 }
+
+#[cfg(test)]
+mod tests;

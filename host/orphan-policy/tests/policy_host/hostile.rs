@@ -313,8 +313,8 @@ fn calling_the_wrong_kind_and_oversized_batches_fail_cleanly() {
         matches!(
             e,
             EvalError::BatchTooLarge {
-                count: 257,
-                max: 256
+                count: 1025,
+                max: 1024
             }
         ),
         "{e:?}"

@@ -344,21 +344,34 @@ fn decide_all(
     results
 }
 
-/// Calls `f` on batches of at most [`MAX_CONTAINERS_PER_BATCH`]; a failed
-/// batch gives its error to each of its items.
+/// Calls `f` on batches of at most [`MAX_CONTAINERS_PER_BATCH`]; like the
+/// reconciler, a batch whose input is too large for one call is split in
+/// halves, and any other failed batch gives its error to each of its items.
 fn in_batches<I, O>(
     items: &[I],
     f: impl Fn(&[I]) -> Result<Vec<O>, EvalError>,
 ) -> Vec<Result<O, String>> {
-    let mut out = Vec::with_capacity(items.len());
-    for batch in items.chunks(MAX_CONTAINERS_PER_BATCH) {
+    fn call<I, O>(
+        batch: &[I],
+        f: &impl Fn(&[I]) -> Result<Vec<O>, EvalError>,
+        out: &mut Vec<Result<O, String>>,
+    ) {
         match f(batch) {
             Ok(answers) => out.extend(answers.into_iter().map(Ok)),
+            Err(EvalError::InputTooLarge { .. }) if batch.len() > 1 => {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                call(first, f, out);
+                call(second, f, out);
+            }
             Err(e) => {
                 let message = format!("policy call failed ({}): {e}", e.kind());
                 out.extend(batch.iter().map(|_| Err(message.clone())));
             }
         }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for batch in items.chunks(MAX_CONTAINERS_PER_BATCH) {
+        call(batch, &f, &mut out);
     }
     out
 }
@@ -518,5 +531,41 @@ fn shorten(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers each item with itself, refusing batches holding more than
+    /// `fits` bytes in all, as the policy host refuses oversized input.
+    fn sized_call(fits: usize) -> impl Fn(&[usize]) -> Result<Vec<usize>, EvalError> {
+        move |batch| {
+            let bytes: usize = batch.iter().sum();
+            if bytes > fits {
+                return Err(EvalError::InputTooLarge { bytes, max: fits });
+            }
+            Ok(batch.to_vec())
+        }
+    }
+
+    #[test]
+    fn batches_too_large_are_split_and_answers_keep_their_order() {
+        let items: Vec<usize> = (1..=9).collect();
+        let out = in_batches(&items, sized_call(10));
+        let answers: Vec<usize> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, items);
+    }
+
+    #[test]
+    fn an_item_too_large_on_its_own_fails_alone() {
+        let items = vec![1, 2, 50, 3];
+        let out = in_batches(&items, sized_call(10));
+        assert_eq!(out[0], Ok(1));
+        assert_eq!(out[1], Ok(2));
+        let error = out[2].as_ref().unwrap_err();
+        assert!(error.contains("batch-too-large"), "{error}");
+        assert_eq!(out[3], Ok(3));
     }
 }
