@@ -65,6 +65,7 @@ mod sandbox;
 pub mod selection;
 mod slots;
 pub mod snapshot;
+mod split;
 pub mod store;
 
 pub use cache::CacheError;
@@ -79,3 +80,4 @@ pub use load::{ALLOWED_IMPORTS, CONTRACT_VERSION, LoadError};
 pub use policy::{CompileSource, EvalError, Evaluation, LoadedPolicy};
 pub use selection::{InputSelection, KeySelection, MountSelection};
 pub use snapshot::{Candidate, ContainerSnapshot, ContainerState, EvalContext, Mount, NodeInfo};
+pub use split::{Piece, split_to_fit};

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt as _;
 use orphan_policy::{
     Action, Candidate, ContainerSnapshot, EvalContext, EvalError, LoadedPolicy, Ownership, Verdict,
+    split_to_fit,
 };
 
 use super::report::{Decision, Outcome, SweepReport, SweepStatus};
@@ -282,62 +283,47 @@ where
     R: Send + 'static,
 {
     async fn run(&self, work: &mut [Work], indices: &[usize], report: &mut SweepReport) {
-        // Last in, first out: the first half of a split batch goes next.
-        let mut pending: Vec<&[usize]> = indices.chunks(POLICY_BATCH_SIZE).rev().collect();
-        while let Some(chunk) = pending.pop() {
+        for chunk in indices.chunks(POLICY_BATCH_SIZE) {
             let batch: Vec<T> = chunk.iter().map(|&i| (self.input)(&work[i])).collect();
             let (p, c, call) = (self.policy.clone(), self.ctx.clone(), self.call.clone());
-            match blocking(move || call(&p, &c, &batch)).await {
-                Ok(outputs) => {
-                    for (&i, out) in chunk.iter().zip(outputs) {
-                        (self.store)(&mut work[i], out);
+            // Off the async threads; a panicked or cancelled task is a policy failure.
+            let pieces = tokio::task::spawn_blocking(move || {
+                split_to_fit(&batch, |piece| call(&p, &c, piece))
+            })
+            .await
+            .unwrap_or_else(|join| {
+                let message = format!("its task did not complete: {join}");
+                vec![(0..chunk.len(), Err(EvalError::Failed { message }))]
+            });
+            for (range, answer) in pieces {
+                let piece = &chunk[range];
+                match answer {
+                    Ok(outputs) => {
+                        for (&i, out) in piece.iter().zip(outputs) {
+                            (self.store)(&mut work[i], out);
+                        }
                     }
-                }
-                Err(error @ EvalError::InputTooLarge { .. }) if chunk.len() > 1 => {
-                    tracing::debug!(
-                        policy = self.kind,
-                        batch = chunk.len(),
-                        error = %error,
-                        "splitting a {} policy batch in halves",
-                        self.kind
-                    );
-                    let (first, second) = chunk.split_at(chunk.len() / 2);
-                    pending.push(second);
-                    pending.push(first);
-                }
-                Err(error) => {
-                    report.policy_failures += 1;
-                    tracing::error!(
-                        policy = self.kind,
-                        digest = %self.policy.digest_hex(),
-                        batch = chunk.len(),
-                        error = %error,
-                        "{} policy failed; no action for its batch",
-                        self.kind
-                    );
-                    for &i in chunk {
-                        work[i].fail(Outcome::PolicyFailed(format!(
-                            "{} policy: {error}",
+                    Err(error) => {
+                        report.policy_failures += 1;
+                        tracing::error!(
+                            policy = self.kind,
+                            digest = %self.policy.digest_hex(),
+                            batch = piece.len(),
+                            error = %error,
+                            "{} policy failed; no action for its batch",
                             self.kind
-                        )));
+                        );
+                        for &i in piece {
+                            work[i].fail(Outcome::PolicyFailed(format!(
+                                "{} policy: {error}",
+                                self.kind
+                            )));
+                        }
                     }
                 }
             }
         }
     }
-}
-
-/// Runs a policy call off the async threads; a panicked or cancelled task is a policy failure.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, EvalError> + Send + 'static,
-) -> Result<T, EvalError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or_else(|join| {
-            Err(EvalError::Failed {
-                message: format!("its task did not complete: {join}"),
-            })
-        })
 }
 
 async fn inspect(rec: &Reconciler, work: &mut [Work], indices: &[usize]) {

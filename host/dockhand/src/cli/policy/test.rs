@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use orphan_policy::limits::MAX_CONTAINERS_PER_BATCH;
 use orphan_policy::{
     Action, ActionKind, Candidate, ContainerSnapshot, EvalContext, EvalError, LoadedPolicy,
-    Ownership, PolicyKind, Verdict,
+    Ownership, PolicyKind, Verdict, split_to_fit,
 };
 
 use super::check::KindArg;
@@ -351,27 +351,17 @@ fn in_batches<I, O>(
     items: &[I],
     f: impl Fn(&[I]) -> Result<Vec<O>, EvalError>,
 ) -> Vec<Result<O, String>> {
-    fn call<I, O>(
-        batch: &[I],
-        f: &impl Fn(&[I]) -> Result<Vec<O>, EvalError>,
-        out: &mut Vec<Result<O, String>>,
-    ) {
-        match f(batch) {
-            Ok(answers) => out.extend(answers.into_iter().map(Ok)),
-            Err(EvalError::InputTooLarge { .. }) if batch.len() > 1 => {
-                let (first, second) = batch.split_at(batch.len() / 2);
-                call(first, f, out);
-                call(second, f, out);
-            }
-            Err(e) => {
-                let message = format!("policy call failed ({}): {e}", e.kind());
-                out.extend(batch.iter().map(|_| Err(message.clone())));
-            }
-        }
-    }
     let mut out = Vec::with_capacity(items.len());
     for batch in items.chunks(MAX_CONTAINERS_PER_BATCH) {
-        call(batch, &f, &mut out);
+        for (range, answer) in split_to_fit(batch, &f) {
+            match answer {
+                Ok(answers) => out.extend(answers.into_iter().map(Ok)),
+                Err(e) => {
+                    let message = format!("policy call failed ({}): {e}", e.kind());
+                    out.extend(range.map(|_| Err(message.clone())));
+                }
+            }
+        }
     }
     out
 }
