@@ -14,7 +14,7 @@ use dockhand::docker::models::{ContainerCreateBody, RestartPolicyNameEnum};
 use dockhand::fingerprint::RuntimeCatalog;
 use dockhand::plugin::convert::SANDBOX_CONTAINER_LABEL;
 use dockhand::plugin::network::SANDBOX_HOSTNAME_LABEL;
-use dockhand::reconcile::{AlwaysHealthy, Reconciler};
+use dockhand::reconcile::{AlwaysHealthy, NODE_FILE_NAME, Reconciler};
 use dockhand::tasks::{EngineSettings, NetworkError, TaskEngine, sandbox_name};
 use nix::sys::signal::Signal;
 use nomad_plugin::proto::drivers as pb;
@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 
 use crate::harness::{Plugin, TaskDirs, alloc_id_for, cty_object, cty_string_map};
 use crate::lifecycle::{destroy, start, task_config};
-use crate::plugin_reconciler::long_lived;
+use crate::plugin_reconciler::{Private, START_TIMEOUT, long_lived, started};
 use crate::reconcile::{ALLOC_LABEL, NODE_LABEL, default_policies, settings};
 use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
 use crate::support::{TEST_IMAGE, TestContainers, docker_with_image};
@@ -343,6 +343,79 @@ async fn a_restarted_plugin_re_tracks_and_re_adopts_the_sandbox() {
         .await
         .expect("DestroyNetwork");
     assert_eq!(running(&docker, &sandbox_id).await, None);
+}
+
+#[tokio::test]
+async fn a_restarted_plugin_labels_a_sandbox_with_the_node_learnt_in_its_last_run() {
+    const NODE_ID: &str = "5c0e5a1e-6f0d-4a57-9b8e-2f6c1d4b7a90";
+    let case = "network_node_file";
+    let Some((docker, guard, alloc_id)) = setup(case).await else {
+        return;
+    };
+    let private = Private::new();
+    // The node identity is kept whether or not this node reconciles.
+    let config = private.config(
+        "",
+        &format!(
+            "infra_image = \"{SANDBOX_IMAGE}\"\ngc {{\n dangling_containers {{\n enabled = false\n }}\n}}\n"
+        ),
+    );
+    let node_file = private.data_dir().join(NODE_FILE_NAME);
+
+    // A run that starts a task learns the node from it and saves it.
+    let mut plugin_a = started(&config).await;
+    let mut driver_a = plugin_a.driver();
+    let dirs = TaskDirs::create("learn");
+    let mut task = task_config(&guard, &dirs, "learn", "sleep 600", Vec::new());
+    task.node_id = NODE_ID.to_owned();
+    task.node_name = "client-7".to_owned();
+    let task_id = task.id.clone();
+    start(&mut driver_a, task).await.expect("StartTask");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&node_file).expect("node file written"))
+            .expect("node file is JSON");
+    assert_eq!(
+        saved,
+        serde_json::json!({"id": NODE_ID, "name": "client-7"})
+    );
+    destroy(&mut driver_a, &task_id, true)
+        .await
+        .expect("DestroyTask");
+    plugin_a.signal(Signal::SIGKILL);
+    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+
+    // Restarted, it labels a sandbox with that node before any task has told it again.
+    let plugin_b = started(&config).await;
+    assert!(
+        plugin_b
+            .wait_for_log("node identity restored from the last run", START_TIMEOUT)
+            .await,
+        "{:?}",
+        plugin_b.stderr_lines()
+    );
+    let mut driver_b = plugin_b.driver();
+    let created = create_network(&mut driver_b, &alloc_id, "")
+        .await
+        .expect("CreateNetwork");
+    let spec = created.isolation_spec.expect("isolation spec");
+    let labels = docker
+        .inspect_container(&spec.labels[SANDBOX_CONTAINER_LABEL])
+        .await
+        .expect("sandbox")
+        .config
+        .and_then(|c| c.labels)
+        .expect("labels");
+    assert_eq!(
+        labels,
+        [
+            (ALLOC_LABEL.to_owned(), alloc_id.clone()),
+            (NODE_LABEL.to_owned(), NODE_ID.to_owned()),
+        ]
+        .into()
+    );
+    destroy_network(&mut driver_b, &alloc_id, Some(spec))
+        .await
+        .expect("DestroyNetwork");
 }
 
 #[tokio::test]

@@ -46,7 +46,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::config::{self, PluginConfig};
 use crate::fingerprint::{FingerprintOutcome, FingerprintSettings, Fingerprinter, Health};
-use crate::reconcile::{Metrics, NodeCell, PolicySlot};
+use crate::reconcile::{Metrics, NODE_FILE_NAME, NodeCell, PolicySlot};
 use crate::tasks::TaskEngine;
 
 mod background;
@@ -349,6 +349,10 @@ impl Dockhand {
             // Only the configured long-lived instance reconciles: Nomad always sends
             // SetConfig before Init/Fingerprint there.
             if self.source_factory.is_none() && self.current_settings().is_some() {
+                // Before any task can arrive: a sandbox created next already carries the
+                // node label learnt in an earlier run.
+                self.node
+                    .persist_to(settings.config.dockhand.data_dir.join(NODE_FILE_NAME));
                 self.spawn_reconciler(&settings, rx.clone(), Arc::clone(&reconciler));
             }
             tracing::info!(

@@ -43,6 +43,7 @@ mod audit;
 mod execute;
 mod manual;
 mod metrics;
+mod node;
 mod report;
 mod snapshot;
 mod sweep;
@@ -65,6 +66,7 @@ pub use audit::{AUDIT_FILE_NAME, AuditError, AuditLog, AuditRecord, DEFAULT_AUDI
 pub use execute::execute_action;
 pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use node::{NODE_FILE_NAME, NodeCell};
 pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label, format_age};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;
@@ -110,38 +112,6 @@ where
 {
     fn tracked_ids(&self) -> BTreeSet<String> {
         (self.0)()
-    }
-}
-
-/// This node's identity as learnt at run time.
-///
-/// Nomad tells a driver its node id and name only inside task configurations, so the plugin
-/// learns them from the first `StartTask`/`RecoverTask` that carries them. Until then the
-/// identity is empty and policies must treat node labels as inconclusive.
-#[derive(Debug, Default)]
-pub struct NodeCell(RwLock<NodeInfo>);
-
-impl NodeCell {
-    /// Records `id`/`name` when they are non-empty; later tasks of the same node change nothing.
-    pub fn learn(&self, id: &str, name: &str) {
-        if id.is_empty() && name.is_empty() {
-            return;
-        }
-        let mut node = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        if !id.is_empty() && node.id != id {
-            node.id = id.to_owned();
-        }
-        if !name.is_empty() && node.name != name {
-            node.name = name.to_owned();
-        }
-    }
-
-    /// The identity known so far.
-    pub fn get(&self) -> NodeInfo {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }
 

@@ -9,9 +9,10 @@
 //!   set-up then fills) and restart policy `unless-stopped`, and takes the group's hostname.
 //! * **Node label.** Unlike Nomad's, a sandbox also carries `com.hashicorp.nomad.node_id`
 //!   once the plugin knows this node's id (learnt from the first task it starts or
-//!   recovers), so that on a daemon shared by several nodes the default ownership policy of
-//!   another node sees it as not its own. A sandbox created before any task ran has no node
-//!   label; other nodes' defaults then claim it like any Nomad-labelled container.
+//!   recovers, and kept in `<data_dir>/node.json` across restarts), so that on a daemon
+//!   shared by several nodes the default ownership policy of another node sees it as not its
+//!   own. A sandbox created before any task ever ran with this data dir has no node label;
+//!   other nodes' defaults then claim it like any Nomad-labelled container.
 //! * **Re-adoption before the image.** A running sandbox of the allocation (a plugin or client
 //!   restart) is adopted — tracked again and reported with `created = false` — without
 //!   touching the image, so re-adoption never depends on a registry. Only a new sandbox needs
