@@ -50,7 +50,7 @@ impl<'r> Lookahead<'r> {
         if self.reads.names {
             fetch(c.names.as_slice());
         }
-        if let Some(last) = c.env.as_ref().and_then(|env| env.last()) {
+        if let Some(last) = self.env(c).and_then(<[_]>::last) {
             // The host looks selected variables up from the end.
             fetch(last);
         }
@@ -62,6 +62,11 @@ impl<'r> Lookahead<'r> {
         }
     }
 
+    /// The environment of `c`, if the policy reads any of it.
+    fn env<'c>(&self, c: &'c ContainerSnapshot) -> Option<&'c [(String, String)]> {
+        c.env.as_deref().filter(|_| !self.reads.env.is_none())
+    }
+
     /// The selected strings themselves.
     fn strings(&self, c: &ContainerSnapshot) {
         if self.reads.names
@@ -69,7 +74,7 @@ impl<'r> Lookahead<'r> {
         {
             fetch(name.as_bytes());
         }
-        if let Some((name, value)) = c.env.as_ref().and_then(|env| env.last()) {
+        if let Some((name, value)) = self.env(c).and_then(<[_]>::last) {
             fetch(name.as_bytes());
             fetch(value.as_bytes());
         }
