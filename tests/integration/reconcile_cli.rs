@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dockhand::reconcile::NODE_FILE_NAME;
+
 use crate::harness::TaskDirs;
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
@@ -96,12 +98,14 @@ async fn standalone_dry_run_says_it_has_no_tracked_set_and_reports_each_containe
 
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("nothing-here.sock");
+    let data_dir = dir.path().join("data");
     let config = agent_config(
         dir.path(),
         &format!(
             "gc {{\n dangling_containers {{\n creation_grace = \"1m\"\n }}\n}}\n\
              dockhand {{\n label_filter = \"{TEST_CASE_LABEL}={case}\"\n \
-             admin {{\n socket = \"{}\"\n }}\n}}",
+             data_dir = \"{}\"\n admin {{\n socket = \"{}\"\n }}\n}}",
+            data_dir.display(),
             socket.display()
         ),
     );
@@ -193,6 +197,41 @@ async fn standalone_dry_run_says_it_has_no_tracked_set_and_reports_each_containe
         assert_eq!(c["ownership"], "not-nomad", "{c}");
         assert_eq!(c["outcome"], "no-action", "{c}");
     }
+
+    // Without --node-id: the node the plugin saved in its data dir, or none.
+    let without_flag = ["reconcile", "--once", "--config", config, "--dry-run"];
+    let node_file = data_dir.join(NODE_FILE_NAME);
+    let (code, table, stderr) = dockhand(&without_flag);
+    assert_eq!(code, 0, "{table}{stderr}");
+    assert!(
+        table.lines().next().is_some_and(|l| l.contains(&format!(
+            "node id unknown ({} does not exist; give --node-id)",
+            node_file.display()
+        ))),
+        "{table}"
+    );
+    let json = dockhand_json(&[&without_flag[..], &["--format", "json"]].concat(), 0);
+    for id in [&ours, &foreign] {
+        let c = container(&json, id).expect("reported");
+        assert_eq!(c["ownership"], "unknown", "{c}");
+    }
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    std::fs::write(&node_file, r#"{"id":"node-b","name":"b"}"#).expect("node file");
+    let json = dockhand_json(&[&without_flag[..], &["--format", "json"]].concat(), 0);
+    assert!(
+        json["note"].as_str().is_some_and(|n| n.contains(&format!(
+            "node id node-b (saved by the plugin in {})",
+            node_file.display()
+        ))),
+        "{json}"
+    );
+    let theirs = container(&json, &foreign).expect("reported");
+    assert_eq!(theirs["ownership"], "owned", "{theirs}");
+    assert_eq!(theirs["alloc_id"], uuid_for(case, 2));
+    assert_eq!(
+        container(&json, &ours).expect("reported")["ownership"],
+        "not-nomad"
+    );
     assert_still_running(&docker, &[&ours, &foreign, &plain], "a dry run touched it").await;
 }
 

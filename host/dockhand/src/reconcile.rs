@@ -66,7 +66,7 @@ pub use audit::{AUDIT_FILE_NAME, AuditError, AuditLog, AuditRecord, DEFAULT_AUDI
 pub use execute::execute_action;
 pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use node::{NODE_FILE_NAME, NodeCell};
+pub use node::{NODE_FILE_NAME, NodeCell, saved_identity};
 pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label, format_age};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;

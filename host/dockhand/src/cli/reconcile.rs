@@ -15,7 +15,9 @@
 //! Without a plugin there is no tracked set: the containers of live tasks cannot be told from
 //! orphans. The command then evaluates a **dry run only**, with the configured (or bundled)
 //! policies, treats every container as untracked and says so in its output. A real sweep is
-//! refused: it could kill the running tasks of a live Nomad client.
+//! refused: it could kill the running tasks of a live Nomad client. The node id handed to the
+//! policies is `--node-id`, else the one a plugin with this configuration saved in
+//! `<data_dir>/node.json`; the header says which, or that none is known.
 //!
 //! # Settings
 //!
@@ -44,9 +46,12 @@ use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
 use crate::config::hcl_file;
 use crate::config::{PluginConfig, PolicySource};
 use crate::docker::{BollardDocker, DockerApi};
-use crate::reconcile::{ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn, dry_run_report};
+use crate::reconcile::{
+    ActivePolicies, NODE_FILE_NAME, PolicySlot, ReconcileSettings, TrackedFn, dry_run_report,
+    saved_identity,
+};
 
-pub use render::{Origin, Output};
+pub use render::{NodeSource, Origin, Output};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,7 +75,8 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// This node's Nomad node id, for a standalone dry run (containers labelled with another
-    /// node's id are not ours). A running plugin uses the id it learnt from its tasks.
+    /// node's id are not ours). Without it, the id the plugin saved in its data dir
+    /// (`<data_dir>/node.json`) is used. A running plugin uses the id it learnt from its tasks.
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
     /// Only consider containers carrying this label (`key` or `key=value`) in a standalone dry
@@ -160,8 +166,9 @@ impl ReconcileArgs {
                 if !self.dry_run {
                     return Err(ReconcileError::NoPluginForRealSweep(socket));
                 }
-                let response = self.standalone(&config, &driver_name).await?;
-                Output::new(Origin::Standalone { socket }, response)
+                let node = self.standalone_node(&config);
+                let response = self.standalone(&config, &driver_name, &node).await?;
+                Output::new(Origin::Standalone { socket, node }, response)
             }
             Err(other) => return Err(other.into()),
         };
@@ -172,11 +179,32 @@ impl ReconcileArgs {
         Ok(output)
     }
 
+    /// This node for a standalone dry run: `--node-id`, else the identity a plugin with this
+    /// configuration saved in its data dir, else unknown.
+    fn standalone_node(&self, config: &PluginConfig) -> NodeSource {
+        if let Some(id) = &self.node_id {
+            return NodeSource::Flag(id.clone());
+        }
+        let file = config.dockhand.data_dir.join(NODE_FILE_NAME);
+        match saved_identity(&file) {
+            Ok(Some(node)) => NodeSource::Saved { id: node.id, file },
+            Ok(None) => NodeSource::Unknown {
+                file,
+                why: "does not exist".to_owned(),
+            },
+            Err(why) => NodeSource::Unknown {
+                file,
+                why: format!("is unusable: {why}"),
+            },
+        }
+    }
+
     /// A dry run here, with no tracked set.
     async fn standalone(
         &self,
         config: &PluginConfig,
         driver_name: &str,
+        node: &NodeSource,
     ) -> Result<SweepResponse, ReconcileError> {
         let engine = PolicyEngine::new(EngineConfig {
             memory_limit: usize::try_from(config.dockhand.policy_memory_mib)
@@ -206,7 +234,10 @@ impl ReconcileArgs {
             BollardDocker::new(connection).map_err(|e| ReconcileError::Docker(e.to_string()))?,
         );
         let node = NodeInfo {
-            id: self.node_id.clone().unwrap_or_default(),
+            id: match node {
+                NodeSource::Flag(id) | NodeSource::Saved { id, .. } => id.clone(),
+                NodeSource::Unknown { .. } => String::new(),
+            },
             ..NodeInfo::default()
         };
         let mut settings = ReconcileSettings::from_config(config, node, driver_name);

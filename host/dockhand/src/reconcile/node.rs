@@ -106,6 +106,16 @@ impl NodeCell {
     }
 }
 
+/// The identity a plugin saved in `path`, read only (for `dockhand reconcile`'s standalone
+/// dry run); `None` when there is no file, an error naming the problem when it is unusable.
+pub fn saved_identity(path: &Path) -> Result<Option<NodeInfo>, String> {
+    Ok(load(path)?.map(|stored| NodeInfo {
+        id: stored.id,
+        name: stored.name,
+        ..NodeInfo::default()
+    }))
+}
+
 /// The identity in `path`; `None` when there is no file.
 fn load(path: &Path) -> Result<Option<Stored>, String> {
     let bytes = match std::fs::read(path) {

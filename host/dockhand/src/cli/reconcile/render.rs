@@ -36,7 +36,47 @@ pub enum Origin {
     Standalone {
         /// The socket where nothing answered.
         socket: PathBuf,
+        /// Where the node identity the policies were given came from.
+        node: NodeSource,
     },
+}
+
+/// Where a standalone dry run took this node's id from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeSource {
+    /// `--node-id`.
+    Flag(String),
+    /// The identity the plugin saved in its data dir.
+    Saved {
+        /// The node id.
+        id: String,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Neither: node labels are inconclusive.
+    Unknown {
+        /// The file that was looked for.
+        file: PathBuf,
+        /// Why it was not used (absent, or what is wrong with it).
+        why: String,
+    },
+}
+
+impl NodeSource {
+    /// The header's sentence about the node.
+    fn describe(&self) -> String {
+        match self {
+            Self::Flag(id) => format!("node id {id} (from --node-id)"),
+            Self::Saved { id, file } => {
+                format!("node id {id} (saved by the plugin in {})", file.display())
+            }
+            Self::Unknown { file, why } => format!(
+                "node id unknown ({} {why}; give --node-id): containers labelled with a \
+                 node id are reported unknown",
+                file.display()
+            ),
+        }
+    }
 }
 
 /// One sweep's result as the command prints it.
@@ -130,11 +170,12 @@ impl Output {
                     r.skipped_tracked
                 )
             }
-            Origin::Standalone { socket } => format!(
+            Origin::Standalone { socket, node } => format!(
                 "standalone dry run: no dockhand plugin answers on {}, so there is no tracked \
                  set and every container is treated as untracked (containers of running \
-                 tasks are listed as candidates); nothing was acted on",
-                socket.display()
+                 tasks are listed as candidates); {}; nothing was acted on",
+                socket.display(),
+                node.describe()
             ),
         }
     }
@@ -176,7 +217,7 @@ impl Output {
         let r = &self.response;
         let (source, socket, tracked_set) = match &self.origin {
             Origin::Plugin { socket } => ("plugin", socket, "plugin"),
-            Origin::Standalone { socket } => ("standalone", socket, "none"),
+            Origin::Standalone { socket, .. } => ("standalone", socket, "none"),
         };
         let json = JsonOutput {
             source,
@@ -325,6 +366,7 @@ mod tests {
         let out = output(
             Origin::Standalone {
                 socket: "/run/x.sock".into(),
+                node: NodeSource::Flag("n-1".into()),
             },
             "would-do",
         );
@@ -335,6 +377,10 @@ mod tests {
         assert!(lines[0].starts_with("# standalone dry run"), "{text}");
         assert!(lines[0].contains("every container is treated as untracked"));
         assert!(lines[0].contains("/run/x.sock"));
+        assert!(
+            lines[0].contains("; node id n-1 (from --node-id); "),
+            "{text}"
+        );
         assert_eq!(
             lines[2].split_whitespace().collect::<Vec<_>>(),
             ["CONTAINER", "IMAGE", "AGE", "OWNERSHIP", "ACTION", "REASON"]
@@ -348,6 +394,38 @@ mod tests {
         );
         assert!(lines[3].ends_with("alloc_id label; orphan"), "{text}");
         assert_eq!(out.exit_code(), 0);
+    }
+
+    #[test]
+    fn the_standalone_header_says_where_the_node_id_came_from() {
+        let note = |node: NodeSource| {
+            output(
+                Origin::Standalone {
+                    socket: "/run/x.sock".into(),
+                    node,
+                },
+                "would-do",
+            )
+            .note()
+        };
+        assert!(
+            note(NodeSource::Saved {
+                id: "n-2".into(),
+                file: "/var/lib/dockhand/node.json".into(),
+            })
+            .contains("; node id n-2 (saved by the plugin in /var/lib/dockhand/node.json); ")
+        );
+        let unknown = note(NodeSource::Unknown {
+            file: "/d/node.json".into(),
+            why: "does not exist".into(),
+        });
+        assert!(
+            unknown.contains(
+                "; node id unknown (/d/node.json does not exist; give --node-id): containers \
+                 labelled with a node id are reported unknown; "
+            ),
+            "{unknown}"
+        );
     }
 
     #[test]
