@@ -187,7 +187,11 @@ impl ReconcileArgs {
         }
         let file = config.dockhand.data_dir.join(NODE_FILE_NAME);
         match saved_identity(&file) {
-            Ok(Some(node)) => NodeSource::Saved { id: node.id, file },
+            Ok(Some(node)) => NodeSource::Saved {
+                id: node.id,
+                name: node.name,
+                file,
+            },
             Ok(None) => NodeSource::Unknown {
                 file,
                 why: "does not exist".to_owned(),
@@ -233,12 +237,17 @@ impl ReconcileArgs {
         let docker: Arc<dyn DockerApi> = Arc::new(
             BollardDocker::new(connection).map_err(|e| ReconcileError::Docker(e.to_string()))?,
         );
-        let node = NodeInfo {
-            id: match node {
-                NodeSource::Flag(id) | NodeSource::Saved { id, .. } => id.clone(),
-                NodeSource::Unknown { .. } => String::new(),
+        let node = match node {
+            NodeSource::Flag(id) => NodeInfo {
+                id: id.clone(),
+                ..NodeInfo::default()
             },
-            ..NodeInfo::default()
+            NodeSource::Saved { id, name, .. } => NodeInfo {
+                id: id.clone(),
+                name: name.clone(),
+                ..NodeInfo::default()
+            },
+            NodeSource::Unknown { .. } => NodeInfo::default(),
         };
         let mut settings = ReconcileSettings::from_config(config, node, driver_name);
         if let Some(label) = &self.label {

@@ -50,6 +50,8 @@ pub enum NodeSource {
     Saved {
         /// The node id.
         id: String,
+        /// The node name.
+        name: String,
         /// The file.
         file: PathBuf,
     },
@@ -67,7 +69,7 @@ impl NodeSource {
     fn describe(&self) -> String {
         match self {
             Self::Flag(id) => format!("node id {id} (from --node-id)"),
-            Self::Saved { id, file } => {
+            Self::Saved { id, file, .. } => {
                 format!("node id {id} (saved by the plugin in {})", file.display())
             }
             Self::Unknown { file, why } => format!(
@@ -411,6 +413,7 @@ mod tests {
         assert!(
             note(NodeSource::Saved {
                 id: "n-2".into(),
+                name: "client-2".into(),
                 file: "/var/lib/dockhand/node.json".into(),
             })
             .contains("; node id n-2 (saved by the plugin in /var/lib/dockhand/node.json); ")
