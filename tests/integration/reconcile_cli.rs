@@ -251,10 +251,23 @@ async fn reconcile_once_through_the_plugin_uses_its_tracked_set() {
     let socket = private.socket();
     let socket = socket.to_str().expect("utf-8 path");
     let mut admin = admin_client(&plugin, &private.socket()).await;
+    let status_node = || {
+        let (code, out, err) = dockhand(&["status", "--socket", socket]);
+        assert_eq!(code, 0, "{out}{err}");
+        out.lines()
+            .find_map(|l| l.strip_prefix("node: "))
+            .unwrap_or_else(|| panic!("no node line: {out}"))
+            .to_owned()
+    };
+    assert_eq!(
+        status_node(),
+        "not known yet (learnt from the first task the plugin starts or recovers)"
+    );
 
     let dirs = TaskDirs::create("web");
     let task = task_config(&guard, &dirs, "web", SLEEPER, Vec::new());
     start(&mut plugin.driver(), task).await.expect("StartTask");
+    assert_eq!(status_node(), format!("{TASK_NODE} ({TASK_NODE})"));
     let task_container = guard.remaining().await;
     assert_eq!(task_container.len(), 1, "{task_container:?}");
     let task_container = task_container[0].clone();

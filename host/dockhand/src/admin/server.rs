@@ -405,6 +405,12 @@ impl PolicyAdmin for Service {
     ) -> Result<Response<proto::StatusResponse>, Status> {
         let snapshot = self.state.metrics.as_ref().map(|m| m.snapshot());
         let policies = &self.state.policies;
+        let node = self
+            .state
+            .sweeper
+            .as_ref()
+            .map(|r| r.current_node())
+            .unwrap_or_default();
         Ok(Response::new(proto::StatusResponse {
             reconciler_running: policies.has_slot(),
             metrics_json: snapshot
@@ -415,6 +421,8 @@ impl PolicyAdmin for Service {
                 .into_iter()
                 .map(|k| entry_to_proto(&policies.entry(k)))
                 .collect(),
+            node_id: node.id,
+            node_name: node.name,
         }))
     }
 }

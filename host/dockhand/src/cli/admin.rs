@@ -216,6 +216,17 @@ fn active_table(active: &[ActivePolicyMsg]) -> String {
     t.render()
 }
 
+/// The `node:` line of `dockhand status`.
+fn node_line(id: &str, name: &str) -> String {
+    match (id, name) {
+        ("", _) => {
+            "not known yet (learnt from the first task the plugin starts or recovers)".to_owned()
+        }
+        (id, "") => id.to_owned(),
+        (id, name) => format!("{id} ({name})"),
+    }
+}
+
 fn applied_note(applied: bool) -> &'static str {
     if applied {
         "in force from the next sweep\n"
@@ -345,7 +356,7 @@ impl StatusArgs {
         run(&self.socket, |mut c| async move {
             let r = c.status().await?;
             let mut out = format!(
-                "reconciler: {}\nlast successful sweep: {}\n\nactive policies:\n{}",
+                "reconciler: {}\nlast successful sweep: {}\nnode: {}\n\nactive policies:\n{}",
                 if r.reconciler_running {
                     "running"
                 } else {
@@ -356,6 +367,7 @@ impl StatusArgs {
                 } else {
                     time_name(r.last_sweep_ms / 1000)
                 },
+                node_line(&r.node_id, &r.node_name),
                 active_table(&r.active)
             );
             for a in &r.active {
