@@ -37,7 +37,8 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Show a running plugin's reconciler counters and active policies (admin socket).
+    /// Show a running plugin's reconciler counters, node identity and active policies (admin
+    /// socket).
     Status(StatusArgs),
     /// Save the live Docker snapshot as a fixture for `dockhand policy test`.
     Record(RecordArgs),
