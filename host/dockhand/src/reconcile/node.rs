@@ -13,7 +13,7 @@
 //! this node's reconciler sees containers labelled with the new id as another node's and
 //! leaves them alone; the first task replaces the file.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, PoisonError, RwLock};
 
@@ -25,6 +25,9 @@ pub const NODE_FILE_NAME: &str = "node.json";
 
 /// Longest id or name accepted from the file (Nomad's ids are 36-byte UUIDs).
 const MAX_FIELD_BYTES: usize = 256;
+
+/// Largest file read: two fields at their limit, with room for JSON escapes.
+const MAX_FILE_BYTES: u64 = 4096;
 
 /// This node's identity as learnt at run time; see the module documentation.
 #[derive(Debug, Default)]
@@ -118,11 +121,21 @@ pub fn saved_identity(path: &Path) -> Result<Option<NodeInfo>, String> {
 
 /// The identity in `path`; `None` when there is no file.
 fn load(path: &Path) -> Result<Option<Stored>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    match std::fs::metadata(path) {
+        // Opening a FIFO or a device could block or never end.
+        Ok(meta) if !meta.is_file() => return Err("it is not a regular file".to_owned()),
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read it: {e}")),
-    };
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("it is larger than {MAX_FILE_BYTES} bytes"));
+    }
     let stored: Stored =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a node identity: {e}"))?;
     check_field("id", &stored.id)?;

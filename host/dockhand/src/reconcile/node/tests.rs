@@ -129,6 +129,20 @@ fn the_load_errors_name_the_problem() {
             .unwrap_err()
             .starts_with("not a node identity: ")
     );
+    std::fs::write(&path, vec![b' '; 1 << 20]).unwrap();
+    assert_eq!(
+        load(&path).unwrap_err(),
+        format!("it is larger than {MAX_FILE_BYTES} bytes")
+    );
+    assert_eq!(load(dir.path()).unwrap_err(), "it is not a regular file");
+    // A FIFO nobody writes to would block an open for reading forever.
+    let fifo = dir.path().join("fifo.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(load(&fifo).unwrap_err(), "it is not a regular file");
     assert_eq!(load(&dir.path().join("absent.json")), Ok(None));
 }
 
