@@ -129,17 +129,6 @@ fn write_output(path: &Path, json: &str) -> Result<(), String> {
         let mut out = std::io::stdout().lock();
         return writeln!(out, "{json}").map_err(|e| format!("cannot write to stdout: {e}"));
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
-    tmp.write_all(json.as_bytes())
-        .and_then(|()| tmp.write_all(b"\n"))
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    crate::atomic_file::write_atomically(path, format!("{json}\n").as_bytes())
+        .map_err(|e| e.to_string())
 }

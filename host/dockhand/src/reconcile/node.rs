@@ -13,7 +13,7 @@
 //! this node's reconciler sees containers labelled with the new id as another node's and
 //! leaves them alone; the first task replaces the file.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, PoisonError, RwLock};
 
@@ -178,15 +178,14 @@ fn save(path: &Path, node: &NodeInfo) {
     }
 }
 
-fn write_atomically(path: &Path, stored: &Stored) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer(&mut tmp, stored)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+fn write_atomically(path: &Path, stored: &Stored) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut json = serde_json::to_vec(stored).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    crate::atomic_file::write_atomically(path, &json).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
