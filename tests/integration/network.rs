@@ -6,6 +6,7 @@
 //! Sandbox containers carry only Nomad's alloc-id label, so each test registers the sandbox
 //! name with its [`TestContainers`] guard for clean-up.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,20 @@ async fn container_netns(docker: &Arc<dyn DockerApi>, id: &str) -> String {
 }
 
 /// Whether the container exists and runs (`None` when it does not exist).
+/// The labels of the sandbox `spec` names.
+async fn sandbox_labels(
+    docker: &Arc<dyn DockerApi>,
+    spec: &pb::NetworkIsolationSpec,
+) -> HashMap<String, String> {
+    docker
+        .inspect_container(&spec.labels[SANDBOX_CONTAINER_LABEL])
+        .await
+        .expect("sandbox")
+        .config
+        .and_then(|c| c.labels)
+        .expect("labels")
+}
+
 async fn running(docker: &Arc<dyn DockerApi>, id: &str) -> Option<bool> {
     match docker.inspect_container(id).await {
         Ok(i) => Some(i.state.and_then(|s| s.running).unwrap_or(false)),
@@ -245,15 +260,8 @@ async fn create_network_runs_a_sandbox_that_tasks_join() {
         .await
         .expect("CreateNetwork after a task");
     let second_spec = second.isolation_spec.expect("isolation spec");
-    let second_labels = docker
-        .inspect_container(&second_spec.labels[SANDBOX_CONTAINER_LABEL])
-        .await
-        .expect("second sandbox")
-        .config
-        .and_then(|c| c.labels)
-        .expect("labels");
     assert_eq!(
-        second_labels,
+        sandbox_labels(&docker, &second_spec).await,
         [
             (ALLOC_LABEL.to_owned(), second_alloc.clone()),
             (NODE_LABEL.to_owned(), "node".to_owned()),
@@ -398,15 +406,8 @@ async fn a_restarted_plugin_labels_a_sandbox_with_the_node_learnt_in_its_last_ru
         .await
         .expect("CreateNetwork");
     let spec = created.isolation_spec.expect("isolation spec");
-    let labels = docker
-        .inspect_container(&spec.labels[SANDBOX_CONTAINER_LABEL])
-        .await
-        .expect("sandbox")
-        .config
-        .and_then(|c| c.labels)
-        .expect("labels");
     assert_eq!(
-        labels,
+        sandbox_labels(&docker, &spec).await,
         [
             (ALLOC_LABEL.to_owned(), alloc_id.clone()),
             (NODE_LABEL.to_owned(), NODE_ID.to_owned()),
