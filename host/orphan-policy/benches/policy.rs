@@ -18,8 +18,8 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use orphan_policy::limits::{MAX_CONTAINERS_PER_BATCH, MAX_DEADLINE};
 use orphan_policy::{
-    Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, Mount,
-    NodeInfo, Ownership, PolicyEngine, PolicyKind, Verdict, guests, native,
+    Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, LoadedPolicy,
+    Mount, NodeInfo, Ownership, PolicyEngine, PolicyKind, Verdict, guests, native,
 };
 
 const NODE_ID: &str = "9d5741c1-3954-4b57-8a4c-d7a1e5a1a001";
@@ -156,45 +156,37 @@ fn benches(c: &mut Criterion) {
     let listed: Vec<ContainerSnapshot> = (0..10_000).map(|i| snapshot(i, false)).collect();
     let context = ctx();
 
-    let expected = sweep(
-        &all,
-        |b| native::classify(&context, b),
-        |c| native::decide(&context, c),
-    );
+    // One sweep of `snapshots` through a pair of Wasm policies, or natively.
+    let wasm_sweep =
+        |ownership: &LoadedPolicy, kill: &LoadedPolicy, snapshots: &[ContainerSnapshot]| {
+            sweep(
+                black_box(snapshots),
+                |batch| ownership.classify(&context, batch).expect("classify"),
+                |cands| kill.decide(&context, cands).expect("decide"),
+            )
+        };
+    let native_sweep = |snapshots: &[ContainerSnapshot]| {
+        sweep(
+            black_box(snapshots),
+            |batch| native::classify(&context, batch),
+            |c| native::decide(&context, c),
+        )
+    };
+
+    let expected = native_sweep(&all);
     assert_eq!(expected, 3334, "a third of the snapshots are ours");
 
     let mut group = c.benchmark_group("sweep_10k");
     group.sample_size(10);
     group.bench_function("wasm", |b| {
-        b.iter(|| {
-            let n = sweep(
-                black_box(&all),
-                |batch| ownership.classify(&context, batch).expect("classify"),
-                |cands| kill.decide(&context, cands).expect("decide"),
-            );
-            assert_eq!(n, expected);
-        })
+        b.iter(|| assert_eq!(wasm_sweep(&ownership, &kill, &all), expected))
     });
     let (ownership_all, kill_all) = (ownership.sent_all_inputs(), kill.sent_all_inputs());
     group.bench_function("wasm_all_inputs", |b| {
-        b.iter(|| {
-            let n = sweep(
-                black_box(&all),
-                |batch| ownership_all.classify(&context, batch).expect("classify"),
-                |cands| kill_all.decide(&context, cands).expect("decide"),
-            );
-            assert_eq!(n, expected);
-        })
+        b.iter(|| assert_eq!(wasm_sweep(&ownership_all, &kill_all, &all), expected))
     });
     group.bench_function("native", |b| {
-        b.iter(|| {
-            let n = sweep(
-                black_box(&all),
-                |batch| native::classify(&context, batch),
-                |c| native::decide(&context, c),
-            );
-            assert_eq!(n, expected);
-        })
+        b.iter(|| assert_eq!(native_sweep(&all), expected))
     });
     // The same sweeps with every cache emptied first. The benchmarks above
     // run the same snapshots back to back, so whatever a sweep touches stays
@@ -205,47 +197,21 @@ fn benches(c: &mut Criterion) {
     group.bench_function("cold_wasm", |b| {
         b.iter_batched(
             || cold.empty(),
-            |()| {
-                sweep(
-                    black_box(&all),
-                    |batch| ownership.classify(&context, batch).expect("classify"),
-                    |cands| kill.decide(&context, cands).expect("decide"),
-                )
-            },
+            |()| wasm_sweep(&ownership, &kill, &all),
             BatchSize::PerIteration,
         )
     });
     group.bench_function("cold_native", |b| {
         b.iter_batched(
             || cold.empty(),
-            |()| {
-                sweep(
-                    black_box(&all),
-                    |batch| native::classify(&context, batch),
-                    |c| native::decide(&context, c),
-                )
-            },
+            |()| native_sweep(&all),
             BatchSize::PerIteration,
         )
     });
     group.bench_function("wasm_listed_no_env", |b| {
-        b.iter(|| {
-            sweep(
-                black_box(&listed),
-                |batch| ownership.classify(&context, batch).expect("classify"),
-                |cands| kill.decide(&context, cands).expect("decide"),
-            )
-        })
+        b.iter(|| wasm_sweep(&ownership, &kill, &listed))
     });
-    group.bench_function("native_listed_no_env", |b| {
-        b.iter(|| {
-            sweep(
-                black_box(&listed),
-                |batch| native::classify(&context, batch),
-                |c| native::decide(&context, c),
-            )
-        })
-    });
+    group.bench_function("native_listed_no_env", |b| b.iter(|| native_sweep(&listed)));
     group.finish();
 
     c.bench_function("instantiate", |b| {
