@@ -49,6 +49,7 @@ pub mod batch;
 pub mod helpers;
 pub mod labels;
 pub mod logging;
+pub mod mem;
 
 pub use wit_bindgen;
 
