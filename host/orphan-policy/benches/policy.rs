@@ -19,7 +19,7 @@ mod common;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use orphan_policy::{CompileSource, EngineConfig, PolicyKind, guests};
 
-use common::{ColdCaches, Fixture, new_engine};
+use common::{ColdCaches, Fixture, harness_with};
 
 fn benches(c: &mut Criterion) {
     let fixture = Fixture::new();
@@ -74,9 +74,10 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("first_compile", |b| {
         b.iter_batched(
-            || new_engine(EngineConfig::default()),
-            |(engine, _ticker)| {
-                engine
+            || harness_with(EngineConfig::default()),
+            |harness| {
+                harness
+                    .engine
                     .load(PolicyKind::Ownership, guests::DEFAULT_OWNERSHIP)
                     .expect("load")
             },
@@ -89,16 +90,17 @@ fn benches(c: &mut Criterion) {
         ..EngineConfig::default()
     };
     {
-        let (engine, _ticker) = new_engine(cached.clone());
-        engine
+        harness_with(cached.clone())
+            .engine
             .load(PolicyKind::Ownership, guests::DEFAULT_OWNERSHIP)
             .expect("warm the cache");
     }
     group.bench_function("disk_cache", |b| {
         b.iter_batched(
-            || new_engine(cached.clone()),
-            |(engine, _ticker)| {
-                let policy = engine
+            || harness_with(cached.clone()),
+            |harness| {
+                let policy = harness
+                    .engine
                     .load(PolicyKind::Ownership, guests::DEFAULT_OWNERSHIP)
                     .expect("load");
                 assert_eq!(policy.compile_source(), CompileSource::DiskCache);

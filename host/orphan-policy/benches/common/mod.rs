@@ -11,23 +11,14 @@ use std::hint::black_box;
 use orphan_policy::limits::{MAX_CONTAINERS_PER_BATCH, MAX_DEADLINE};
 use orphan_policy::{
     Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, LoadedPolicy,
-    Mount, NodeInfo, Ownership, PolicyEngine, PolicyKind, Verdict, native,
+    Mount, Ownership, PolicyKind, Verdict, native,
 };
 
-pub const NODE_ID: &str = "9d5741c1-3954-4b57-8a4c-d7a1e5a1a001";
+/// The integration tests' fixtures: node ids, `ctx()` and an engine with its ticker.
+#[path = "../../tests/policy_host/support.rs"]
+mod support;
 
-pub fn ctx() -> EvalContext {
-    EvalContext {
-        now_ms: 1_700_000_000_000,
-        node: NodeInfo {
-            id: NODE_ID.into(),
-            name: "client-1".into(),
-            datacenter: "dc1".into(),
-        },
-        driver_name: "dockhand".into(),
-        creation_grace_ms: 300_000,
-    }
-}
+pub use support::{Harness, NODE_ID, OTHER_NODE_ID, ctx, harness_with};
 
 pub fn snapshot(i: usize, inspected: bool) -> ContainerSnapshot {
     let alloc = format!("{i:08x}-024e-a903-45b8-2bc28b74ed69");
@@ -41,10 +32,7 @@ pub fn snapshot(i: usize, inspected: bool) -> ContainerSnapshot {
         }
         1 => {
             labels.insert("com.hashicorp.nomad.alloc_id".into(), alloc.clone());
-            labels.insert(
-                "com.hashicorp.nomad.node_id".into(),
-                "0b8c2f4e-7d19-4c3a-9e6b-5f0a2d7c8e02".into(),
-            );
+            labels.insert("com.hashicorp.nomad.node_id".into(), OTHER_NODE_ID.into());
         }
         _ => {
             labels.insert("maintainer".into(), "ops".into());
@@ -129,16 +117,10 @@ impl ColdCaches {
     }
 }
 
-pub fn new_engine(config: EngineConfig) -> (PolicyEngine, orphan_policy::EpochTicker) {
-    let engine = PolicyEngine::new(config).expect("engine");
-    let ticker = engine.start_epoch_ticker().expect("ticker");
-    (engine, ticker)
-}
-
 /// The sweep benchmarks' engine, default policies and inputs.
 pub struct Fixture {
     /// Keeps the deadlines ticking while the fixture lives.
-    _ticker: orphan_policy::EpochTicker,
+    _harness: Harness,
     pub ownership: LoadedPolicy,
     pub kill: LoadedPolicy,
     /// 10,000 inspected snapshots (with their environment).
@@ -154,16 +136,17 @@ impl Fixture {
     pub fn new() -> Self {
         // The sweep uses the longest deadline so that a loaded benchmark
         // machine measures slowness instead of failing on it.
-        let (engine, ticker) = new_engine(EngineConfig {
+        let harness = harness_with(EngineConfig {
             deadline: MAX_DEADLINE,
             ..EngineConfig::default()
         });
-        let ownership = engine
+        let ownership = harness
+            .engine
             .load_default(PolicyKind::Ownership)
             .expect("ownership");
-        let kill = engine.load_default(PolicyKind::Kill).expect("kill");
+        let kill = harness.engine.load_default(PolicyKind::Kill).expect("kill");
         let mut fixture = Self {
-            _ticker: ticker,
+            _harness: harness,
             ownership,
             kill,
             all: (0..10_000).map(|i| snapshot(i, true)).collect(),
