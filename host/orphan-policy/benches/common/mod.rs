@@ -178,6 +178,16 @@ impl Fixture {
         )
     }
 
+    /// Only the packing of a sweep's `classify` inputs for `ownership`, batch
+    /// by batch: what the host spends on the inputs before any policy runs.
+    /// Returns the bytes of strings packed.
+    pub fn pack_sweep(&self, ownership: &LoadedPolicy, snapshots: &[ContainerSnapshot]) -> usize {
+        black_box(snapshots)
+            .chunks(MAX_CONTAINERS_PER_BATCH)
+            .map(|batch| ownership.pack_only(batch).expect("pack"))
+            .sum()
+    }
+
     /// The same sweep through the native rules.
     pub fn native_sweep(&self, snapshots: &[ContainerSnapshot]) -> usize {
         sweep(
