@@ -240,12 +240,14 @@ async fn oom_kill_is_reported_by_wait_task() {
     let mut driver = plugin.driver();
     // dd, the main process, fills a 64 MiB buffer under a 6 MiB limit (no swap): the OOM
     // killer fires within the first pages, even on a loaded machine (a slowly growing shell
-    // variable can thrash on reclaim for minutes first).
+    // variable can thrash on reclaim for minutes first). It starts after a pause: the
+    // runtime watches a container's cgroup for OOM kills only once the container has
+    // started, and Docker never marks an OOM kill that happened before that watch began.
     let mut task = task_config(
         &guard,
         &dirs,
         "hog",
-        "exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+        "sleep 2; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
         Vec::new(),
     );
     if let Some(memory) = task

@@ -200,7 +200,9 @@ async fn watch_exit(docker: &dyn DockerApi, container_id: &str) -> ExitResult {
     };
     // OOMKilled comes from inspect, never from the exit code. The daemon records the OOM
     // event asynchronously, so a SIGKILL exit (137) reading "not OOM-killed" is inspected
-    // again a little later before it is believed.
+    // again a little later before it is believed. An OOM kill in a container's first
+    // instants, before the runtime watches its cgroup, is never recorded at all: such a
+    // task ends with 137 and no OOM flag, as under Nomad's own docker driver.
     let mut oom_killed = false;
     let mut sigkill_rechecks = OOM_RECHECKS;
     for _ in 0..3 + OOM_RECHECKS {
