@@ -5,8 +5,10 @@
 // Each benchmark binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::time::Duration;
 
 use orphan_policy::limits::{MAX_CONTAINERS_PER_BATCH, MAX_DEADLINE};
 use orphan_policy::{
@@ -171,11 +173,39 @@ impl Fixture {
         kill: &LoadedPolicy,
         snapshots: &[ContainerSnapshot],
     ) -> usize {
-        sweep(
+        self.wasm_sweep_timed(ownership, kill, snapshots).0
+    }
+
+    /// [`wasm_sweep`](Self::wasm_sweep), also returning the time spent inside
+    /// the policy calls as each call reports it (`Evaluation::elapsed`: from
+    /// the fresh store to the answer, so instantiation, copying the batch in,
+    /// the policy's own code and copying its answer out).
+    pub fn wasm_sweep_timed(
+        &self,
+        ownership: &LoadedPolicy,
+        kill: &LoadedPolicy,
+        snapshots: &[ContainerSnapshot],
+    ) -> (usize, Duration) {
+        let in_calls = Cell::new(Duration::ZERO);
+        let count = |elapsed| in_calls.set(in_calls.get() + elapsed);
+        let destructive = sweep(
             black_box(snapshots),
-            |batch| ownership.classify(&self.context, batch).expect("classify"),
-            |cands| kill.decide(&self.context, cands).expect("decide"),
-        )
+            |batch| {
+                let answer = ownership
+                    .classify_with_stats(&self.context, batch)
+                    .expect("classify");
+                count(answer.elapsed);
+                answer.output
+            },
+            |cands| {
+                let answer = kill
+                    .decide_with_stats(&self.context, cands)
+                    .expect("decide");
+                count(answer.elapsed);
+                answer.output
+            },
+        );
+        (destructive, in_calls.get())
     }
 
     /// Only the packing of a sweep's `classify` inputs for `ownership`, batch
