@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use orphan_policy::limits::{MAX_CONTAINERS_PER_BATCH, MAX_DEADLINE};
 use orphan_policy::{
-    Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, LoadedPolicy,
-    Mount, Ownership, PolicyKind, Verdict, native,
+    Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, EvalError,
+    Evaluation, LoadedPolicy, Mount, Ownership, PolicyKind, Verdict, native,
 };
 
 /// The integration tests' fixtures: node ids, `ctx()` and an engine with its ticker.
@@ -119,6 +119,13 @@ impl ColdCaches {
     }
 }
 
+/// The answer of a policy call, adding the time the call reports to `total`.
+fn counted<T>(total: &Cell<Duration>, answer: Result<Evaluation<T>, EvalError>) -> T {
+    let answer = answer.expect("policy call");
+    total.set(total.get() + answer.elapsed);
+    answer.output
+}
+
 /// The sweep benchmarks' engine, default policies and inputs.
 pub struct Fixture {
     /// Keeps the deadlines ticking while the fixture lives.
@@ -187,23 +194,15 @@ impl Fixture {
         snapshots: &[ContainerSnapshot],
     ) -> (usize, Duration) {
         let in_calls = Cell::new(Duration::ZERO);
-        let count = |elapsed| in_calls.set(in_calls.get() + elapsed);
         let destructive = sweep(
             black_box(snapshots),
             |batch| {
-                let answer = ownership
-                    .classify_with_stats(&self.context, batch)
-                    .expect("classify");
-                count(answer.elapsed);
-                answer.output
+                counted(
+                    &in_calls,
+                    ownership.classify_with_stats(&self.context, batch),
+                )
             },
-            |cands| {
-                let answer = kill
-                    .decide_with_stats(&self.context, cands)
-                    .expect("decide");
-                count(answer.elapsed);
-                answer.output
-            },
+            |cands| counted(&in_calls, kill.decide_with_stats(&self.context, cands)),
         );
         (destructive, in_calls.get())
     }
