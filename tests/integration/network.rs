@@ -16,7 +16,7 @@ use dockhand::fingerprint::RuntimeCatalog;
 use dockhand::plugin::convert::SANDBOX_CONTAINER_LABEL;
 use dockhand::plugin::network::SANDBOX_HOSTNAME_LABEL;
 use dockhand::reconcile::{AlwaysHealthy, NODE_FILE_NAME, Reconciler};
-use dockhand::tasks::{EngineSettings, NetworkError, TaskEngine, sandbox_name};
+use dockhand::tasks::{DRIVER_LABEL_VALUE, EngineSettings, NetworkError, TaskEngine, sandbox_name};
 use nix::sys::signal::Signal;
 use nomad_plugin::proto::drivers as pb;
 use nomad_plugin::proto::drivers::driver_client::DriverClient;
@@ -26,7 +26,9 @@ use tonic::transport::Channel;
 use crate::harness::{Plugin, TaskDirs, alloc_id_for, cty_object, cty_string_map};
 use crate::lifecycle::{destroy, start, task_config};
 use crate::plugin_reconciler::{Private, START_TIMEOUT, long_lived, started};
-use crate::reconcile::{ALLOC_LABEL, NODE_LABEL, default_policies, settings};
+use crate::reconcile::{
+    ALLOC_LABEL, DRIVER_LABEL, NODE, NODE_LABEL, default_policies, settings,
+};
 use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
 use crate::support::{TEST_IMAGE, TestContainers, docker_with_image};
 
@@ -187,9 +189,17 @@ async fn create_network_runs_a_sandbox_that_tasks_join() {
     let config = sandbox.config.clone().expect("config");
     assert_eq!(config.image.as_deref(), Some(SANDBOX_IMAGE));
     assert_eq!(config.hostname.as_deref(), Some("web-host"));
+    // Nomad's alloc label and dockhand's driver label; no node label before any task told
+    // the plugin its node.
     assert_eq!(
         config.labels,
-        Some([(ALLOC_LABEL.to_owned(), alloc_id.clone())].into())
+        Some(
+            [
+                (ALLOC_LABEL.to_owned(), alloc_id.clone()),
+                (DRIVER_LABEL.to_owned(), DRIVER_LABEL_VALUE.to_owned()),
+            ]
+            .into()
+        )
     );
     let host = sandbox.host_config.clone().expect("host config");
     assert_eq!(host.network_mode.as_deref(), Some("none"));
@@ -265,6 +275,7 @@ async fn create_network_runs_a_sandbox_that_tasks_join() {
         [
             (ALLOC_LABEL.to_owned(), second_alloc.clone()),
             (NODE_LABEL.to_owned(), "node".to_owned()),
+            (DRIVER_LABEL.to_owned(), DRIVER_LABEL_VALUE.to_owned()),
         ]
         .into()
     );
@@ -411,6 +422,7 @@ async fn a_restarted_plugin_labels_a_sandbox_with_the_node_learnt_in_its_last_ru
         [
             (ALLOC_LABEL.to_owned(), alloc_id.clone()),
             (NODE_LABEL.to_owned(), NODE_ID.to_owned()),
+            (DRIVER_LABEL.to_owned(), DRIVER_LABEL_VALUE.to_owned()),
         ]
         .into()
     );
@@ -485,14 +497,15 @@ async fn the_reconciler_spares_tracked_sandboxes_and_judges_orphaned_ones() {
     let Some((docker, guard, alloc_id)) = setup(case).await else {
         return;
     };
-    // The sandbox of a gone allocation, created by an engine that no longer exists.
+    // The sandbox of a gone allocation, created by an engine that no longer exists (and knew
+    // its node: a sandbox without a node label is never claimed on a shared daemon).
     let gone_alloc = alloc_id_for("network_reconcile_gone");
     guard.track(sandbox_name(&gone_alloc));
     let _ = docker
         .remove_container(&sandbox_name(&gone_alloc), true)
         .await;
     let orphan = engine_with_infra(&docker, SANDBOX_IMAGE)
-        .create_network(&gone_alloc, "", "")
+        .create_network(&gone_alloc, "", NODE)
         .await
         .expect("orphan sandbox")
         .container_id;

@@ -28,8 +28,25 @@ pub const LABEL_TASK_NAME: &str = "com.hashicorp.nomad.task_name";
 pub const LABEL_NAMESPACE: &str = "com.hashicorp.nomad.namespace";
 /// Node name label.
 pub const LABEL_NODE_NAME: &str = "com.hashicorp.nomad.node_name";
-/// Node id label.
+/// Node id label. dockhand sets it on every container it creates once it knows the node's
+/// id, whatever `extra_labels` says: it is what keeps other clients sharing the daemon away.
 pub const LABEL_NODE_ID: &str = "com.hashicorp.nomad.node_id";
+/// dockhand's driver label: present on every container dockhand creates (tasks and
+/// group-network sandboxes), so that its reconciler can tell them from the containers of Nomad's
+/// builtin `docker` driver on the same daemon, which carry the same Nomad labels.
+pub const LABEL_DRIVER: &str = "dockhand.driver";
+/// The value of [`LABEL_DRIVER`]; only the label's presence matters.
+pub const DRIVER_LABEL_VALUE: &str = "dockhand";
+
+/// The labels that mark a container as dockhand's own: its driver label, and this node's id
+/// when known (empty `node_id`: not known yet).
+pub fn identity_labels(node_id: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([(LABEL_DRIVER.to_owned(), DRIVER_LABEL_VALUE.to_owned())]);
+    if !node_id.is_empty() {
+        labels.insert(LABEL_NODE_ID.to_owned(), node_id.to_owned());
+    }
+    labels
+}
 
 /// What the container builder needs from the engine settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +231,9 @@ pub fn container_config(
     let d = &spec.docker;
     let mut labels: HashMap<String, String> = d.labels.clone().into_iter().collect();
     labels.extend(nomad_labels(spec, &settings.extra_labels));
+    // After the user's and `extra_labels`' ones: these identify the creator and cannot be
+    // overridden by a task.
+    labels.extend(identity_labels(&spec.node_id));
 
     let mut cmd = Vec::new();
     if let Some(command) = &d.command {
@@ -415,6 +435,26 @@ mod tests {
         assert_eq!(labels[LABEL_ALLOC_ID], s.alloc_id);
         assert_eq!(labels["team"], "a");
         assert!(!labels.contains_key(LABEL_JOB_NAME));
+    }
+
+    #[test]
+    fn node_and_driver_labels_are_set_whatever_extra_labels_say() {
+        let mut s = spec();
+        s.docker.labels.insert(LABEL_NODE_ID.into(), "forged".into());
+        s.docker.labels.insert(LABEL_DRIVER.into(), "forged".into());
+        for globs in [&[][..], &["*"][..], &["job_*"][..]] {
+            let labels = container_config(&s, "img", None, &settings(globs))
+                .unwrap()
+                .labels
+                .unwrap();
+            assert_eq!(labels[LABEL_NODE_ID], "node-1", "{globs:?}");
+            assert_eq!(labels[LABEL_DRIVER], DRIVER_LABEL_VALUE, "{globs:?}");
+        }
+        // A node not known (never the case for a task: Nomad names it) adds no empty label.
+        assert_eq!(
+            identity_labels(""),
+            BTreeMap::from([(LABEL_DRIVER.to_owned(), DRIVER_LABEL_VALUE.to_owned())])
+        );
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //!   `com.hashicorp.nomad.alloc_id` label, runs the configured `infra_image` with its own
 //!   command, network mode `none` (a namespace with only loopback, which the client's CNI
 //!   set-up then fills) and restart policy `unless-stopped`, and takes the group's hostname.
-//! * **Node label.** Unlike Nomad's, a sandbox also carries `com.hashicorp.nomad.node_id`
-//!   once the plugin knows this node's id (learnt from the first task it starts or
-//!   recovers, and kept in `<data_dir>/node.json` across restarts), so that on a daemon
-//!   shared by several nodes the default ownership policy of another node sees it as not its
-//!   own. A sandbox created before any task ever ran with this data dir has no node label;
-//!   other nodes' defaults then claim it like any Nomad-labelled container.
+//! * **Node and driver labels.** Unlike Nomad's, a sandbox also carries dockhand's driver
+//!   label (`dockhand.driver`) and `com.hashicorp.nomad.node_id` once the plugin knows this
+//!   node's id (learnt from the first task it starts or recovers, and kept in
+//!   `<data_dir>/node.json` across restarts), so that on a daemon shared by several nodes the
+//!   reconciler of another node refuses to claim it. A sandbox created before any task ever
+//!   ran with this data dir has no node label; unless `dockhand.daemon = "exclusive"`, no
+//!   reconciler claims such a container (the driver label without a node label is refused).
 //! * **Re-adoption before the image.** A running sandbox of the allocation (a plugin or client
 //!   restart) is adopted — tracked again and reported with `created = false` — without
 //!   touching the image, so re-adoption never depends on a registry. Only a new sandbox needs
@@ -37,7 +38,7 @@ use crate::docker::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::container::LABEL_NODE_ID;
+use super::container::identity_labels;
 use super::image::{ImageRequest, ensure_image};
 use super::{LABEL_ALLOC_ID, TaskEngine, TaskError};
 
@@ -435,18 +436,16 @@ impl TaskEngine {
     }
 }
 
-/// The create body of the sandbox of `alloc_id`: Nomad's alloc label, plus this node's id
-/// label when it is known (Nomad sets no node label on sandboxes).
+/// The create body of the sandbox of `alloc_id`: Nomad's alloc label, dockhand's driver label,
+/// and this node's id label when it is known (Nomad sets neither on sandboxes).
 fn sandbox_config(
     alloc_id: &str,
     hostname: &str,
     node_id: &str,
     image: &str,
 ) -> ContainerCreateBody {
-    let mut labels = HashMap::from([(LABEL_ALLOC_ID.to_owned(), alloc_id.to_owned())]);
-    if !node_id.is_empty() {
-        labels.insert(LABEL_NODE_ID.to_owned(), node_id.to_owned());
-    }
+    let mut labels: HashMap<String, String> = identity_labels(node_id).into_iter().collect();
+    labels.insert(LABEL_ALLOC_ID.to_owned(), alloc_id.to_owned());
     ContainerCreateBody {
         image: Some(image.to_owned()),
         hostname: (!hostname.is_empty()).then(|| hostname.to_owned()),
@@ -466,6 +465,7 @@ fn sandbox_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::container::{DRIVER_LABEL_VALUE, LABEL_DRIVER, LABEL_NODE_ID};
 
     #[test]
     fn alloc_ids_must_fit_a_container_name() {
@@ -484,10 +484,10 @@ mod tests {
         assert_eq!(body.hostname.as_deref(), Some("web"));
         assert_eq!(
             body.labels,
-            Some(HashMap::from([(
-                LABEL_ALLOC_ID.to_owned(),
-                "a1".to_owned()
-            )]))
+            Some(HashMap::from([
+                (LABEL_ALLOC_ID.to_owned(), "a1".to_owned()),
+                (LABEL_DRIVER.to_owned(), DRIVER_LABEL_VALUE.to_owned()),
+            ]))
         );
         let host = body.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
