@@ -74,8 +74,9 @@ fn mode_to_proto(mode: PolicyMode) -> i32 {
 
 fn mode_from_proto(value: i32) -> Result<PolicyMode, Status> {
     match proto::PolicyMode::try_from(value) {
-        Ok(proto::PolicyMode::Audit) => Ok(PolicyMode::Audit),
-        Ok(proto::PolicyMode::Enforce | proto::PolicyMode::Unspecified) => Ok(PolicyMode::Enforce),
+        // Enforcing is always asked for explicitly: an activation that names no mode audits.
+        Ok(proto::PolicyMode::Audit | proto::PolicyMode::Unspecified) => Ok(PolicyMode::Audit),
+        Ok(proto::PolicyMode::Enforce) => Ok(PolicyMode::Enforce),
         Err(_) => Err(Status::invalid_argument(format!(
             "mode: unknown policy mode {value}; expected audit or enforce"
         ))),

@@ -84,8 +84,9 @@ pub struct ListArgs {
 pub struct ActivateArgs {
     /// sha256 of a stored policy (see `dockhand policy list`).
     pub digest: String,
-    /// Carry its decisions out (`enforce`) or only log them (`audit`).
-    #[arg(long, value_enum, default_value = "enforce")]
+    /// Carry its decisions out (`enforce`) or only log them (`audit`, the default: enforcing
+    /// is always explicit).
+    #[arg(long, value_enum, default_value = "audit")]
     pub mode: ModeArg,
     #[command(flatten)]
     pub socket: SocketArg,
