@@ -26,7 +26,7 @@ use crate::harness::{Plugin, TaskDirs};
 use crate::lifecycle::{destroy, inspect, start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
 use crate::reconcile::{
-    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, STUBBORN, make, output, state, uuid_for,
+    Kind, SLEEPER, STUBBORN, dockhand_labels, make, output, state, uuid_for,
 };
 use crate::recover::recover_request;
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
@@ -104,7 +104,7 @@ async fn sigkill_mid_sweep_then_recovery_leaves_recovered_tasks_untouched() {
         &guard,
         Kind {
             name: format!("{case}-web-{alloc}"),
-            labels: vec![(ALLOC_LABEL, alloc), (NODE_LABEL, TASK_NODE.to_owned())],
+            labels: dockhand_labels(alloc, TASK_NODE),
             start: true,
             script: Some(STUBBORN),
             ..Kind::default()

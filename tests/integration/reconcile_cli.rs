@@ -17,7 +17,7 @@ use crate::harness::TaskDirs;
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
 use crate::reconcile::{
-    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, assert_still_running, labelled_orphan, make,
+    Kind, SLEEPER, assert_still_running, dockhand_labels, labelled_orphan, make,
     plain_container, state, uuid_for,
 };
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
@@ -278,7 +278,7 @@ async fn reconcile_once_through_the_plugin_uses_its_tracked_set() {
         &guard,
         Kind {
             name: format!("{case}-web-{alloc}"),
-            labels: vec![(ALLOC_LABEL, alloc.clone()), (NODE_LABEL, TASK_NODE.into())],
+            labels: dockhand_labels(alloc.clone(), TASK_NODE),
             start: true,
             ..Kind::default()
         },

@@ -73,6 +73,8 @@ async fn create_all(docker: &Arc<dyn DockerApi>) {
                         "com.hashicorp.nomad.alloc_id".to_owned(),
                         format!("00000000-0000-4000-8000-{n:012x}"),
                     ));
+                    // dockhand's own orphans: the host accepts claims on these only.
+                    labels.extend(dockhand::tasks::identity_labels("bench-node"));
                 }
                 let body = ContainerCreateBody {
                     image: Some(image::TEST_IMAGE.to_owned()),

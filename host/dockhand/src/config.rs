@@ -48,7 +48,7 @@ use std::fmt;
 use nomad_plugin::cty::{self, CtyError, Cursor};
 
 pub use plugin::{
-    AdminConfig, AllowedModes, DanglingConfig, DockhandConfig, GcConfig, LoggingConfig,
+    AdminConfig, AllowedModes, DaemonSharing, DanglingConfig, DockhandConfig, GcConfig, LoggingConfig,
     PluginConfig, PolicyMode, PolicySource, RegistryAuth, TlsConfig, VolumesConfig,
 };
 pub use plugin_spec::plugin_config_spec;

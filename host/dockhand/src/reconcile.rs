@@ -40,6 +40,7 @@
 //! never mixes two policy versions.
 
 mod audit;
+mod claims;
 mod execute;
 mod manual;
 mod metrics;
@@ -57,7 +58,7 @@ use std::time::Duration;
 
 use orphan_policy::{LoadedPolicy, NodeInfo};
 
-use crate::config::{PluginConfig, PolicyMode};
+use crate::config::{DaemonSharing, PluginConfig, PolicyMode};
 use crate::docker::DockerApi;
 use crate::fingerprint::Fingerprinter;
 use crate::tasks::{TaskEngine, TaskStore};
@@ -224,6 +225,8 @@ pub struct ReconcileSettings {
     /// Only consider containers carrying this label (`key` or `key=value`). An operator
     /// feature for daemons shared with other tools; `None` considers every running container.
     pub label_filter: Option<String>,
+    /// Who else uses the daemon: bounds which `owned` verdicts the host accepts.
+    pub daemon: DaemonSharing,
     /// Inspections in flight at once for `need-inspect` verdicts.
     pub inspect_concurrency: usize,
     /// The JSON-lines audit file; `None` disables it.
@@ -246,6 +249,7 @@ impl ReconcileSettings {
             node: NodeInfo::default(),
             driver_name: "docker".to_owned(),
             label_filter: None,
+            daemon: DaemonSharing::default(),
             inspect_concurrency: DEFAULT_INSPECT_CONCURRENCY,
             audit_path: None,
             audit_max_bytes: DEFAULT_AUDIT_MAX_BYTES,
@@ -267,6 +271,7 @@ impl ReconcileSettings {
             node,
             driver_name: driver_name.to_owned(),
             label_filter: own.label_filter.clone(),
+            daemon: own.daemon,
             audit_path: Some(own.data_dir.join(AUDIT_FILE_NAME)),
             ..Self::new(gc.period, gc.creation_grace)
         }
@@ -545,6 +550,7 @@ mod tests {
         assert_eq!(s.max_actions_per_sweep, 10);
         assert_eq!(s.node, node);
         assert_eq!(s.label_filter, None);
+        assert_eq!(s.daemon, DaemonSharing::SharedWithBuiltinDriver);
         assert_eq!(
             s.audit_path,
             Some(config.dockhand.data_dir.join(AUDIT_FILE_NAME))

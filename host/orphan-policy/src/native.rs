@@ -124,6 +124,13 @@ fn classify_one(ctx: &EvalContext, c: &ContainerSnapshot) -> Verdict {
     )
 }
 
+/// The allocation id a container name carries: the last `-<uuid>` after a `/` in `name`
+/// (Nomad's `/.*-<uuid>` pattern for `/<task>-<alloc id>`), as the default ownership policy
+/// reads it. The reconciler uses it to check the claims of any ownership policy.
+pub fn name_alloc_id(name: &str) -> Option<&str> {
+    name_uuid(name)
+}
+
 /// The last `-<uuid>` after a `/` in `name` (Nomad's `/.*-<uuid>` pattern).
 fn name_uuid(name: &str) -> Option<&str> {
     let slash = name.find('/')?;

@@ -21,6 +21,17 @@ pub const NODE: &str = "node-a";
 pub const ALLOC_LABEL: &str = "com.hashicorp.nomad.alloc_id";
 /// The node-id label.
 pub const NODE_LABEL: &str = "com.hashicorp.nomad.node_id";
+/// dockhand's driver label, on every container dockhand creates.
+pub const DRIVER_LABEL: &str = dockhand::tasks::LABEL_DRIVER;
+
+/// The labels of a container dockhand created for `alloc` on `node`.
+pub fn dockhand_labels(alloc: String, node: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (ALLOC_LABEL, alloc),
+        (NODE_LABEL, node.to_owned()),
+        (DRIVER_LABEL, dockhand::tasks::DRIVER_LABEL_VALUE.to_owned()),
+    ]
+}
 /// A long-running command that exits promptly on SIGTERM (busybox as PID 1 ignores it).
 pub const SLEEPER: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
@@ -121,7 +132,7 @@ pub async fn make(docker: &Arc<dyn DockerApi>, guard: &TestContainers, kind: Kin
     id
 }
 
-/// An orphaned alloc container labelled for `node`.
+/// An orphaned alloc container dockhand created on `node`.
 pub async fn labelled_orphan(
     docker: &Arc<dyn DockerApi>,
     guard: &TestContainers,
@@ -134,7 +145,7 @@ pub async fn labelled_orphan(
         guard,
         Kind {
             name: format!("{}-web-{alloc}", guard.case()),
-            labels: vec![(ALLOC_LABEL, alloc), (NODE_LABEL, node.to_owned())],
+            labels: dockhand_labels(alloc, node),
             start: true,
             ..Kind::default()
         },

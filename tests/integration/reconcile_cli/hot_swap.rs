@@ -22,7 +22,9 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
     let guard = TestContainers::new(&docker, case).await;
     let created = Instant::now();
     // Two orphans whose stop blocks for its 30 s grace; with one action per sweep, the first
-    // sweep is busy with one of them and leaves the other for the next.
+    // sweep is busy with one of them and leaves the other for the next. They carry Nomad's
+    // alloc label only, so the daemon is declared dockhand's alone (`daemon = "exclusive"`):
+    // otherwise the host would refuse any claim on them.
     let mut orphans = Vec::new();
     for n in 1..=2 {
         let alloc = uuid_for(case, n);
@@ -45,7 +47,7 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
     let body = private.config(
         &format!(
             " mode = \"enforce\"\n max_actions_per_sweep = 1\n \
-             label_filter = \"{TEST_CASE_LABEL}={case}\"\n"
+             label_filter = \"{TEST_CASE_LABEL}={case}\"\n daemon = \"exclusive\"\n"
         ),
         "gc {\n dangling_containers {\n creation_grace = \"1m\"\n }\n}\n",
     );

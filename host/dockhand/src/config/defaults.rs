@@ -74,6 +74,8 @@ pub const DOCKHAND_POLICY_DEADLINE: &str = "100ms";
 pub const DOCKHAND_MAX_ACTIONS_PER_SWEEP: i64 = 10;
 /// `dockhand.docker_call_timeout`
 pub const DOCKHAND_DOCKER_CALL_TIMEOUT: &str = "30s";
+/// `dockhand.daemon`: Nomad's builtin driver may share the daemon (the migration path).
+pub const DOCKHAND_DAEMON: &str = "shared-with-builtin-driver";
 /// `dockhand.admin.enabled`
 pub const DOCKHAND_ADMIN_ENABLED: bool = true;
 /// `dockhand.admin.socket`

@@ -105,6 +105,50 @@ pub enum PolicyMode {
     Enforce,
 }
 
+/// Who else runs containers on this Docker daemon (`dockhand.daemon`). It bounds which
+/// containers any ownership policy may claim: the reconciler refuses an `owned` verdict the
+/// container does not bear out (see `reconcile::claims`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DaemonSharing {
+    /// `"exclusive"`: this client's dockhand is the only Nomad driver using the daemon. A
+    /// container of this node's allocations may be claimed whatever driver created it (e.g.
+    /// leftovers of Nomad's builtin driver after a completed migration).
+    Exclusive,
+    /// `"shared-with-builtin-driver"` (default): Nomad's builtin `docker` driver may run tasks
+    /// on the daemon too. A container with Nomad's `alloc_id` label may be claimed only if it
+    /// carries dockhand's driver label and this node's node label. Other dockhand clients'
+    /// containers carry their own node label, so this is also safe on a daemon shared by
+    /// clients that run only dockhand.
+    #[default]
+    SharedWithBuiltinDriver,
+    /// `"shared-by-clients"`: several Nomad clients, with any drivers, use the daemon. As
+    /// `shared-with-builtin-driver`, and no container without this node's node label (Nomad's
+    /// label-less fallback included) is ever claimed.
+    SharedByClients,
+}
+
+impl DaemonSharing {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exclusive => "exclusive",
+            Self::SharedWithBuiltinDriver => "shared-with-builtin-driver",
+            Self::SharedByClients => "shared-by-clients",
+        }
+    }
+
+    /// The value spelled `text`, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Exclusive,
+            Self::SharedWithBuiltinDriver,
+            Self::SharedByClients,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == text)
+    }
+}
+
 /// A policy component on disk, optionally pinned by digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySource {
@@ -138,6 +182,7 @@ pub struct AdminConfig {
 ///   max_actions_per_sweep = 10                   # 0 = never act
 ///   docker_call_timeout   = "30s"
 ///   label_filter          = "com.example.fleet=batch"  # optional: `key` or `key=value`
+///   daemon                = "shared-with-builtin-driver"  # or "exclusive", "shared-by-clients"
 ///   admin { enabled = true  socket = "/run/dockhand/admin.sock"  allowed_uids = [0] }
 /// }
 /// ```
@@ -163,6 +208,8 @@ pub struct DockhandConfig {
     /// reconciler; `None` considers every running container. For daemons shared with other
     /// tools or other operators.
     pub label_filter: Option<String>,
+    /// Who else uses the Docker daemon; bounds what an ownership policy may claim.
+    pub daemon: DaemonSharing,
     /// The admin socket.
     pub admin: AdminConfig,
 }
@@ -549,6 +596,18 @@ fn dockhand_config(p: &mut Problems, raw: super::raw::RawDockhand) -> DockhandCo
                 None
             }
         });
+    let daemon_text = raw.daemon.as_deref().unwrap_or(d::DOCKHAND_DAEMON);
+    let daemon = DaemonSharing::parse(daemon_text).unwrap_or_else(|| {
+        p.add(
+            "dockhand.daemon",
+            format!(
+                "must be \"exclusive\", \"shared-with-builtin-driver\" or \"shared-by-clients\", \
+                 found {daemon_text:?}"
+            ),
+        );
+        // The strictest reading, so later checks never assume more than was said.
+        DaemonSharing::SharedByClients
+    });
     let admin = raw.admin.unwrap_or_default();
     let allowed_uids = admin
         .allowed_uids
@@ -575,6 +634,7 @@ fn dockhand_config(p: &mut Problems, raw: super::raw::RawDockhand) -> DockhandCo
         max_actions_per_sweep,
         docker_call_timeout,
         label_filter,
+        daemon,
         admin: AdminConfig {
             enabled: admin.enabled.unwrap_or(d::DOCKHAND_ADMIN_ENABLED),
             socket: absolute(

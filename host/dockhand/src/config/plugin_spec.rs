@@ -146,6 +146,7 @@ fn dockhand_spec() -> Spec {
                 string("docker_call_timeout").default_str(d::DOCKHAND_DOCKER_CALL_TIMEOUT),
             ),
             ("label_filter", string("label_filter")),
+            ("daemon", string("daemon").default_str(d::DOCKHAND_DAEMON)),
             ("admin", Spec::block("admin", admin)),
         ]),
     )

@@ -118,6 +118,7 @@ pub struct RawDockhand {
     pub max_actions_per_sweep: Option<i64>,
     pub docker_call_timeout: Option<String>,
     pub label_filter: Option<String>,
+    pub daemon: Option<String>,
     pub admin: Option<RawAdmin>,
 }
 
@@ -207,6 +208,7 @@ impl RawPluginConfig {
             max_actions_per_sweep: c.take(dh.opt_i64("max_actions_per_sweep")),
             docker_call_timeout: c.take(dh.opt_string("docker_call_timeout")),
             label_filter: c.take(dh.opt_string("label_filter")),
+            daemon: c.take(dh.opt_string("daemon")),
             admin: c.take(dh.opt_object("admin")).map(|a| RawAdmin {
                 enabled: c.take(a.opt_bool("enabled")),
                 socket: c.take(a.opt_string("socket")),

@@ -10,7 +10,7 @@ use orphan_policy::{
 
 use super::report::{Decision, Outcome, SweepReport, SweepStatus};
 use super::snapshot::{snapshot_from_summary, with_inspected_env};
-use super::{POLICY_BATCH_SIZE, Reconciler, execute};
+use super::{POLICY_BATCH_SIZE, Reconciler, claims, execute};
 use crate::docker::{ContainerFilter, DockerApi, DockerError};
 
 /// Unix milliseconds now.
@@ -151,6 +151,19 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
             &mut report,
         )
         .await;
+    }
+
+    // Every `owned` claim must be borne out by the container itself (see `claims`): no
+    // policy can hand the kill policy a container that is not this node's and this driver's.
+    for w in &mut work {
+        if let Some(verdict) = w.verdict.take() {
+            w.verdict = Some(claims::checked(
+                settings.daemon,
+                &ctx.node.id,
+                &w.snapshot,
+                verdict,
+            ));
+        }
     }
 
     // Kill policy over the owned.

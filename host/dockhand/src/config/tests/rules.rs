@@ -116,6 +116,35 @@ fn label_filter_is_optional_checked_and_names_its_field() {
 }
 
 #[test]
+fn daemon_sharing_defaults_to_the_builtin_driver_and_names_its_field() {
+    assert_eq!(
+        PluginConfig::default().dockhand.daemon,
+        DaemonSharing::SharedWithBuiltinDriver
+    );
+    for (text, want) in [
+        ("exclusive", DaemonSharing::Exclusive),
+        (
+            "shared-with-builtin-driver",
+            DaemonSharing::SharedWithBuiltinDriver,
+        ),
+        ("shared-by-clients", DaemonSharing::SharedByClients),
+    ] {
+        let ok = plugin_from_agent_hcl(&format!("dockhand {{\n daemon = \"{text}\"\n}}")).unwrap();
+        assert_eq!(ok.dockhand.daemon, want, "{text}");
+        assert_eq!(want.as_str(), text);
+    }
+    let err = plugin_from_agent_hcl("dockhand {\n daemon = \"shared\"\n}").unwrap_err();
+    assert_eq!(
+        messages(&err),
+        vec![
+            "dockhand.daemon: must be \"exclusive\", \"shared-with-builtin-driver\" or \
+             \"shared-by-clients\", found \"shared\""
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
 fn infra_image_https_prefix_is_stripped() {
     let c = plugin_from_agent_hcl("infra_image = \"https://example.com/pause:1\"").unwrap();
     assert_eq!(c.infra_image, "example.com/pause:1");
