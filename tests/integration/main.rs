@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_crash;
+mod claims;
 mod config;
 mod docker_engine;
 mod handshake;
