@@ -36,6 +36,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile_wasi_import", "hostile-wasi-import"),
     ("hostile_bad_selection", "hostile-bad-selection"),
     ("hostile_claim_everything", "hostile-claim-everything"),
+    ("hostile_remove_everything", "hostile-remove-everything"),
     ("probe_echo_inputs", "probe-echo-inputs"),
 ];
 

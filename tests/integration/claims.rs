@@ -23,8 +23,7 @@ use crate::harness::{Plugin, TaskDirs};
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, long_lived, started};
 use crate::reconcile::{
-    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, dockhand_labels, make, plain_container, state,
-    uuid_for,
+    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, dockhand_labels, make, plain_container, state, uuid_for,
 };
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
@@ -178,7 +177,10 @@ async fn shared_daemon_with_default_config_each_client_reaps_only_its_own_orphan
             .and_then(|c| c.labels)
             .unwrap_or_default();
         assert_eq!(labels.get(NODE_LABEL).map(String::as_str), Some(node));
-        assert!(labels.contains_key(dockhand::tasks::LABEL_DRIVER), "{labels:?}");
+        assert!(
+            labels.contains_key(dockhand::tasks::LABEL_DRIVER),
+            "{labels:?}"
+        );
         clients.push((plugin, private, web, orphan));
     }
     let created = Instant::now();
@@ -257,28 +259,34 @@ async fn a_policy_claiming_everything_cannot_reap_plain_or_other_nodes_container
     remember_node(&private, node);
     let plugin = started(&config(&private, case, " mode = \"enforce\"\n")).await;
     let mut admin = admin_client(&plugin, &private.socket()).await;
-    let policy = guests::test_guest("hostile-claim-everything").expect("test guest");
-    let digest = sha256_hex(&policy);
-    admin
-        .upload(
-            PolicyKindMsg::Ownership,
-            policy,
-            Some(digest.clone()),
-            None,
-            None,
-        )
-        .await
-        .expect("upload");
-    let activated = admin
-        .activate(digest.clone(), PolicyModeMsg::Enforce)
-        .await
-        .expect("activate");
-    assert!(activated.applied, "{activated:?}");
+    // Uploaded and put in force in enforce mode, beside a kill policy that removes
+    // everything it is handed.
+    let mut digests = Vec::new();
+    for (kind, name) in [
+        (PolicyKindMsg::Ownership, "hostile-claim-everything"),
+        (PolicyKindMsg::Kill, "hostile-remove-everything"),
+    ] {
+        let policy = guests::test_guest(name).expect("test guest");
+        let digest = sha256_hex(&policy);
+        admin
+            .upload(kind, policy, Some(digest.clone()), None, None)
+            .await
+            .expect("upload");
+        let activated = admin
+            .activate(digest.clone(), PolicyModeMsg::Enforce)
+            .await
+            .expect("activate");
+        assert!(activated.applied, "{activated:?}");
+        digests.push(digest);
+    }
     until_aged(created).await;
 
     let report = sweep(&mut admin).await;
     eprintln!("{report:?}");
-    assert_eq!(report.ownership_digest, digest);
+    assert_eq!(
+        [&report.ownership_digest, &report.kill_digest],
+        [&digests[0], &digests[1]]
+    );
     assert!(!report.report_only, "{report:?}");
     assert_refused(&docker, &report, &plain, "carries no such allocation id").await;
     assert_refused(&docker, &report, &other_node, "another node").await;
@@ -437,18 +445,27 @@ async fn an_activation_that_names_no_mode_audits() {
     let (code, status, err) = dockhand(&["status", "--socket", socket]);
     assert_eq!(code, 0, "{err}");
     let line = mode_of(&status, "ownership");
-    assert!(line.contains("audit") && !line.contains("enforce"), "{status}");
+    assert!(
+        line.contains("audit") && !line.contains("enforce"),
+        "{status}"
+    );
 
     // The CLI: `policy activate` without `--mode` audits too; enforcing is asked for.
     let (code, out, err) = dockhand(&["policy", "activate", &digest, "--socket", socket]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, status, _) = dockhand(&["status", "--socket", socket]);
     let line = mode_of(&status, "ownership");
-    assert!(line.contains("audit") && !line.contains("enforce"), "{status}");
+    assert!(
+        line.contains("audit") && !line.contains("enforce"),
+        "{status}"
+    );
     let (code, out, err) = dockhand(&[
         "policy", "activate", &digest, "--mode", "enforce", "--socket", socket,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, status, _) = dockhand(&["status", "--socket", socket]);
-    assert!(mode_of(&status, "ownership").contains("enforce"), "{status}");
+    assert!(
+        mode_of(&status, "ownership").contains("enforce"),
+        "{status}"
+    );
 }

@@ -26,9 +26,7 @@ use tonic::transport::Channel;
 use crate::harness::{Plugin, TaskDirs, alloc_id_for, cty_object, cty_string_map};
 use crate::lifecycle::{destroy, start, task_config};
 use crate::plugin_reconciler::{Private, START_TIMEOUT, long_lived, started};
-use crate::reconcile::{
-    ALLOC_LABEL, DRIVER_LABEL, NODE, NODE_LABEL, default_policies, settings,
-};
+use crate::reconcile::{ALLOC_LABEL, DRIVER_LABEL, NODE, NODE_LABEL, default_policies, settings};
 use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
 use crate::support::{TEST_IMAGE, TestContainers, docker_with_image};
 

@@ -25,9 +25,7 @@ use nomad_plugin::proto::drivers as pb;
 use crate::harness::{Plugin, TaskDirs};
 use crate::lifecycle::{destroy, inspect, start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
-use crate::reconcile::{
-    Kind, SLEEPER, STUBBORN, dockhand_labels, make, output, state, uuid_for,
-};
+use crate::reconcile::{Kind, SLEEPER, STUBBORN, dockhand_labels, make, output, state, uuid_for};
 use crate::recover::recover_request;
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 

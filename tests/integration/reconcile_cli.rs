@@ -17,8 +17,8 @@ use crate::harness::TaskDirs;
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
 use crate::reconcile::{
-    Kind, SLEEPER, assert_still_running, dockhand_labels, labelled_orphan, make,
-    plain_container, state, uuid_for,
+    Kind, SLEEPER, assert_still_running, dockhand_labels, labelled_orphan, make, plain_container,
+    state, uuid_for,
 };
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 

@@ -40,6 +40,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-wasi-import",
     "hostile-bad-selection",
     "hostile-claim-everything",
+    "hostile-remove-everything",
     "probe-echo-inputs",
     "core-module",
 ];

@@ -6,9 +6,9 @@
 
 dockhand_policy_sdk::ownership_world!("../../../wit");
 
+use dockhand_policy_sdk::InputSelection;
 use dockhand_policy_sdk::helpers::label;
 use dockhand_policy_sdk::labels::ALLOC_ID;
-use dockhand_policy_sdk::InputSelection;
 
 /// The allocation claimed for a container without an `alloc_id` label.
 const MADE_UP: &str = "00000000-0000-4000-8000-000000000000";
@@ -25,7 +25,9 @@ impl Guest for Hostile {
         batch
             .containers()
             .map(|c| {
-                let alloc = label(&c, ALLOC_ID).filter(|a| !a.is_empty()).unwrap_or(MADE_UP);
+                let alloc = label(&c, ALLOC_ID)
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or(MADE_UP);
                 Verdict::owned(alloc, "everything is mine")
             })
             .collect()

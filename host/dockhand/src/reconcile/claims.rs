@@ -220,7 +220,11 @@ mod tests {
         for daemon in ALL {
             let v = claim(daemon, NODE, &c, ALLOC);
             assert_eq!(v.ownership, Ownership::Unknown, "{daemon:?}");
-            assert!(v.reason.contains("another node (\"node-b\")"), "{}", v.reason);
+            assert!(
+                v.reason.contains("another node (\"node-b\")"),
+                "{}",
+                v.reason
+            );
             // While this node's id is not known, any node label is refused.
             let v = claim(daemon, "", &c, ALLOC);
             assert!(v.reason.contains("not known yet"), "{}", v.reason);

@@ -440,7 +440,9 @@ mod tests {
     #[test]
     fn node_and_driver_labels_are_set_whatever_extra_labels_say() {
         let mut s = spec();
-        s.docker.labels.insert(LABEL_NODE_ID.into(), "forged".into());
+        s.docker
+            .labels
+            .insert(LABEL_NODE_ID.into(), "forged".into());
         s.docker.labels.insert(LABEL_DRIVER.into(), "forged".into());
         for globs in [&[][..], &["*"][..], &["job_*"][..]] {
             let labels = container_config(&s, "img", None, &settings(globs))
