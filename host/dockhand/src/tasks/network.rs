@@ -428,8 +428,14 @@ impl TaskEngine {
             "removing stopped sandbox container before creating a new one"
         );
         match self.docker.remove_container(&id, true).await {
-            Ok(()) => Ok(None),
-            Err(e) if e.is_not_found() => Ok(None),
+            Ok(()) => {
+                self.store.untrack_sandbox(alloc_id, &id);
+                Ok(None)
+            }
+            Err(e) if e.is_not_found() => {
+                self.store.untrack_sandbox(alloc_id, &id);
+                Ok(None)
+            }
             Err(source) => Err(NetworkError::Docker {
                 action: "remove",
                 target: id,
