@@ -15,6 +15,7 @@ mod policy_cli;
 mod reconcile;
 mod reconcile_cli;
 mod recover;
+mod restart;
 mod support;
 mod tasks;
 mod wedged;

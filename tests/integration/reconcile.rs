@@ -28,7 +28,7 @@ pub use fixtures::*;
 
 use crate::support::{TEST_IMAGE, TestContainers, docker_with_image};
 
-fn task_spec(guard: &TestContainers, dir: &Path) -> TaskSpec {
+pub(crate) fn task_spec(guard: &TestContainers, dir: &Path) -> TaskSpec {
     let alloc_id = uuid_for(guard.case(), 99);
     TaskSpec {
         id: format!("{alloc_id}/task/0badcafe"),

@@ -91,10 +91,11 @@ async fn standalone_dry_run_says_it_has_no_tracked_set_and_reports_each_containe
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let created = Instant::now();
     let ours = labelled_orphan(&docker, &guard, 1, "node-a").await;
     let foreign = labelled_orphan(&docker, &guard, 2, "node-b").await;
     let plain = plain_container(&docker, &guard).await;
+    // After the last creation: the grace rounds each listed creation second up.
+    let created = Instant::now();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("nothing-here.sock");
@@ -271,7 +272,6 @@ async fn reconcile_once_through_the_plugin_uses_its_tracked_set() {
     let task_container = guard.remaining().await;
     assert_eq!(task_container.len(), 1, "{task_container:?}");
     let task_container = task_container[0].clone();
-    let created = Instant::now();
     let alloc = uuid_for(case, 1);
     let orphan = make(
         &docker,
@@ -284,7 +284,7 @@ async fn reconcile_once_through_the_plugin_uses_its_tracked_set() {
         },
     )
     .await;
-    until_aged(created).await;
+    until_aged(Instant::now()).await;
 
     // Dry run through the plugin: its tracked set applies, nothing is done or audited.
     let json = dockhand_json(

@@ -353,6 +353,10 @@ impl Dockhand {
                 // node label learnt in an earlier run.
                 self.node
                     .persist_to(settings.config.dockhand.data_dir.join(NODE_FILE_NAME));
+                // Before the reconciler: its sweeps wait for this scan.
+                if let Ok(engine) = self.engine() {
+                    network::spawn_sandbox_scan(engine, self.node.get().id);
+                }
                 self.spawn_reconciler(&settings, rx.clone(), Arc::clone(&reconciler));
             }
             tracing::info!(

@@ -84,17 +84,31 @@ pub const POLICY_BATCH_SIZE: usize = orphan_policy::limits::MAX_CONTAINERS_PER_B
 pub trait TrackedSource: Send + Sync + std::fmt::Debug {
     /// Ids of every container the driver currently tracks.
     fn tracked_ids(&self) -> BTreeSet<String>;
+
+    /// False while the set is known to be incomplete (the start-up scan of running sandboxes
+    /// has not completed): no sweep runs then.
+    fn is_complete(&self) -> bool {
+        true
+    }
 }
 
 impl TrackedSource for TaskStore {
     fn tracked_ids(&self) -> BTreeSet<String> {
         self.tracked_container_ids()
     }
+
+    fn is_complete(&self) -> bool {
+        TaskStore::is_complete(self)
+    }
 }
 
 impl TrackedSource for TaskEngine {
     fn tracked_ids(&self) -> BTreeSet<String> {
         self.store().tracked_container_ids()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.store().is_complete()
     }
 }
 
@@ -282,10 +296,16 @@ impl ReconcileSettings {
         self.dry_run || self.mode == PolicyMode::Audit
     }
 
-    /// Delay before the first sweep: `max(period, creation_grace)`, so RecoverTask can
-    /// re-adopt containers of a previous plugin process first.
+    /// The start-up wait: `creation_grace` after the reconciler starts, no sweep — periodic
+    /// or on demand — runs, so that RecoverTask can re-adopt the running tasks of a previous
+    /// plugin process first (until then they look like untracked orphans).
+    pub fn startup_wait(&self) -> Duration {
+        self.creation_grace
+    }
+
+    /// Delay before the first periodic sweep: `max(period, startup_wait)`.
     pub fn first_delay(&self) -> Duration {
-        self.period.max(self.creation_grace)
+        self.period.max(self.startup_wait())
     }
 }
 
@@ -307,6 +327,8 @@ pub struct Reconciler {
     failing: AtomicBool,
     /// Held for the whole of a sweep: periodic and on-demand sweeps never overlap.
     gate: tokio::sync::Mutex<()>,
+    /// When the reconciler was built: the start-up wait counts from here.
+    started: std::time::Instant,
 }
 
 impl Reconciler {
@@ -335,6 +357,7 @@ impl Reconciler {
             mode,
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -430,6 +453,14 @@ impl Reconciler {
             if !self.health.is_healthy() {
                 self.metrics.record_skipped();
                 tracing::debug!("skipping dangling container sweep: docker is unhealthy");
+                continue;
+            }
+            if !self.tracked.is_complete() {
+                self.metrics.record_skipped();
+                tracing::info!(
+                    "skipping dangling container sweep: the running group network sandboxes \
+                     are not all tracked yet"
+                );
                 continue;
             }
             tokio::select! {

@@ -12,6 +12,9 @@
 //!   when in doubt, don't kill.
 //! * **One exit result per task**, computed by a watcher that waits with no deadline and takes
 //!   the OOM flag from inspect. Any number of [`TaskEngine::wait`] callers get it.
+//! * **DestroyTask is seen through.** Nomad ignores a failed DestroyTask and never asks again,
+//!   so when its Docker calls fail the stop and removal are retried in the background and the
+//!   handle is dropped once the container is gone (see `destroy`).
 //! * **Stop is never cut short** by a client timeout: its deadline is the grace plus a margin.
 //! * **Group networks** ([`TaskEngine::create_network`]) are sandbox (pause) containers named
 //!   `nomad_init_<alloc id>`, tracked next to the tasks so the reconciler leaves them alone.
@@ -19,6 +22,7 @@
 //!   recovery needs; [`TaskEngine::recover`] is idempotent.
 
 mod container;
+mod destroy;
 mod error;
 mod exec;
 mod handle;
@@ -61,7 +65,7 @@ pub use state::{
     DRIVER_STATE_VERSION, DriverNetwork, MAX_DRIVER_STATE_BYTES, StateError, TaskState,
 };
 pub use stats::{CpuUsage, MemoryUsage, TaskUsage, usage_from_docker};
-pub use store::TaskStore;
+pub use store::{Reservation, TaskStore};
 
 /// A task event for Nomad's TaskEvents stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,9 +131,6 @@ impl Default for EngineSettings {
         }
     }
 }
-
-/// How long a forced destroy waits for the stopped container's exit status.
-const DESTROY_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 /// Capacity of the task event channel; a subscriber that lags further loses old events.
 const EVENT_CAPACITY: usize = 256;
@@ -245,55 +246,6 @@ impl TaskEngine {
                 ok_if_gone(self.docker.stop_container(&id, Duration::ZERO).await).map_err(stop_err)
             }
         }
-    }
-
-    /// Destroys the task: refuses a running container unless `force` (which stops it first),
-    /// removes the container when `gc.container` is on, and forgets the task.
-    pub async fn destroy(&self, task_id: &str, force: bool) -> Result<(), TaskError> {
-        let h = self.handle(task_id)?;
-        let id = h.container_id().to_owned();
-        match self.docker.inspect_container(&id).await {
-            Err(e) if e.is_not_found() => {
-                tracing::info!(
-                    task_id,
-                    container_id = id,
-                    "container was removed out of band"
-                );
-            }
-            Err(source) => return Err(TaskError::Inspect { id, source }),
-            Ok(i) => {
-                let running = i.state.and_then(|s| s.running).unwrap_or(false);
-                if running && !force {
-                    return Err(TaskError::StillRunning);
-                }
-                if running {
-                    match self.docker.stop_container(&id, Duration::ZERO).await {
-                        // Let the exit watcher publish the real status before the removal.
-                        Ok(()) => drop(h.wait_timeout(DESTROY_EXIT_GRACE).await),
-                        Err(e) => {
-                            tracing::warn!(task_id, container_id = id, error = %e, "failed to stop container during destroy");
-                        }
-                    }
-                }
-                if self.settings.gc_container {
-                    match self.docker.remove_container(&id, true).await {
-                        Ok(()) => {}
-                        Err(e) if e.is_not_found() => {}
-                        Err(source) => return Err(TaskError::Remove { id, source }),
-                    }
-                } else {
-                    tracing::debug!(
-                        task_id,
-                        container_id = id,
-                        "not removing container due to config"
-                    );
-                }
-            }
-        }
-        if let Some(h) = self.store.remove(task_id) {
-            h.shutdown();
-        }
-        Ok(())
     }
 
     /// Current Docker view of the task's container.

@@ -20,7 +20,6 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let created = Instant::now();
     // Two orphans whose stop blocks for its 30 s grace; with one action per sweep, the first
     // sweep is busy with one of them and leaves the other for the next. They carry Nomad's
     // alloc label only, so the daemon is declared dockhand's alone (`daemon = "exclusive"`):
@@ -52,6 +51,9 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
         "gc {\n dangling_containers {\n creation_grace = \"1m\"\n }\n}\n",
     );
     let plugin = started(&body).await;
+    // On-demand sweeps wait out the plugin's start-up wait (the 1m grace), which also ages the
+    // orphans created before it.
+    let created = Instant::now();
     let pid = plugin.pid();
     let mut admin = admin_client(&plugin, &private.socket()).await;
     let old = sha256_hex(guests::DEFAULT_OWNERSHIP);

@@ -5,6 +5,9 @@
 //! [`super::convert::SANDBOX_CONTAINER_LABEL`] (tasks join it as `container:<id>`, see
 //! [`super::convert`]) and the requested hostname under [`SANDBOX_HOSTNAME_LABEL`], the labels
 //! Nomad's docker driver uses.
+//!
+//! When the long-lived instance starts, [`spawn_sandbox_scan`] tracks the running sandboxes of
+//! this node before any sweep may run (see [`crate::tasks`]' network module).
 
 use nomad_plugin::PluginError;
 use nomad_plugin::proto::drivers::network_isolation_spec::NetworkIsolationMode;
@@ -15,6 +18,38 @@ use nomad_plugin::proto::drivers::{
 use super::convert::SANDBOX_CONTAINER_LABEL;
 use super::tasks::chain;
 use crate::tasks::{NetworkError, Sandbox, TaskEngine};
+
+/// Pause between attempts of the start-up sandbox scan while Docker does not answer.
+pub const SANDBOX_SCAN_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tracks every running sandbox of this node (`node_id`, empty when not known yet) in the
+/// background, retrying until Docker answers. The tracked set counts as incomplete — and the
+/// reconciler does not sweep — until the scan has completed.
+pub(super) fn spawn_sandbox_scan(engine: TaskEngine, node_id: String) {
+    engine.store().set_scanning(true);
+    tokio::spawn(async move {
+        let mut warned = false;
+        loop {
+            match engine.track_running_sandboxes(&node_id).await {
+                Ok(count) => {
+                    tracing::info!(
+                        tracked = count,
+                        "start-up scan of group network sandboxes done"
+                    );
+                    engine.store().set_scanning(false);
+                    return;
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %chain(&e), "start-up scan of group network sandboxes failed; retrying (no sweep runs meanwhile)");
+                        warned = true;
+                    }
+                }
+            }
+            tokio::time::sleep(SANDBOX_SCAN_RETRY).await;
+        }
+    });
+}
 
 /// Label of the isolation spec holding the group network's hostname, when one was requested.
 pub const SANDBOX_HOSTNAME_LABEL: &str = "docker_sandbox_hostname";

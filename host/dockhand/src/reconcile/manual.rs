@@ -6,12 +6,21 @@
 //! waits for a sweep in progress to end (sweeps never overlap, so a container is never acted on
 //! twice at once) and, like a periodic tick, does not run while Docker is unhealthy.
 //!
+//! Nor does it run during the start-up wait ([`ReconcileSettings::startup_wait`]): right after a
+//! plugin restart the running tasks are untracked until RecoverTask re-adopts them, and a sweep
+//! would take them for orphans. It is refused — dry run or not, since a dry run would report
+//! the live tasks as orphans — with an answer that says when sweeps become possible. The same
+//! holds while the start-up scan of running sandboxes has not completed.
+//!
+//! [`ReconcileSettings::startup_wait`]: super::ReconcileSettings::startup_wait
+//!
 //! A dry run asks for a report only: it evaluates with everything above but acts on nothing,
 //! writes no audit lines and leaves the counters alone. A real on-demand sweep is a periodic
 //! sweep brought forward: the configured `dry_run`, audit mode and per-sweep cap still apply.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
 
 use super::{Metrics, Reconciler, SweepReport};
 
@@ -23,22 +32,67 @@ pub enum SweepSkipped {
         "sweep skipped: docker is unhealthy (sweeps resume once a fingerprint finds it healthy)"
     )]
     DockerUnhealthy,
+    /// The plugin started less than the start-up wait ago.
+    #[error(
+        "sweep refused: the plugin started {}s ago and leaves its first {}s (creation_grace) to \
+         RecoverTask, which re-adopts the running tasks that a sweep would otherwise take for \
+         orphans; on-demand sweeps are possible in {}s (at {})",
+        .elapsed.as_secs(),
+        .wait.as_secs(),
+        .remaining.as_secs().max(1),
+        rfc3339(.possible_at)
+    )]
+    StartupWait {
+        /// Time since the reconciler started.
+        elapsed: Duration,
+        /// The whole start-up wait.
+        wait: Duration,
+        /// Time left.
+        remaining: Duration,
+        /// When on-demand sweeps become possible.
+        possible_at: SystemTime,
+    },
+    /// The start-up scan of running group network sandboxes has not completed.
+    #[error(
+        "sweep refused: the running group network sandboxes are not all tracked yet (the \
+         start-up scan has not completed; it is retried until Docker answers)"
+    )]
+    TrackedSetIncomplete,
 }
 
 impl SweepSkipped {
-    /// Short label for reports (`skipped-docker-unhealthy`).
+    /// Short label for reports (`skipped-docker-unhealthy`, `skipped-startup-wait`,
+    /// `skipped-tracked-set-incomplete`).
     pub fn label(&self) -> &'static str {
         match self {
             Self::DockerUnhealthy => "skipped-docker-unhealthy",
+            Self::StartupWait { .. } => "skipped-startup-wait",
+            Self::TrackedSetIncomplete => "skipped-tracked-set-incomplete",
         }
     }
 }
 
+/// `at` as an RFC 3339 UTC time with whole seconds.
+fn rfc3339(at: &SystemTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from(*at)
+        .format(&format)
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 impl Reconciler {
-    /// Runs one sweep now, after any sweep in progress, unless Docker is unhealthy. With
-    /// `dry_run`, decisions are only reported (see the module docs).
+    /// Runs one sweep now, after any sweep in progress, unless the start-up wait is not over,
+    /// the tracked set is incomplete or Docker is unhealthy. With `dry_run`, decisions are only
+    /// reported (see the module docs).
     pub async fn sweep_now(&self, dry_run: bool) -> Result<SweepReport, SweepSkipped> {
+        self.check_startup_wait()?;
         let _gate = self.gate.lock().await;
+        if !self.tracked.is_complete() {
+            self.metrics.record_skipped();
+            tracing::info!("on-demand dangling container sweep refused: tracked set incomplete");
+            return Err(SweepSkipped::TrackedSetIncomplete);
+        }
         if !self.health.is_healthy() {
             self.metrics.record_skipped();
             tracing::info!("on-demand dangling container sweep skipped: docker is unhealthy");
@@ -50,6 +104,24 @@ impl Reconciler {
             tracing::info!("on-demand dangling container sweep");
             Ok(self.sweep_locked().await)
         }
+    }
+
+    /// `Err` while the start-up wait is not over.
+    fn check_startup_wait(&self) -> Result<(), SweepSkipped> {
+        let wait = self.settings.startup_wait();
+        let elapsed = self.started.elapsed();
+        let Some(remaining) = wait.checked_sub(elapsed).filter(|r| !r.is_zero()) else {
+            return Ok(());
+        };
+        let skipped = SweepSkipped::StartupWait {
+            elapsed,
+            wait,
+            remaining,
+            possible_at: SystemTime::now() + remaining,
+        };
+        self.metrics.record_skipped();
+        tracing::info!(reason = %skipped, "on-demand dangling container sweep refused");
+        Err(skipped)
     }
 
     /// This reconciler in dry-run form: same Docker, tracked set, policies, node and mode; no
@@ -70,6 +142,34 @@ impl Reconciler {
             mode: Arc::clone(&self.mode),
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
+            started: self.started,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_up_refusal_says_why_and_when() {
+        let skipped = SweepSkipped::StartupWait {
+            elapsed: Duration::from_secs(12),
+            wait: Duration::from_secs(60),
+            remaining: Duration::from_millis(48_200),
+            possible_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        };
+        assert_eq!(skipped.label(), "skipped-startup-wait");
+        assert_eq!(
+            skipped.to_string(),
+            "sweep refused: the plugin started 12s ago and leaves its first 60s \
+             (creation_grace) to RecoverTask, which re-adopts the running tasks that a sweep \
+             would otherwise take for orphans; on-demand sweeps are possible in 48s (at \
+             2027-01-15T08:00:00Z)"
+        );
+        assert_eq!(
+            SweepSkipped::TrackedSetIncomplete.label(),
+            "skipped-tracked-set-incomplete"
+        );
     }
 }

@@ -20,6 +20,42 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// How much later than the whole second the listing reports a container may have been
+/// created: Docker's list answer truncates the creation time to seconds.
+const CREATED_PRECISION_MS: i64 = 999;
+
+/// Whether a container created at `created_ms` (whole seconds, as listed) may be younger than
+/// the grace whose cutoff is `cutoff_ms` (both on the daemon's clock). The creation time is
+/// rounded up, so a container is old only when even the end of its creation second is at or
+/// before the cutoff.
+pub(super) fn within_grace(created_ms: i64, cutoff_ms: i64) -> bool {
+    created_ms.saturating_add(CREATED_PRECISION_MS) > cutoff_ms
+}
+
+/// The daemon's clock in Unix milliseconds from `docker info`'s `SystemTime` (RFC 3339 with
+/// nanoseconds); `None` when absent or unparsable.
+pub(super) fn daemon_time_ms(system_time: Option<&str>) -> Option<i64> {
+    let parsed =
+        time::OffsetDateTime::parse(system_time?, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// The daemon's clock now, read before the listing (so it is no later than the listing and
+/// the grace errs towards "young"). Containers' creation times are the daemon's, so the grace
+/// is measured on that clock, never the host's.
+async fn daemon_now_ms(rec: &Reconciler) -> Result<i64, String> {
+    let info = bounded("info", rec.settings.docker_call_timeout, rec.docker.info())
+        .await
+        .map_err(|e| format!("could not read the daemon's clock: {e}"))?;
+    daemon_time_ms(info.system_time.as_deref()).ok_or_else(|| {
+        format!(
+            "could not read the daemon's clock: docker info reported SystemTime {:?}",
+            info.system_time.unwrap_or_default()
+        )
+    })
+}
+
 /// `call` bounded by `limit`, mapping an expiry to [`DockerError::Timeout`].
 pub(super) async fn bounded<T>(
     operation: &'static str,
@@ -72,6 +108,14 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
         decisions: Vec::new(),
     };
 
+    let daemon_now_ms = match daemon_now_ms(rec).await {
+        Ok(now) => now,
+        Err(error) => {
+            report.status = SweepStatus::ListFailed { error };
+            report.duration = started.elapsed();
+            return report;
+        }
+    };
     let mut filter = ContainerFilter::running();
     if let Some(label) = &settings.label_filter {
         filter = filter.with_label(label.clone());
@@ -95,7 +139,7 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
     report.listed = listed.len();
     // Taken after the listing: a task started during it is tracked by now.
     let tracked = rec.tracked.tracked_ids();
-    let cutoff_ms = started_ms
+    let cutoff_ms = daemon_now_ms
         .saturating_sub(i64::try_from(settings.creation_grace.as_millis()).unwrap_or(i64::MAX));
     let mut work = Vec::new();
     for summary in &listed {
@@ -104,7 +148,7 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
         };
         if tracked.contains(&snapshot.id) {
             report.skipped_tracked += 1;
-        } else if snapshot.created_ms > cutoff_ms {
+        } else if within_grace(snapshot.created_ms, cutoff_ms) {
             report.skipped_young += 1;
         } else {
             work.push(Work {
@@ -117,7 +161,8 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
     }
 
     let ctx = EvalContext {
-        now_ms: started_ms,
+        // The daemon's clock, which the containers' creation times are on.
+        now_ms: daemon_now_ms,
         node: rec.current_node(),
         driver_name: settings.driver_name.clone(),
         creation_grace_ms: u64::try_from(settings.creation_grace.as_millis()).unwrap_or(u64::MAX),

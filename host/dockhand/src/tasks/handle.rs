@@ -6,6 +6,7 @@
 //! on the container with no deadline (a container may legitimately run for months) and never
 //! gives up without a result: if the container vanishes it reports that as the result's error.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub struct TaskHandle {
     state: TaskState,
     exit: watch::Sender<Option<ExitResult>>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once a background retry of a failed DestroyTask runs for this handle.
+    destroy_retrying: AtomicBool,
 }
 
 impl TaskHandle {
@@ -60,7 +63,14 @@ impl TaskHandle {
             state,
             exit: watch::Sender::new(None),
             background: Mutex::new(Vec::new()),
+            destroy_retrying: AtomicBool::new(false),
         })
+    }
+
+    /// True for the first caller only: that one runs the background retry of a failed
+    /// DestroyTask.
+    pub(crate) fn claim_destroy_retry(&self) -> bool {
+        !self.destroy_retrying.swap(true, Ordering::SeqCst)
     }
 
     /// Nomad task id.

@@ -24,19 +24,27 @@
 //! * **Tracked set.** A sandbox is tracked from the moment it is created or adopted until
 //!   DestroyNetwork begins (forgotten first, so a failed removal leaves it to the reconciler).
 //!   A plugin restarted under a running agent gets RecoverTask, not CreateNetwork, for its
-//!   allocations: recovering a task that joins a sandbox re-tracks that sandbox too. Unlike
-//!   the upstream driver, a restart does not re-track *every* running `nomad_init_*`
-//!   container, so the sandbox of an allocation that ended meanwhile is left to the policies.
+//!   allocations, and RecoverTask only comes for tasks that run: so, as the upstream driver
+//!   does, the plugin tracks every running `nomad_init_*` container when it starts
+//!   ([`TaskEngine::track_running_sandboxes`]) — during a restart backoff, a prestart phase or
+//!   with only non-docker tasks in the namespace the sandbox is still in use. Only a sandbox
+//!   whose node label names another node is left out (tracking never kills; leaving one out
+//!   may). A sandbox of an allocation that ended while the plugin was down is then kept until
+//!   its DestroyNetwork.
+//! * **Joined containers.** Every container a task of the allocation joins with
+//!   `network_mode = "container:…"` (StartTask, RecoverTask) is tracked as well, by full id, in
+//!   a set per allocation: a task joining another task's container never pushes the sandbox
+//!   out of the tracked set.
 //! * **When in doubt, don't kill.** A container holding the sandbox name without this
 //!   allocation's label is never removed or adopted; DestroyNetwork refuses to remove a
 //!   container without this allocation's label; "already gone" is success.
 
 use std::collections::HashMap;
 
-use crate::docker::DockerError;
 use crate::docker::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, RestartPolicy, RestartPolicyNameEnum,
 };
+use crate::docker::{ContainerFilter, DockerError};
 
 use super::container::identity_labels;
 use super::image::{ImageRequest, ensure_image};
@@ -241,7 +249,7 @@ impl TaskEngine {
                 })
             }
             Err(err) => {
-                self.store.forget_sandbox(alloc_id);
+                self.store.untrack_sandbox(alloc_id, &id);
                 if let Err(e) = self.docker.remove_container(&id, true).await {
                     tracing::warn!(alloc_id, container_id = id, error = %e, "failed to remove sandbox container after a failed start");
                 }
@@ -250,8 +258,8 @@ impl TaskEngine {
         }
     }
 
-    /// Stops tracking and force-removes the sandbox of `alloc_id`: `container_id` when the
-    /// isolation spec names it, else the tracked one, else the one found by name. A sandbox
+    /// Stops tracking the network containers of `alloc_id` and force-removes its sandbox:
+    /// `container_id` when the isolation spec names it, else the one found by name. A sandbox
     /// that is already gone is success.
     pub async fn destroy_network(
         &self,
@@ -259,12 +267,10 @@ impl TaskEngine {
         container_id: Option<&str>,
     ) -> Result<(), NetworkError> {
         validate_alloc_id(alloc_id)?;
-        let tracked = self.store.forget_sandbox(alloc_id);
+        self.store.forget_sandbox(alloc_id);
         let target = container_id
             .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .or(tracked)
-            .unwrap_or_else(|| sandbox_name(alloc_id));
+            .map_or_else(|| sandbox_name(alloc_id), str::to_owned);
         let inspected = match self.docker.inspect_container(&target).await {
             Ok(i) => i,
             Err(e) if e.is_not_found() => {
@@ -300,11 +306,13 @@ impl TaskEngine {
         }
     }
 
-    /// Re-tracks the sandbox a recovered task's container joins (network mode
-    /// `container:<id>`): after a plugin restart Nomad re-attaches tasks with RecoverTask and
-    /// need not call CreateNetwork again. Only this allocation's sandbox is tracked, or any
-    /// joined container when Docker cannot tell (when in doubt, don't kill).
-    pub(crate) async fn retrack_sandbox_of(
+    /// Tracks the container `task_container` joins (network mode `container:<ref>`) as a
+    /// network container of `alloc_id`, by full id: a started task's, and a recovered task's
+    /// after a plugin restart (Nomad re-attaches tasks with RecoverTask and need not call
+    /// CreateNetwork again). Any joined container is tracked, whatever its labels: a live
+    /// task's network depends on it (tracking never kills). When Docker cannot resolve the
+    /// reference it is tracked as written (when in doubt, don't kill).
+    pub(crate) async fn track_joined_network(
         &self,
         alloc_id: &str,
         task_container: &ContainerInspectResponse,
@@ -314,26 +322,75 @@ impl TaskEngine {
             .as_ref()
             .and_then(|h| h.network_mode.as_deref())
             .and_then(|m| m.strip_prefix("container:"))
+            .filter(|j| !j.is_empty())
         else {
             return;
         };
         match self.docker.inspect_container(joined).await {
-            Ok(i) if labelled_for(&i, alloc_id) => {
+            Ok(i) => {
                 let id = i.id.unwrap_or_else(|| joined.to_owned());
                 tracing::info!(
                     alloc_id,
                     container_id = id,
-                    "re-tracked group network sandbox of a recovered task"
+                    "tracking the network container a task joins"
                 );
                 self.store.track_sandbox(alloc_id, &id);
             }
-            Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => {
-                tracing::warn!(alloc_id, container = joined, error = %e, "could not inspect the network container of a recovered task; tracking it");
+                tracing::warn!(alloc_id, container = joined, error = %e, "could not inspect the network container a task joins; tracking it as named");
                 self.store.track_sandbox(alloc_id, joined);
             }
         }
+    }
+
+    /// Tracks every running sandbox (`nomad_init_<alloc id>`) except those labelled for a
+    /// node other than `node_id` (all of them while `node_id` is empty), until their
+    /// DestroyNetwork. Called once when the plugin starts; returns how many it tracked.
+    pub async fn track_running_sandboxes(&self, node_id: &str) -> Result<usize, NetworkError> {
+        let filter = ContainerFilter::running().with_name(SANDBOX_NAME_PREFIX);
+        let listed = self
+            .docker
+            .list_containers(&filter)
+            .await
+            .map_err(|source| NetworkError::Docker {
+                action: "list",
+                target: format!("{SANDBOX_NAME_PREFIX}*"),
+                source,
+            })?;
+        let mut tracked = 0;
+        for summary in &listed {
+            let Some(id) = summary.id.as_deref().filter(|id| !id.is_empty()) else {
+                continue;
+            };
+            let Some(alloc_from_name) = summary
+                .names
+                .iter()
+                .flatten()
+                .find_map(|n| n.trim_start_matches('/').strip_prefix(SANDBOX_NAME_PREFIX))
+            else {
+                // The name filter matches substrings: `x_nomad_init_y` is no sandbox.
+                continue;
+            };
+            let labels = summary.labels.as_ref();
+            let node = labels.and_then(|l| l.get(LABEL_NODE_ID));
+            if !node_id.is_empty() && node.is_some_and(|n| !n.is_empty() && n != node_id) {
+                tracing::debug!(container_id = id, node = ?node, "sandbox of another node; not tracked");
+                continue;
+            }
+            let alloc_id = labels
+                .and_then(|l| l.get(LABEL_ALLOC_ID))
+                .filter(|a| !a.is_empty())
+                .map_or(alloc_from_name, String::as_str);
+            self.store.track_sandbox(alloc_id, id);
+            tracked += 1;
+            tracing::info!(
+                alloc_id,
+                container_id = id,
+                "tracking running group network sandbox found at start"
+            );
+        }
+        Ok(tracked)
     }
 
     /// The container holding the sandbox name, if it is running and labelled for `alloc_id`.
@@ -372,8 +429,14 @@ impl TaskEngine {
             "removing stopped sandbox container before creating a new one"
         );
         match self.docker.remove_container(&id, true).await {
-            Ok(()) => Ok(None),
-            Err(e) if e.is_not_found() => Ok(None),
+            Ok(()) => {
+                self.store.untrack_sandbox(alloc_id, &id);
+                Ok(None)
+            }
+            Err(e) if e.is_not_found() => {
+                self.store.untrack_sandbox(alloc_id, &id);
+                Ok(None)
+            }
             Err(source) => Err(NetworkError::Docker {
                 action: "remove",
                 target: id,

@@ -13,6 +13,7 @@ use super::image::{ImageRequest, PullProgress, ensure_image};
 use super::logs::{forward_logs, is_discard};
 use super::spec::TaskSpec;
 use super::state::{DriverNetwork, TaskState};
+use super::store::Reservation;
 use super::{TaskEngine, TaskError};
 
 /// Backoff of create retries: first pause and cap.
@@ -79,7 +80,10 @@ impl TaskEngine {
             super::resolv::write(&task_dir, dns).map_err(TaskError::InvalidSpec)?;
         }
         let body = container_config(&spec, image, runtime, &self.settings.container)?;
-        let (container_id, adopted) = self.create_or_adopt(&spec, body).await?;
+        // An adopted container stays reserved (tracked) until its handle is: the reservation
+        // is dropped at the end of this function, after `finish_start` tracked the handle.
+        let (container_id, reservation) = self.create_or_adopt(&spec, body).await?;
+        let adopted = reservation.is_some();
         match self
             .finish_start(&spec, &container_id, adopted, image_id)
             .await
@@ -134,12 +138,17 @@ impl TaskEngine {
     }
 
     /// Creates the container; on a name conflict adopts a running container of this task or
-    /// purges a stopped one and retries with backoff. Returns `(id, adopted)`.
+    /// purges a stopped one and retries with backoff. Returns the id and, for an adopted
+    /// container, the reservation that keeps it tracked until its handle is.
+    ///
+    /// A container is reserved **before** it is adopted and then inspected once more: a sweep
+    /// that has not acted on it yet sees it tracked, and one that stopped it just before makes
+    /// the second inspection find it stopped, so it is purged and recreated instead.
     async fn create_or_adopt(
         &self,
         spec: &TaskSpec,
         body: ContainerCreateBody,
-    ) -> Result<(String, bool), TaskError> {
+    ) -> Result<(String, Option<Reservation>), TaskError> {
         let name = spec.container_name();
         let create_err = |source: DockerError| TaskError::Create {
             name: name.clone(),
@@ -149,7 +158,7 @@ impl TaskEngine {
         let (mut purges, mut transient) = (0u32, 0u32);
         loop {
             let err = match self.docker.create_container(&name, body.clone()).await {
-                Ok(id) => return Ok((id, false)),
+                Ok(id) => return Ok((id, None)),
                 Err(e) => e,
             };
             if err.is_conflict() {
@@ -168,12 +177,22 @@ impl TaskEngine {
                                     id,
                                 });
                             }
-                            tracing::info!(
-                                task_id = spec.id,
-                                container_id = id,
-                                "adopting running container with the task's name"
-                            );
-                            return Ok((id, true));
+                            let reservation = self.store.reserve(&id);
+                            match self.docker.inspect_container(&id).await {
+                                Ok(again) if is_running(&again) => {
+                                    tracing::info!(
+                                        task_id = spec.id,
+                                        container_id = id,
+                                        "adopting running container with the task's name"
+                                    );
+                                    return Ok((id, Some(reservation)));
+                                }
+                                // Stopped (or removed) meanwhile: purge it like a stopped one.
+                                Ok(_) => {}
+                                Err(e) if e.is_not_found() => {}
+                                Err(source) => return Err(create_err(source)),
+                            }
+                            drop(reservation);
                         }
                         match self.docker.remove_container(&id, true).await {
                             Ok(()) => tracing::info!(
@@ -232,6 +251,7 @@ impl TaskEngine {
                 source,
             })?;
         let network = driver_network(spec, &inspected);
+        self.track_joined_network(&spec.alloc_id, &inspected).await;
         let discard_all =
             is_discard(spec.stdout_path.as_deref()) && is_discard(spec.stderr_path.as_deref());
         let log_collection = !(self.settings.disable_log_collection || discard_all);
@@ -292,7 +312,7 @@ impl TaskEngine {
                 id: state.container_id.clone(),
                 source,
             })?;
-        self.retrack_sandbox_of(&state.alloc_id, &inspected).await;
+        self.track_joined_network(&state.alloc_id, &inspected).await;
         let mut state = state;
         // An exited container needs no log forwarding; its exit result is read at once.
         state.log_collection &= is_running(&inspected) && !self.settings.disable_log_collection;

@@ -2,12 +2,22 @@
 //! here as owned and alive, so a container is added before StartTask returns and removed only
 //! by DestroyTask.
 //!
-//! The store also holds the group-network sandbox (pause) containers by allocation id: one is
-//! added when CreateNetwork creates or re-adopts it (or RecoverTask re-attaches a task that
-//! joins it) and removed when DestroyNetwork starts, so the reconciler never judges the
-//! network namespace of a live allocation.
+//! The store also holds, by allocation id, the full ids of every container whose network
+//! namespace the allocation uses: its group-network sandbox (pause) container, added when
+//! CreateNetwork creates or re-adopts it or when the plugin starts and finds it running, and
+//! any container a task joins with `network_mode = "container:…"` (StartTask, RecoverTask).
+//! They are a set, so a task joining another container never pushes the sandbox out; all of
+//! them are dropped when DestroyNetwork starts, so the reconciler never judges the network
+//! namespace of a live allocation.
+//!
+//! Two more things count as tracked: **reservations**, taken for a container before the driver
+//! adopts it (a StartTask finding a running container with its task's name), so that no sweep
+//! can stop it between the decision to adopt and the handle; and the **start-up scan** of
+//! running sandboxes: until it has completed the tracked set is incomplete
+//! ([`TaskStore::is_complete`]) and the reconciler does not sweep.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::handle::TaskHandle;
@@ -16,7 +26,30 @@ use super::handle::TaskHandle;
 #[derive(Debug, Clone, Default)]
 pub struct TaskStore {
     tasks: Arc<Mutex<HashMap<String, Arc<TaskHandle>>>>,
-    sandboxes: Arc<Mutex<HashMap<String, String>>>,
+    sandboxes: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// Container ids reserved before adoption, with how many reservations hold each.
+    reserved: Arc<Mutex<HashMap<String, usize>>>,
+    /// Set while the start-up scan of running sandboxes has not completed.
+    scanning: Arc<AtomicBool>,
+}
+
+/// A container id counted as tracked while this guard lives (see [`TaskStore::reserve`]).
+#[derive(Debug)]
+pub struct Reservation {
+    store: TaskStore,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.store.lock_reserved();
+        if let Some(count) = reserved.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                reserved.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl TaskStore {
@@ -52,37 +85,80 @@ impl TaskStore {
         self.lock().remove(task_id)
     }
 
-    /// Container ids of every tracked task and sandbox (the reconciler's "tracked" set).
+    /// Container ids of every tracked task, network container and reservation (the
+    /// reconciler's "tracked" set).
     pub fn tracked_container_ids(&self) -> BTreeSet<String> {
         let mut ids: BTreeSet<String> = self
             .lock()
             .values()
             .map(|h| h.container_id().to_owned())
             .collect();
-        ids.extend(self.lock_sandboxes().values().cloned());
+        ids.extend(self.sandbox_ids());
+        ids.extend(self.lock_reserved().keys().cloned());
         ids
     }
 
-    fn lock_sandboxes(&self) -> MutexGuard<'_, HashMap<String, String>> {
+    fn lock_sandboxes(&self) -> MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
         self.sandboxes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records `container_id` as the sandbox of `alloc_id` (replacing an earlier one).
+    fn lock_reserved(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.reserved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `container_id` as tracked until the returned guard is dropped: taken before a
+    /// container is adopted, so that no sweep judges it while the adoption is under way.
+    pub fn reserve(&self, container_id: &str) -> Reservation {
+        *self
+            .lock_reserved()
+            .entry(container_id.to_owned())
+            .or_insert(0) += 1;
+        Reservation {
+            store: self.clone(),
+            id: container_id.to_owned(),
+        }
+    }
+
+    /// Adds `container_id` (a full id) to the network containers of `alloc_id`.
     pub fn track_sandbox(&self, alloc_id: &str, container_id: &str) {
         self.lock_sandboxes()
-            .insert(alloc_id.to_owned(), container_id.to_owned());
+            .entry(alloc_id.to_owned())
+            .or_default()
+            .insert(container_id.to_owned());
     }
 
-    /// Stops tracking the sandbox of `alloc_id`; returns its container id.
-    pub fn forget_sandbox(&self, alloc_id: &str) -> Option<String> {
-        self.lock_sandboxes().remove(alloc_id)
+    /// Removes one network container of `alloc_id` (a sandbox whose start failed).
+    pub fn untrack_sandbox(&self, alloc_id: &str, container_id: &str) {
+        let mut sandboxes = self.lock_sandboxes();
+        if let Some(ids) = sandboxes.get_mut(alloc_id) {
+            ids.remove(container_id);
+            if ids.is_empty() {
+                sandboxes.remove(alloc_id);
+            }
+        }
     }
 
-    /// Container ids of the tracked sandboxes.
+    /// Stops tracking every network container of `alloc_id`; returns their ids.
+    pub fn forget_sandbox(&self, alloc_id: &str) -> BTreeSet<String> {
+        self.lock_sandboxes().remove(alloc_id).unwrap_or_default()
+    }
+
+    /// Container ids of the tracked network containers of every allocation.
     pub fn sandbox_ids(&self) -> BTreeSet<String> {
-        self.lock_sandboxes().values().cloned().collect()
+        self.lock_sandboxes().values().flatten().cloned().collect()
+    }
+
+    /// Marks the start-up scan of running sandboxes as under way (`true`) or done.
+    pub fn set_scanning(&self, scanning: bool) {
+        self.scanning.store(scanning, Ordering::SeqCst);
+    }
+
+    /// Whether the tracked set is complete: false while the start-up scan of running sandboxes
+    /// has not completed (a sweep must not judge containers then).
+    pub fn is_complete(&self) -> bool {
+        !self.scanning.load(Ordering::SeqCst)
     }
 
     /// Tracked task ids.
@@ -98,5 +174,54 @@ impl TaskStore {
     /// Whether no task is tracked.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joined_container_never_pushes_the_sandbox_out() {
+        let store = TaskStore::new();
+        store.track_sandbox("a1", "sandbox");
+        store.track_sandbox("a1", "other-task");
+        store.track_sandbox("a1", "sandbox");
+        store.track_sandbox("a2", "sandbox-2");
+        assert_eq!(
+            store.tracked_container_ids(),
+            BTreeSet::from(["other-task".into(), "sandbox".into(), "sandbox-2".into()])
+        );
+        store.untrack_sandbox("a1", "other-task");
+        assert_eq!(
+            store.forget_sandbox("a1"),
+            BTreeSet::from(["sandbox".to_owned()])
+        );
+        assert_eq!(
+            store.sandbox_ids(),
+            BTreeSet::from(["sandbox-2".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_reservation_is_tracked_until_its_last_guard_drops() {
+        let store = TaskStore::new();
+        let first = store.reserve("c1");
+        let second = store.reserve("c1");
+        assert!(store.tracked_container_ids().contains("c1"));
+        drop(first);
+        assert!(store.tracked_container_ids().contains("c1"));
+        drop(second);
+        assert!(store.tracked_container_ids().is_empty());
+    }
+
+    #[test]
+    fn the_tracked_set_is_incomplete_while_the_start_up_scan_runs() {
+        let store = TaskStore::new();
+        assert!(store.is_complete());
+        store.set_scanning(true);
+        assert!(!store.clone().is_complete(), "clones share the flag");
+        store.set_scanning(false);
+        assert!(store.is_complete());
     }
 }

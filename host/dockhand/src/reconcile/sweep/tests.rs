@@ -109,3 +109,32 @@ async fn only_a_container_too_large_on_its_own_is_left_without_a_verdict() {
         }
     }
 }
+
+#[test]
+fn the_grace_rounds_a_creation_second_up() {
+    let cutoff = 1_700_000_010_500;
+    // Created during second …010: possibly at …010.999, after the cutoff.
+    assert!(within_grace(1_700_000_010_000, cutoff));
+    // Created during second …009: at the latest …009.999, before the cutoff.
+    assert!(!within_grace(1_700_000_009_000, cutoff));
+    // The end of the creation second exactly at the cutoff is old enough.
+    assert!(!within_grace(1_700_000_009_501, cutoff));
+    assert!(within_grace(1_700_000_009_502, cutoff));
+    // No creation time (i64::MAX) is always within the grace.
+    assert!(within_grace(i64::MAX, cutoff));
+}
+
+#[test]
+fn the_daemon_clock_is_read_from_its_system_time() {
+    assert_eq!(
+        daemon_time_ms(Some("2023-11-14T22:13:20.123456789Z")),
+        Some(1_700_000_000_123)
+    );
+    assert_eq!(
+        daemon_time_ms(Some("2023-11-14T23:13:20.5+01:00")),
+        Some(1_700_000_000_500)
+    );
+    assert_eq!(daemon_time_ms(Some("yesterday")), None);
+    assert_eq!(daemon_time_ms(Some("")), None);
+    assert_eq!(daemon_time_ms(None), None);
+}

@@ -1,0 +1,207 @@
+//! A StartTask that finds a running container with its task's name adopts it; the container
+//! is in the tracked set before the engine does anything more with it, so no sweep can take it
+//! for an orphan while the adoption is under way. Checked deterministically: a Docker client
+//! that forwards every call to the real daemon records, at each inspection of the adopted
+//! container by id, whether the tracked set held it.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dockhand::docker::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
+    ExecInspectResponse, ImageInspect, NetworkInspect, SystemInfo, SystemVersion,
+};
+use dockhand::docker::{
+    ContainerFilter, DockerApi, DockerError, ExecIo, ExecRequest, ImportRequest, LogsRequest,
+    OutputChunk, PullMessage, RegistryAuth,
+};
+use dockhand::fingerprint::RuntimeCatalog;
+use dockhand::tasks::{EngineSettings, TaskEngine, TaskStore};
+use futures::stream::BoxStream;
+
+use crate::reconcile::{ALLOC_LABEL, Kind, make, state, task_spec};
+use crate::support::TestContainers;
+use crate::support::docker_with_image;
+
+/// The real daemon, with a record of what the tracked set held at each inspection by id.
+#[derive(Debug)]
+struct Spy {
+    inner: Arc<dyn DockerApi>,
+    store: OnceLock<TaskStore>,
+    /// `(id, tracked at that moment)` for each inspection by a 64-hex-digit id.
+    inspections: Mutex<Vec<(String, bool)>>,
+}
+
+impl Spy {
+    fn record(&self, id: &str) {
+        let by_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if let (true, Some(store)) = (by_id, self.store.get()) {
+            let tracked = store.tracked_container_ids().contains(id);
+            self.inspections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((id.to_owned(), tracked));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DockerApi for Spy {
+    async fn ping(&self) -> Result<(), DockerError> {
+        self.inner.ping().await
+    }
+    async fn version(&self) -> Result<SystemVersion, DockerError> {
+        self.inner.version().await
+    }
+    async fn info(&self) -> Result<SystemInfo, DockerError> {
+        self.inner.info().await
+    }
+    async fn list_containers(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Result<Vec<ContainerSummary>, DockerError> {
+        self.inner.list_containers(filter).await
+    }
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse, DockerError> {
+        self.record(id);
+        self.inner.inspect_container(id).await
+    }
+    async fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        self.inner.create_container(name, body).await
+    }
+    async fn start_container(&self, id: &str) -> Result<(), DockerError> {
+        self.inner.start_container(id).await
+    }
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
+        self.inner.stop_container(id, grace).await
+    }
+    async fn kill_container(&self, id: &str, signal: &str) -> Result<(), DockerError> {
+        self.inner.kill_container(id, signal).await
+    }
+    async fn remove_container(&self, id: &str, force: bool) -> Result<(), DockerError> {
+        self.inner.remove_container(id, force).await
+    }
+    async fn wait_container(&self, id: &str) -> Result<i64, DockerError> {
+        self.inner.wait_container(id).await
+    }
+    async fn logs(
+        &self,
+        id: &str,
+        request: LogsRequest,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, DockerError>>, DockerError> {
+        self.inner.logs(id, request).await
+    }
+    async fn stats_once(&self, id: &str) -> Result<ContainerStatsResponse, DockerError> {
+        self.inner.stats_once(id).await
+    }
+    async fn stats_stream(
+        &self,
+        id: &str,
+    ) -> Result<BoxStream<'static, Result<ContainerStatsResponse, DockerError>>, DockerError> {
+        self.inner.stats_stream(id).await
+    }
+    async fn create_exec(&self, id: &str, request: ExecRequest) -> Result<String, DockerError> {
+        self.inner.create_exec(id, request).await
+    }
+    async fn start_exec(&self, exec_id: &str, tty: bool) -> Result<ExecIo, DockerError> {
+        self.inner.start_exec(exec_id, tty).await
+    }
+    async fn inspect_exec(&self, exec_id: &str) -> Result<ExecInspectResponse, DockerError> {
+        self.inner.inspect_exec(exec_id).await
+    }
+    async fn resize_exec(&self, exec_id: &str, height: u16, width: u16) -> Result<(), DockerError> {
+        self.inner.resize_exec(exec_id, height, width).await
+    }
+    async fn inspect_image(&self, image: &str) -> Result<ImageInspect, DockerError> {
+        self.inner.inspect_image(image).await
+    }
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<RegistryAuth>,
+    ) -> Result<BoxStream<'static, Result<PullMessage, DockerError>>, DockerError> {
+        self.inner.pull_image(image, auth).await
+    }
+    async fn remove_image(&self, image: &str, force: bool) -> Result<(), DockerError> {
+        self.inner.remove_image(image, force).await
+    }
+    async fn load_image(&self, tarball: &std::path::Path) -> Result<(), DockerError> {
+        self.inner.load_image(tarball).await
+    }
+    async fn import_image(
+        &self,
+        request: ImportRequest,
+        rootfs_tar: Bytes,
+    ) -> Result<(), DockerError> {
+        self.inner.import_image(request, rootfs_tar).await
+    }
+    async fn inspect_network(&self, name: &str) -> Result<NetworkInspect, DockerError> {
+        self.inner.inspect_network(name).await
+    }
+}
+
+#[tokio::test]
+async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
+    let case = "restart_adopt_by_name";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = task_spec(&guard, dir.path());
+    // A running container of this task from an earlier start (a plugin that died mid-start).
+    let existing = make(
+        &docker,
+        &guard,
+        Kind {
+            name: spec.container_name(),
+            labels: vec![(ALLOC_LABEL, spec.alloc_id.clone())],
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await;
+    let spy = Arc::new(Spy {
+        inner: docker.clone(),
+        store: OnceLock::new(),
+        inspections: Mutex::new(Vec::new()),
+    });
+    let engine = TaskEngine::new(
+        spy.clone(),
+        EngineSettings::default(),
+        RuntimeCatalog::new(),
+    );
+    spy.store
+        .set(engine.store().clone())
+        .expect("store set once");
+
+    let started = engine.start(spec.clone()).await.expect("StartTask adopts");
+    assert_eq!(started.handle.container_id(), existing);
+    assert!(started.handle.state().adopted);
+    let seen: Vec<(String, bool)> = spy
+        .inspections
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|(id, _)| *id == existing)
+        .cloned()
+        .collect();
+    assert!(
+        !seen.is_empty(),
+        "the adopted container was never inspected by id"
+    );
+    assert!(
+        seen.iter().all(|(_, tracked)| *tracked),
+        "the engine worked on the container before it was tracked: {seen:?}"
+    );
+    assert!(engine.store().tracked_container_ids().contains(&existing));
+
+    engine.destroy(&spec.id, true).await.expect("DestroyTask");
+    assert_eq!(state(&docker, &existing).await, None);
+    assert!(engine.store().tracked_container_ids().is_empty());
+}
