@@ -48,7 +48,7 @@ use crate::docker::{ContainerFilter, DockerError};
 
 use super::container::identity_labels;
 use super::image::{ImageRequest, ensure_image};
-use super::{LABEL_ALLOC_ID, TaskEngine, TaskError};
+use super::{LABEL_ALLOC_ID, LABEL_NODE_ID, TaskEngine, TaskError};
 
 /// Prefix of a sandbox container's name; the allocation id follows.
 pub const SANDBOX_NAME_PREFIX: &str = "nomad_init_";
