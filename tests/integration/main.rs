@@ -15,6 +15,7 @@ mod reconcile;
 mod reconcile_cli;
 mod recover;
 mod support;
+mod task_options;
 mod tasks;
 mod wedged;
 mod wire;

@@ -436,18 +436,23 @@ impl PluginConfig {
         let dockhand = dockhand_config(&mut p, raw.dockhand.unwrap_or_default());
         let auth = raw.auth.unwrap_or_default();
         let tls = raw.tls.unwrap_or_default();
+        let endpoint = raw.endpoint.filter(|e| !e.is_empty());
+        let tls = TlsConfig {
+            cert: tls.cert.filter(|s| !s.is_empty()),
+            key: tls.key.filter(|s| !s.is_empty()),
+            ca: tls.ca.filter(|s| !s.is_empty()),
+        };
+        if endpoint.is_some() {
+            check_tls_files(&mut p, &tls);
+        }
         let volumes = raw.volumes.unwrap_or_default();
         let config = PluginConfig {
-            endpoint: raw.endpoint.filter(|e| !e.is_empty()),
+            endpoint,
             auth: RegistryAuth {
                 config: auth.config.filter(|s| !s.is_empty()),
                 helper: auth.helper.filter(|s| !s.is_empty()),
             },
-            tls: TlsConfig {
-                cert: tls.cert.filter(|s| !s.is_empty()),
-                key: tls.key.filter(|s| !s.is_empty()),
-                ca: tls.ca.filter(|s| !s.is_empty()),
-            },
+            tls,
             gc,
             volumes: VolumesConfig {
                 enabled: volumes.enabled.unwrap_or(d::VOLUMES_ENABLED),
@@ -482,6 +487,33 @@ impl PluginConfig {
             dockhand,
         };
         (config, p.0)
+    }
+}
+
+/// With an `endpoint`, any `tls` file means a TLS connection (as in Nomad). The client needs
+/// all three files; each must be readable PEM. Read here so that a bad file fails
+/// `SetConfig` naming the key, as Nomad's client construction does.
+fn check_tls_files(p: &mut Problems, tls: &TlsConfig) {
+    let files = [("cert", &tls.cert), ("key", &tls.key), ("ca", &tls.ca)];
+    if files.iter().all(|(_, f)| f.is_none()) {
+        return;
+    }
+    for (name, file) in files {
+        let field = format!("tls.{name}");
+        let Some(path) = file else {
+            p.add(
+                &field,
+                "must be set when any tls file is (a TLS connection needs cert, key and ca)",
+            );
+            continue;
+        };
+        match std::fs::read(path) {
+            Err(e) => p.add(&field, format!("cannot read {path:?}: {e}")),
+            Ok(bytes) if !bytes.windows(11).any(|w| w == b"-----BEGIN ") => {
+                p.add(&field, format!("{path:?} is not a PEM file"));
+            }
+            Ok(_) => {}
+        }
     }
 }
 
