@@ -443,7 +443,7 @@ impl PluginConfig {
             ca: tls.ca.filter(|s| !s.is_empty()),
         };
         if endpoint.is_some() {
-            check_tls_files(&mut p, &tls);
+            check_tls_complete(&mut p, &tls);
         }
         let volumes = raw.volumes.unwrap_or_default();
         let config = PluginConfig {
@@ -490,29 +490,50 @@ impl PluginConfig {
     }
 }
 
-/// With an `endpoint`, any `tls` file means a TLS connection (as in Nomad). The client needs
-/// all three files; each must be readable PEM. Read here so that a bad file fails
-/// `SetConfig` naming the key, as Nomad's client construction does.
-fn check_tls_files(p: &mut Problems, tls: &TlsConfig) {
+/// With an `endpoint`, any `tls` file means a TLS connection (as in Nomad); the client needs
+/// all three files.
+fn check_tls_complete(p: &mut Problems, tls: &TlsConfig) {
     let files = [("cert", &tls.cert), ("key", &tls.key), ("ca", &tls.ca)];
     if files.iter().all(|(_, f)| f.is_none()) {
         return;
     }
     for (name, file) in files {
-        let field = format!("tls.{name}");
-        let Some(path) = file else {
+        if file.is_none() {
             p.add(
-                &field,
+                &format!("tls.{name}"),
                 "must be set when any tls file is (a TLS connection needs cert, key and ca)",
             );
-            continue;
-        };
-        match std::fs::read(path) {
-            Err(e) => p.add(&field, format!("cannot read {path:?}: {e}")),
-            Ok(bytes) if !bytes.windows(11).any(|w| w == b"-----BEGIN ") => {
-                p.add(&field, format!("{path:?} is not a PEM file"));
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Reads the `tls` files the Docker connection will use (with an `endpoint`): each must
+    /// be readable PEM. Called by `SetConfig`, so that a bad file fails it naming the key as
+    /// Nomad's client construction does; offline validation on another machine skips it.
+    pub fn check_tls_files(&self) -> Result<(), ConfigErrors> {
+        let mut p = Problems::default();
+        if self.endpoint.is_some() {
+            for (name, file) in [
+                ("cert", &self.tls.cert),
+                ("key", &self.tls.key),
+                ("ca", &self.tls.ca),
+            ] {
+                let Some(path) = file else { continue };
+                let field = format!("tls.{name}");
+                match std::fs::read(path) {
+                    Err(e) => p.add(&field, format!("cannot read {path:?}: {e}")),
+                    Ok(bytes) if !bytes.windows(11).any(|w| w == b"-----BEGIN ") => {
+                        p.add(&field, format!("{path:?} is not a PEM file"));
+                    }
+                    Ok(_) => {}
+                }
             }
-            Ok(_) => {}
+        }
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(p.0))
         }
     }
 }

@@ -273,8 +273,9 @@ fn user_volumes(cfg: &TaskConfig, dir: Option<&Path>, selinux: Option<&str>) -> 
                 parts.next().unwrap_or_default(),
             );
             let mode = parts.next().unwrap_or_default();
-            // A bare name with a volume driver is a named volume; anything else is a path.
-            let src = if cfg.volume_driver.is_some() && !src.contains('/') {
+            // With a volume driver the source is the driver's (a volume name); without
+            // one a relative source is a path in the task directory.
+            let src = if cfg.volume_driver.is_some() {
                 src.to_owned()
             } else {
                 in_task_dir(dir, src)
@@ -440,9 +441,8 @@ pub fn task_spec(
         pid_mode: cfg.pid_mode.clone(),
         uts_mode: cfg.uts_mode.clone(),
         userns_mode: cfg.userns_mode.clone(),
-        oom_score_adj: cfg
-            .oom_score_adj
-            .or((plugin.oom_score_adj != 0).then_some(plugin.oom_score_adj)),
+        // The agent-level `oom_score_adj` is parsed and unused, as in Nomad.
+        oom_score_adj: cfg.oom_score_adj,
         group_add: cfg.group_add.clone(),
         healthcheck_disable: cfg.healthchecks_disabled,
         logging,
@@ -732,5 +732,44 @@ mod tests {
         let cfg = busybox();
         let err = task_spec(&task, &cfg, &PluginConfig::default()).expect_err("bad port");
         assert!(err.contains("resources.ports[http].value"), "{err}");
+    }
+
+    #[test]
+    fn seccomp_profiles_are_inlined_compact_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.json");
+        std::fs::write(&path, "{\n  \"z\": \"a b\",\n  \"a\": [1, \"\\\" x\"]\n}\n")
+            .expect("write");
+        let opts = vec![
+            format!("seccomp={}", path.display()),
+            "seccomp=unconfined".to_owned(),
+            "no-new-privileges".to_owned(),
+            "label:disable".to_owned(),
+        ];
+        let out = security_opts(&opts).expect("opts");
+        assert_eq!(out[0], "seccomp={\"z\":\"a b\",\"a\":[1,\"\\\" x\"]}");
+        assert_eq!(&out[1..], &opts[1..]);
+        std::fs::write(&path, "{ not json").expect("write");
+        let err = security_opts(&opts).expect_err("bad json");
+        assert!(err.starts_with("security_opt: compacting json"), "{err}");
+        let err = security_opts(&["bogus".to_owned()]).expect_err("bad opt");
+        assert_eq!(err, "security_opt: invalid security_opt: \"bogus\"");
+    }
+
+    #[test]
+    fn capabilities_and_selinux_labels_follow_the_agent_config() {
+        let mut plugin = PluginConfig::default();
+        let mut cfg = busybox();
+        cfg.volumes = vec!["data:/data".to_owned(), "/abs:/abs:ro".to_owned()];
+        let spec = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect("spec");
+        assert_eq!(spec.docker.cap_drop, vec!["net_raw".to_owned()]);
+        assert!(spec.docker.cap_add.is_empty());
+        plugin.volumes.selinux_label = Some("z".to_owned());
+        cfg.cap_add = vec!["NET_ADMIN".to_owned()];
+        let err = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect_err("cap");
+        assert!(err.starts_with("cap_add: driver does not allow"), "{err}");
+        cfg.cap_add.clear();
+        let spec = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect("spec");
+        assert_eq!(spec.docker.volumes, vec!["data:/data:z", "/abs:/abs:ro,z"]);
     }
 }

@@ -171,6 +171,22 @@ fn ulimits(spec: &TaskSpec) -> Result<Vec<ResourcesUlimits>, TaskError> {
     Ok(out)
 }
 
+/// `dns_servers` that are IP addresses; others are logged and skipped, as in Nomad.
+fn dns_servers(spec: &TaskSpec) -> Vec<String> {
+    spec.docker
+        .dns_servers
+        .iter()
+        .filter(|ip| {
+            let valid = ip.parse::<std::net::IpAddr>().is_ok();
+            if !valid {
+                tracing::error!(task_id = spec.id, ip = %ip, "invalid ip address for container dns server; skipped");
+            }
+            valid
+        })
+        .cloned()
+        .collect()
+}
+
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
@@ -318,7 +334,7 @@ pub fn container_config(
         network_mode: d.network_mode.clone(),
         port_bindings: (!ports.is_empty()).then_some(ports),
         // With a group DNS, the task's own resolv.conf (mounted above) replaces these.
-        dns: non_empty(d.dns_servers.clone()).filter(|_| !group_dns),
+        dns: non_empty(dns_servers(spec)).filter(|_| !group_dns),
         dns_search: non_empty(d.dns_search_domains.clone()).filter(|_| !group_dns),
         dns_options: non_empty(d.dns_options.clone()).filter(|_| !group_dns),
         extra_hosts: non_empty(extra_hosts),
