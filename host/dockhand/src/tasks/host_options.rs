@@ -141,7 +141,6 @@ pub fn cpu_limits(spec: &TaskSpec, cpus: i64) -> Result<Option<(i64, i64)>, Task
         d.cpu_cfs_period
     };
     // Go truncates the float product towards zero before multiplying by the CPUs.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     let per_cpu = (spec.resources.percent_ticks * period as f64) as i64;
     Ok(Some((period, per_cpu.saturating_mul(cpus))))
 }
