@@ -417,3 +417,19 @@ fn tls_files_must_come_together_and_be_readable_pem() {
     let config = PluginConfig::try_from(no_endpoint).expect("valid");
     assert!(config.check_tls_files().is_ok());
 }
+
+#[test]
+fn cgroupns_takes_host_or_private_only() {
+    let raw = |mode: &str| RawTaskConfig {
+        image: Some("busybox".to_owned()),
+        cgroupns: Some(mode.to_owned()),
+        ..RawTaskConfig::default()
+    };
+    assert!(TaskConfig::try_from(raw("host")).is_ok());
+    assert!(TaskConfig::try_from(raw("private")).is_ok());
+    let err = TaskConfig::try_from(raw("shared")).unwrap_err().to_string();
+    assert!(
+        err.contains("cgroupns") && err.contains("\"shared\""),
+        "{err}"
+    );
+}

@@ -304,7 +304,11 @@ pub fn container_config(
         .collect();
     let ports = port_bindings(spec)?;
     let exposed: Vec<String> = ports.keys().cloned().collect();
-    let cpu = host_options::cpu_limits(spec, host_options::host_cpu_count())?;
+    let cpu = if d.cpu_hard_limit {
+        host_options::cpu_limits(spec, host_options::host_cpu_count())?
+    } else {
+        None
+    };
     // `port_map` rewrites NOMAD_PORT_<label> to the container port, as Nomad does.
     let mut env = spec.env.clone();
     env.extend(port_map_env(&d.port_map));
