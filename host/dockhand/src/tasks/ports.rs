@@ -1,8 +1,8 @@
 //! Which ports a task container publishes, by Nomad's docker driver's rules:
 //!
-//! 1. group ports (`resources.ports`) named by the task's `ports`, unless the task shares
-//!    another container's network namespace (`container:<id>`), where Docker could not
-//!    publish them;
+//! 1. group ports (`resources.ports`) named by the task's `ports` (an unknown label is an
+//!    error), unless the task shares another container's network namespace
+//!    (`container:<id>`), where Docker could not publish them;
 //! 2. otherwise the ports of the first legacy task-level network
 //!    (`AllocatedTaskResources.networks`): reserved, then dynamic, each published on that
 //!    network's IP and mapped to `port_map[label]` (or to the same port);
@@ -40,7 +40,9 @@ pub fn port_bindings(spec: &TaskSpec) -> Result<PortBindings, TaskError> {
     let d = &spec.docker;
     let r = &spec.resources;
     let mut map = PortBindings::new();
-    if !r.ports.is_empty() && !d.ports.is_empty() {
+    // Nomad's client always sends the allocation's (possibly empty) port list, so a task
+    // naming `ports` takes this branch, and an unknown label is an error.
+    if !d.ports.is_empty() {
         let shares_netns = d
             .network_mode
             .as_deref()
