@@ -431,17 +431,24 @@ async fn bridge_task_reports_its_address_and_port_map() {
             ("port_map", rmpv::Value::Array(vec![port_map])),
         ],
     );
-    // The allocation's port for the label, published on loopback only.
+    // The task-level network's port for the label (what `port_map` maps, as in Nomad),
+    // published on loopback only.
     let host_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free loopback port")
         .port();
-    if let Some(resources) = task.resources.as_mut() {
-        resources.ports.push(pb::PortMapping {
-            label: "http".to_owned(),
-            value: i32::from(host_port),
-            to: 8080,
-            host_ip: "127.0.0.1".to_owned(),
+    if let Some(allocated) = task
+        .resources
+        .as_mut()
+        .and_then(|r| r.allocated_resources.as_mut())
+    {
+        allocated.networks.push(pb::NetworkResource {
+            ip: "127.0.0.1".to_owned(),
+            dynamic_ports: vec![pb::NetworkPort {
+                label: "http".to_owned(),
+                value: i32::from(host_port),
+            }],
+            ..pb::NetworkResource::default()
         });
     }
     let id = task.id.clone();

@@ -17,6 +17,7 @@ mod reconcile_cli;
 mod recover;
 mod restart;
 mod support;
+mod task_options;
 mod tasks;
 mod wedged;
 mod wire;

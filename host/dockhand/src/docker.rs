@@ -46,6 +46,11 @@ pub mod models {
         MountPoint, MountTmpfsOptions, MountType, NetworkInspect, PortBinding, ResourcesUlimits,
         RestartPolicy, RestartPolicyNameEnum, SystemInfo, SystemVersion,
     };
+    pub use bollard::models::{
+        EndpointIpamConfig, HostConfigCgroupnsModeEnum, MountBindOptions,
+        MountBindOptionsPropagationEnum, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+        NetworkingConfig,
+    };
 }
 
 use models::{

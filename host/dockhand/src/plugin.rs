@@ -419,6 +419,9 @@ impl DriverPlugin for Dockhand {
     ) -> Result<(), PluginError> {
         let config = PluginConfig::from_msgpack(&msgpack_config)
             .map_err(|err| PluginError::InvalidArgument(format!("plugin config: {err}")))?;
+        config
+            .check_tls_files()
+            .map_err(|err| PluginError::InvalidArgument(format!("plugin config: {err}")))?;
         tracing::debug!(
             validation_only = nomad_config.is_none(),
             "configuration stored"

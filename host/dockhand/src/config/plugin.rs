@@ -483,18 +483,23 @@ impl PluginConfig {
         let dockhand = dockhand_config(&mut p, raw.dockhand.unwrap_or_default());
         let auth = raw.auth.unwrap_or_default();
         let tls = raw.tls.unwrap_or_default();
+        let endpoint = raw.endpoint.filter(|e| !e.is_empty());
+        let tls = TlsConfig {
+            cert: tls.cert.filter(|s| !s.is_empty()),
+            key: tls.key.filter(|s| !s.is_empty()),
+            ca: tls.ca.filter(|s| !s.is_empty()),
+        };
+        if endpoint.is_some() {
+            check_tls_complete(&mut p, &tls);
+        }
         let volumes = raw.volumes.unwrap_or_default();
         let config = PluginConfig {
-            endpoint: raw.endpoint.filter(|e| !e.is_empty()),
+            endpoint,
             auth: RegistryAuth {
                 config: auth.config.filter(|s| !s.is_empty()),
                 helper: auth.helper.filter(|s| !s.is_empty()),
             },
-            tls: TlsConfig {
-                cert: tls.cert.filter(|s| !s.is_empty()),
-                key: tls.key.filter(|s| !s.is_empty()),
-                ca: tls.ca.filter(|s| !s.is_empty()),
-            },
+            tls,
             gc,
             volumes: VolumesConfig {
                 enabled: volumes.enabled.unwrap_or(d::VOLUMES_ENABLED),
@@ -529,6 +534,54 @@ impl PluginConfig {
             dockhand,
         };
         (config, p.0)
+    }
+}
+
+/// With an `endpoint`, any `tls` file means a TLS connection (as in Nomad); the client needs
+/// all three files.
+fn check_tls_complete(p: &mut Problems, tls: &TlsConfig) {
+    let files = [("cert", &tls.cert), ("key", &tls.key), ("ca", &tls.ca)];
+    if files.iter().all(|(_, f)| f.is_none()) {
+        return;
+    }
+    for (name, file) in files {
+        if file.is_none() {
+            p.add(
+                &format!("tls.{name}"),
+                "must be set when any tls file is (a TLS connection needs cert, key and ca)",
+            );
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Reads the `tls` files the Docker connection will use (with an `endpoint`): each must
+    /// be readable PEM. Called by `SetConfig`, so that a bad file fails it naming the key as
+    /// Nomad's client construction does; offline validation on another machine skips it.
+    pub fn check_tls_files(&self) -> Result<(), ConfigErrors> {
+        let mut p = Problems::default();
+        if self.endpoint.is_some() {
+            for (name, file) in [
+                ("cert", &self.tls.cert),
+                ("key", &self.tls.key),
+                ("ca", &self.tls.ca),
+            ] {
+                let Some(path) = file else { continue };
+                let field = format!("tls.{name}");
+                match std::fs::read(path) {
+                    Err(e) => p.add(&field, format!("cannot read {path:?}: {e}")),
+                    Ok(bytes) if !bytes.windows(11).any(|w| w == b"-----BEGIN ") => {
+                        p.add(&field, format!("{path:?} is not a PEM file"));
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(p.0))
+        }
     }
 }
 

@@ -363,6 +363,15 @@ impl TaskConfig {
                 format!("isolation {iso:?} is only supported on Windows"),
             );
         }
+        if let Some(mode) = raw.cgroupns.as_deref().filter(|m| !m.is_empty())
+            && mode != "host"
+            && mode != "private"
+        {
+            p.add(
+                "cgroupns",
+                format!("invalid value {mode:?} (expected \"host\" or \"private\")"),
+            );
+        }
         let volumes = raw.volumes.unwrap_or_default();
         for (i, v) in volumes.iter().enumerate() {
             if v.split(':').count() < 2 {

@@ -370,3 +370,66 @@ fn task_defaults_from_schema_and_domain_agree() {
 
 mod fuzz;
 mod rules;
+
+#[test]
+fn tls_files_must_come_together_and_be_readable_pem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("c.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let text = dir.path().join("c.txt");
+    std::fs::write(&text, "plain").expect("write");
+    let raw = |cert: &std::path::Path, ca: Option<&std::path::Path>| RawPluginConfig {
+        endpoint: Some("tcp://127.0.0.1:2376".to_owned()),
+        tls: Some(crate::config::raw::RawTls {
+            cert: Some(cert.display().to_string()),
+            key: Some(pem.display().to_string()),
+            ca: ca.map(|c| c.display().to_string()),
+        }),
+        ..RawPluginConfig::default()
+    };
+    let ok = PluginConfig::try_from(raw(&pem, Some(&pem))).expect("complete");
+    assert!(ok.check_tls_files().is_ok());
+    let err = PluginConfig::try_from(raw(&text, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tls.ca") && err.contains("must be set"),
+        "{err}"
+    );
+    let bad =
+        PluginConfig::try_from(raw(&text, Some(&dir.path().join("absent.pem")))).expect("complete");
+    let err = bad.check_tls_files().unwrap_err().to_string();
+    assert!(
+        err.contains("tls.cert") && err.contains("is not a PEM file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tls.ca") && err.contains("cannot read"),
+        "{err}"
+    );
+    // Without an endpoint the environment decides, as in Nomad: the files are not used.
+    let mut no_endpoint = raw(&text, None);
+    no_endpoint.endpoint = None;
+    let config = PluginConfig::try_from(no_endpoint).expect("valid");
+    assert!(config.check_tls_files().is_ok());
+}
+
+#[test]
+fn cgroupns_takes_host_or_private_only() {
+    let raw = |mode: &str| RawTaskConfig {
+        image: Some("busybox".to_owned()),
+        cgroupns: Some(mode.to_owned()),
+        ..RawTaskConfig::default()
+    };
+    assert!(TaskConfig::try_from(raw("host")).is_ok());
+    assert!(TaskConfig::try_from(raw("private")).is_ok());
+    let err = TaskConfig::try_from(raw("shared")).unwrap_err().to_string();
+    assert!(
+        err.contains("cgroupns") && err.contains("\"shared\""),
+        "{err}"
+    );
+}

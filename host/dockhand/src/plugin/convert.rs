@@ -16,8 +16,8 @@ use nomad_plugin::proto::drivers::network_isolation_spec::NetworkIsolationMode;
 use crate::config::{self, PluginConfig, TaskConfig};
 use crate::docker::{DockerConnection, RegistryAuth, TlsFiles};
 use crate::tasks::spec::{
-    DeviceSpec, DnsSpec, DockerTaskOptions, LogDriver, MountKind, MountSpec, PortMapping,
-    TaskResources,
+    DeviceSpec, DnsSpec, DockerTaskOptions, HostsSpec, LogDriver, MountKind, MountSpec,
+    PortMapping, TaskNetwork, TaskResources,
 };
 use crate::tasks::{
     ContainerSettings, DriverNetwork, EngineSettings, ExitResult, TaskEvent, TaskSpec, TaskUsage,
@@ -29,15 +29,24 @@ pub const SANDBOX_CONTAINER_LABEL: &str = "docker_sandbox_container_id";
 /// `0001-01-01T00:00:00Z`, what Go clients expect for "unset".
 pub const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 
-/// The Docker connection for the plugin config: its `endpoint`, and TLS when all three of
-/// `tls.cert`, `tls.key` and `tls.ca` are set.
+/// The Docker connection for the plugin config: its `endpoint`, with TLS when the endpoint
+/// is set and any `tls` file is (validation has made sure then that all three are; without
+/// an endpoint the environment decides, as in Nomad).
 pub fn docker_connection(config: &PluginConfig) -> DockerConnection {
-    let tls = match (&config.tls.cert, &config.tls.key, &config.tls.ca) {
-        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
-            cert: PathBuf::from(cert),
-            key: PathBuf::from(key),
-            ca: PathBuf::from(ca),
-        }),
+    let tls = match (
+        &config.endpoint,
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.ca,
+    ) {
+        (Some(_), cert, key, ca) if cert.is_some() || key.is_some() || ca.is_some() => {
+            let path = |f: &Option<String>| PathBuf::from(f.clone().unwrap_or_default());
+            Some(TlsFiles {
+                cert: path(cert),
+                key: path(key),
+                ca: path(ca),
+            })
+        }
         _ => None,
     };
     DockerConnection {
@@ -102,6 +111,8 @@ fn resources(task: &pb::TaskConfig) -> Result<TaskResources, String> {
             out.cpu_shares = linux.cpu_shares;
         }
         out.cpuset_cpus = non_empty(&linux.cpuset_cpus);
+        out.cpu_period = linux.cpu_period;
+        out.percent_ticks = linux.percent_ticks;
     }
     for p in &r.ports {
         let port = |field: &str, v: i32| {
@@ -119,25 +130,71 @@ fn resources(task: &pb::TaskConfig) -> Result<TaskResources, String> {
             host_ip: p.host_ip.clone(),
         });
     }
+    let networks = r
+        .allocated_resources
+        .as_ref()
+        .map(|a| a.networks.as_slice())
+        .unwrap_or_default();
+    for (i, n) in networks.iter().enumerate() {
+        let ports = |field: &str, list: &[pb::NetworkPort]| {
+            list.iter()
+                .map(|p| {
+                    u16::try_from(p.value)
+                        .map(|v| (p.label.clone(), v))
+                        .map_err(|_| {
+                            format!(
+                                "resources.networks[{i}].{field}[{}]: {} is not a port number",
+                                p.label, p.value
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, String>>()
+        };
+        out.networks.push(TaskNetwork {
+            ip: n.ip.clone(),
+            reserved_ports: ports("reserved_ports", &n.reserved_ports)?,
+            dynamic_ports: ports("dynamic_ports", &n.dynamic_ports)?,
+        });
+    }
     Ok(out)
 }
 
 fn mount_spec(m: &config::Mount) -> MountSpec {
-    let (kind, tmpfs_size) = match &m.kind {
-        config::MountKind::Bind { .. } => (MountKind::Bind, None),
-        config::MountKind::Volume { .. } => (MountKind::Volume, None),
-        config::MountKind::Tmpfs { size_bytes, .. } => {
-            (MountKind::Tmpfs, (*size_bytes > 0).then_some(*size_bytes))
-        }
-    };
-    MountSpec {
-        kind,
+    let mut spec = MountSpec {
         source: m.source.clone(),
         target: m.target.clone(),
         readonly: m.readonly,
-        tmpfs_size,
+        ..MountSpec::default()
+    };
+    match &m.kind {
+        config::MountKind::Bind { propagation } => {
+            spec.kind = MountKind::Bind;
+            spec.propagation = propagation.clone();
+        }
+        config::MountKind::Volume {
+            no_copy,
+            labels,
+            driver,
+            driver_options,
+        } => {
+            spec.kind = MountKind::Volume;
+            spec.volume_no_copy = *no_copy;
+            spec.volume_labels = labels.clone();
+            spec.volume_driver = driver.clone();
+            spec.volume_driver_options = driver_options.clone();
+        }
+        config::MountKind::Tmpfs { size_bytes, mode } => {
+            spec.kind = MountKind::Tmpfs;
+            spec.tmpfs_size = (*size_bytes > 0).then_some(*size_bytes);
+            spec.tmpfs_mode = *mode;
+        }
     }
+    spec
 }
+
+mod docker_options;
+
+use docker_options::{capabilities, security_opts, user_volumes};
 
 /// Resolves a relative host path against the task directory.
 fn in_task_dir(dir: Option<&Path>, source: &str) -> String {
@@ -185,18 +242,11 @@ pub fn task_spec(
         source: m.host_path.clone(),
         target: m.task_path.clone(),
         readonly: m.readonly,
-        tmpfs_size: None,
+        ..MountSpec::default()
     }));
-    let volumes = cfg
-        .volumes
-        .iter()
-        .map(|v| match v.split_once(':') {
-            // A bare name with a volume driver is a named volume; anything else is a path.
-            Some((src, _)) if cfg.volume_driver.is_some() && !src.contains('/') => v.clone(),
-            Some((src, rest)) => format!("{}:{rest}", in_task_dir(dir.as_deref(), src)),
-            None => v.clone(),
-        })
-        .collect();
+    let volumes = user_volumes(cfg, dir.as_deref(), plugin.volumes.selinux_label.as_deref());
+    let (cap_add, cap_drop) = capabilities(cfg, plugin)?;
+    let security_opt = security_opts(&cfg.security_opt)?;
     let load = cfg.load.as_ref().map(|l| match &dir {
         Some(d) if !l.starts_with('/') => d.join("local").join(l),
         _ => PathBuf::from(l),
@@ -207,6 +257,17 @@ pub fn task_spec(
         searches: dns.searches.clone(),
         options: dns.options.clone(),
     });
+    // Nomad's hosts file for a task in the group network without a network mode of its own.
+    let group_hosts = task
+        .network_isolation_spec
+        .as_ref()
+        .filter(|iso| iso.mode == NetworkIsolationMode::Group as i32 && cfg.network_mode.is_none())
+        .and_then(|iso| iso.hosts_config.as_ref())
+        .filter(|h| !h.address.is_empty() && !h.hostname.is_empty())
+        .map(|h| HostsSpec {
+            hostname: h.hostname.clone(),
+            address: h.address.clone(),
+        });
     let network_mode = cfg.network_mode.clone().or_else(|| {
         let iso = task.network_isolation_spec.as_ref()?;
         if iso.mode != NetworkIsolationMode::Group as i32 {
@@ -265,8 +326,8 @@ pub fn task_spec(
             .map(|(k, u)| (k.clone(), format!("{}:{}", u.soft, u.hard)))
             .collect(),
         sysctl: cfg.sysctl.clone(),
-        cap_add: cfg.cap_add.clone(),
-        cap_drop: cfg.cap_drop.clone(),
+        cap_add,
+        cap_drop,
         privileged: cfg.privileged,
         runtime: cfg.runtime.clone(),
         devices,
@@ -276,18 +337,26 @@ pub fn task_spec(
         memory_hard_limit_mb: cfg.memory_hard_limit.filter(|m| *m > 0),
         shm_size: cfg.shm_size.filter(|s| *s > 0),
         readonly_rootfs: cfg.readonly_rootfs,
-        security_opt: cfg.security_opt.clone(),
+        security_opt,
         ipc_mode: cfg.ipc_mode.clone(),
         pid_mode: cfg.pid_mode.clone(),
         uts_mode: cfg.uts_mode.clone(),
         userns_mode: cfg.userns_mode.clone(),
-        oom_score_adj: cfg
-            .oom_score_adj
-            .or((plugin.oom_score_adj != 0).then_some(plugin.oom_score_adj)),
+        // The agent-level `oom_score_adj` is parsed and unused, as in Nomad.
+        oom_score_adj: cfg.oom_score_adj,
         group_add: cfg.group_add.clone(),
         healthcheck_disable: cfg.healthchecks_disabled,
         logging,
         storage_opt: cfg.storage_opt.clone(),
+        cpu_hard_limit: cfg.cpu_hard_limit,
+        cpu_cfs_period: i64::from(cfg.cpu_cfs_period),
+        cgroupns: cfg.cgroupns.clone(),
+        volume_driver: cfg.volume_driver.clone(),
+        network_aliases: cfg.network_aliases.clone(),
+        ipv4_address: cfg.ipv4_address.map(|a| a.to_string()),
+        ipv6_address: cfg.ipv6_address.map(|a| a.to_string()),
+        mac_address: cfg.mac_address.clone(),
+        advertise_ipv6_address: cfg.advertise_ipv6_address,
     };
     Ok(TaskSpec {
         id: task.id.clone(),
@@ -308,6 +377,7 @@ pub fn task_spec(
         stdout_path: non_empty(&task.stdout_path).map(PathBuf::from),
         stderr_path: non_empty(&task.stderr_path).map(PathBuf::from),
         group_dns,
+        group_hosts,
         docker,
     })
 }
@@ -563,5 +633,22 @@ mod tests {
         let cfg = busybox();
         let err = task_spec(&task, &cfg, &PluginConfig::default()).expect_err("bad port");
         assert!(err.contains("resources.ports[http].value"), "{err}");
+    }
+
+    #[test]
+    fn capabilities_and_selinux_labels_follow_the_agent_config() {
+        let mut plugin = PluginConfig::default();
+        let mut cfg = busybox();
+        cfg.volumes = vec!["data:/data".to_owned(), "/abs:/abs:ro".to_owned()];
+        let spec = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect("spec");
+        assert_eq!(spec.docker.cap_drop, vec!["net_raw".to_owned()]);
+        assert!(spec.docker.cap_add.is_empty());
+        plugin.volumes.selinux_label = Some("z".to_owned());
+        cfg.cap_add = vec!["NET_ADMIN".to_owned()];
+        let err = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect_err("cap");
+        assert!(err.starts_with("cap_add: driver does not allow"), "{err}");
+        cfg.cap_add.clear();
+        let spec = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect("spec");
+        assert_eq!(spec.docker.volumes, vec!["data:/data:z", "/abs:/abs:ro,z"]);
     }
 }

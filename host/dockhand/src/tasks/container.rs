@@ -4,13 +4,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::docker::models::{
-    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
-    PortBinding, ResourcesUlimits,
+    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
 };
 
 use super::TaskError;
+use super::host_options::{self, HOSTS_FILE, HOSTS_TARGET};
+use super::ports::{port_bindings, port_map_env};
 use super::resolv;
-use super::spec::{MountKind, TaskSpec};
+use super::spec::TaskSpec;
 
 /// Label present on every task and pause container: the ownership marker.
 pub const LABEL_ALLOC_ID: &str = "com.hashicorp.nomad.alloc_id";
@@ -186,35 +188,20 @@ fn ulimits(spec: &TaskSpec) -> Result<Vec<ResourcesUlimits>, TaskError> {
     Ok(out)
 }
 
-/// Ports to publish: `(container port, binding)` for tcp and udp.
-fn port_bindings(spec: &TaskSpec) -> Result<HashMap<String, Option<Vec<PortBinding>>>, TaskError> {
-    let mut map = HashMap::new();
-    let mut publish = |container_port: u16, host_ip: &str, host_port: u16| {
-        for proto in ["tcp", "udp"] {
-            map.insert(
-                format!("{container_port}/{proto}"),
-                Some(vec![PortBinding {
-                    host_ip: Some(host_ip.to_owned()),
-                    host_port: Some(host_port.to_string()),
-                }]),
-            );
-        }
-    };
-    let find = |label: &str| spec.resources.ports.iter().find(|p| p.label == label);
-    for label in &spec.docker.ports {
-        let port = find(label).ok_or_else(|| {
-            TaskError::InvalidSpec(format!("Port {label:?} not found, check network block"))
-        })?;
-        let to = if port.to == 0 { port.value } else { port.to };
-        publish(to, &port.host_ip, port.value);
-    }
-    for (label, container_port) in &spec.docker.port_map {
-        let port = find(label).ok_or_else(|| {
-            TaskError::InvalidSpec(format!("port_map label {label:?} has no allocated port"))
-        })?;
-        publish(*container_port, &port.host_ip, port.value);
-    }
-    Ok(map)
+/// `dns_servers` that are IP addresses; others are logged and skipped, as in Nomad.
+fn dns_servers(spec: &TaskSpec) -> Vec<String> {
+    spec.docker
+        .dns_servers
+        .iter()
+        .filter(|ip| {
+            let valid = ip.parse::<std::net::IpAddr>().is_ok();
+            if !valid {
+                tracing::error!(task_id = spec.id, ip = %ip, "invalid ip address for container dns server; skipped");
+            }
+            valid
+        })
+        .cloned()
+        .collect()
 }
 
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
@@ -266,27 +253,43 @@ pub fn container_config(
     let (memory, reservation) = memory_limits(spec)?;
     let mut binds = nomad_binds(spec, settings.selinux_label.as_deref());
     binds.extend(d.volumes.iter().cloned());
-    let mut mounts: Vec<Mount> = d
+    let mut mounts = d
         .mounts
         .iter()
-        .map(|m| Mount {
-            target: Some(m.target.clone()),
-            source: (!m.source.is_empty()).then(|| m.source.clone()),
-            typ: Some(match m.kind {
-                MountKind::Volume => MountType::VOLUME,
-                MountKind::Bind => MountType::BIND,
-                MountKind::Tmpfs => MountType::TMPFS,
+        .map(host_options::docker_mount)
+        .collect::<Result<Vec<Mount>, TaskError>>()?;
+    // In a group network Nomad's hosts file (with `extra_hosts` in it) replaces Docker's,
+    // which cannot take `extra_hosts` in another container's namespace.
+    let mut extra_hosts = d.extra_hosts.clone();
+    if spec.group_hosts.is_some() {
+        let Some(alloc_dir) = &spec.alloc_dir else {
+            return Err(TaskError::InvalidSpec(
+                "a group network hosts file needs the allocation directory".to_owned(),
+            ));
+        };
+        extra_hosts.clear();
+        mounts.push(Mount {
+            target: Some(HOSTS_TARGET.to_owned()),
+            source: Some(alloc_dir.join(HOSTS_FILE).display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            bind_options: Some(MountBindOptions {
+                propagation: Some(MountBindOptionsPropagationEnum::PRIVATE),
+                ..MountBindOptions::default()
             }),
-            read_only: Some(m.readonly),
-            tmpfs_options: m
-                .tmpfs_size
-                .map(|size| crate::docker::models::MountTmpfsOptions {
-                    size_bytes: Some(size),
-                    ..Default::default()
-                }),
             ..Mount::default()
-        })
-        .collect();
+        });
+    } else if !extra_hosts.is_empty()
+        && d.network_mode
+            .as_deref()
+            .is_some_and(|m| m.starts_with("container:"))
+    {
+        return Err(TaskError::InvalidSpec(format!(
+            "extra_hosts cannot be given to Docker for a task that joins another container's \
+             network (network_mode {:?}) and Nomad sent no group hosts configuration",
+            d.network_mode.as_deref().unwrap_or_default()
+        )));
+    }
     let group_dns = spec.group_dns.is_some();
     if group_dns {
         let Some(task_dir) = spec.task_dir() else {
@@ -321,6 +324,14 @@ pub fn container_config(
         .collect();
     let ports = port_bindings(spec)?;
     let exposed: Vec<String> = ports.keys().cloned().collect();
+    let cpu = if d.cpu_hard_limit {
+        host_options::cpu_limits(spec, host_options::host_cpu_count())?
+    } else {
+        None
+    };
+    // `port_map` rewrites NOMAD_PORT_<label> to the container port, as Nomad does.
+    let mut env = spec.env.clone();
+    env.extend(port_map_env(&d.port_map));
 
     let host_config = HostConfig {
         memory,
@@ -328,6 +339,10 @@ pub fn container_config(
         memory_swap: memory,
         cpu_shares: (spec.resources.cpu_shares > 0).then(|| spec.resources.cpu_shares.max(2)),
         cpuset_cpus: spec.resources.cpuset_cpus.clone().filter(|c| !c.is_empty()),
+        cpu_period: cpu.map(|(period, _)| period),
+        cpu_quota: cpu.map(|(_, quota)| quota),
+        cgroupns_mode: host_options::cgroupns_mode(spec)?,
+        volume_driver: d.volume_driver.clone(),
         pids_limit: d.pids_limit.filter(|p| *p > 0),
         binds: non_empty(binds),
         mounts: non_empty(mounts),
@@ -343,10 +358,10 @@ pub fn container_config(
         network_mode: d.network_mode.clone(),
         port_bindings: (!ports.is_empty()).then_some(ports),
         // With a group DNS, the task's own resolv.conf (mounted above) replaces these.
-        dns: non_empty(d.dns_servers.clone()).filter(|_| !group_dns),
+        dns: non_empty(dns_servers(spec)).filter(|_| !group_dns),
         dns_search: non_empty(d.dns_search_domains.clone()).filter(|_| !group_dns),
         dns_options: non_empty(d.dns_options.clone()).filter(|_| !group_dns),
-        extra_hosts: non_empty(d.extra_hosts.clone()),
+        extra_hosts: non_empty(extra_hosts),
         init: d.init.then_some(true),
         shm_size: d.shm_size,
         readonly_rootfs: Some(d.readonly_rootfs),
@@ -368,7 +383,7 @@ pub fn container_config(
         image: Some(image.to_owned()),
         hostname: d.hostname.clone(),
         user: spec.user.clone().filter(|u| !u.is_empty()),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         cmd: non_empty(cmd),
         entrypoint: d.entrypoint.clone(),
         working_dir: d.work_dir.clone(),
@@ -383,6 +398,7 @@ pub fn container_config(
                 ..Default::default()
             }),
         host_config: Some(host_config),
+        networking_config: host_options::networking_config(spec),
         ..ContainerCreateBody::default()
     })
 }

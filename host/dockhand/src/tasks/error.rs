@@ -35,6 +35,9 @@ pub enum TaskError {
     /// The runtime is not in `allow_runtimes`.
     #[error("requested runtime {0:?} is not allowed")]
     RuntimeNotAllowed(String),
+    /// Could not learn the daemon's API version.
+    #[error("failed to read the Docker Engine version")]
+    VersionLookup(#[source] DockerError),
     /// Could not learn the daemon's runtimes.
     #[error("failed to list docker runtimes")]
     RuntimeLookup(#[source] DockerError),
@@ -179,6 +182,7 @@ impl TaskError {
             | Self::Inspect { source, .. }
             | Self::Purge { source, .. }
             | Self::RuntimeLookup(source)
+            | Self::VersionLookup(source)
             | Self::Start { source, .. } => source.is_transient(),
             Self::Create { source, .. } => source.is_transient() || source.is_not_found(),
             Self::NameConflictPersisted { .. } => true,

@@ -53,8 +53,21 @@ pub struct TaskSpec {
     /// The group's `network.dns`: when set, the task gets its own resolv.conf (see
     /// `tasks::resolv`) and the docker `dns_*` options are ignored, as in Nomad.
     pub group_dns: Option<DnsSpec>,
+    /// The group network's hosts entry (Nomad's `hostsConfig`), when the task joins the
+    /// group network without a `network_mode` of its own: the task then gets the hosts
+    /// file Nomad writes for the allocation, `extra_hosts` included, instead of Docker's.
+    pub group_hosts: Option<HostsSpec>,
     /// The docker task options.
     pub docker: DockerTaskOptions,
+}
+
+/// The allocation's own hosts entry in a group network (`NetworkIsolationSpec.hostsConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostsSpec {
+    /// The allocation's hostname.
+    pub hostname: String,
+    /// The allocation's address.
+    pub address: String,
 }
 
 /// A group network's DNS settings (`network { dns { … } }`).
@@ -86,7 +99,7 @@ impl TaskSpec {
 }
 
 /// Task resources.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskResources {
     /// `resources.memory` in MB (the reservation when a max is set).
     pub memory_mb: i64,
@@ -96,8 +109,25 @@ pub struct TaskResources {
     pub cpu_shares: i64,
     /// Reserved cores, e.g. `"0,1"`.
     pub cpuset_cpus: Option<String>,
-    /// The allocation's ports.
+    /// Nomad's CFS period (`linux_resources.cpu_period`; Nomad sends 0).
+    pub cpu_period: i64,
+    /// The task's share of the node's compute (`linux_resources.PercentTicks`, 0–1).
+    pub percent_ticks: f64,
+    /// The allocation's (group) ports.
     pub ports: Vec<PortMapping>,
+    /// Legacy task-level networks (`AllocatedTaskResources.networks`).
+    pub networks: Vec<TaskNetwork>,
+}
+
+/// A legacy task-level network: its IP and the ports allocated on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskNetwork {
+    /// Host IP the ports are published on.
+    pub ip: String,
+    /// Reserved (static) ports, label and host port.
+    pub reserved_ports: Vec<(String, u16)>,
+    /// Dynamic ports, label and host port.
+    pub dynamic_ports: Vec<(String, u16)>,
 }
 
 /// One allocated port.
@@ -149,6 +179,18 @@ pub struct MountSpec {
     pub readonly: bool,
     /// tmpfs size in bytes.
     pub tmpfs_size: Option<i64>,
+    /// tmpfs file mode (`tmpfs_options.mode`).
+    pub tmpfs_mode: Option<u32>,
+    /// Bind propagation (`bind_options.propagation`).
+    pub propagation: Option<String>,
+    /// Volume: do not copy image content (`volume_options.no_copy`).
+    pub volume_no_copy: bool,
+    /// Volume labels (`volume_options.labels`).
+    pub volume_labels: BTreeMap<String, String>,
+    /// Volume driver (`volume_options.driver_config.name`).
+    pub volume_driver: Option<String>,
+    /// Volume driver options (`volume_options.driver_config.options`).
+    pub volume_driver_options: BTreeMap<String, String>,
 }
 
 /// The docker log driver for the container.
@@ -251,4 +293,22 @@ pub struct DockerTaskOptions {
     pub logging: Option<LogDriver>,
     /// `storage_opt`.
     pub storage_opt: BTreeMap<String, String>,
+    /// `cpu_hard_limit`.
+    pub cpu_hard_limit: bool,
+    /// `cpu_cfs_period` (0: Nomad's period).
+    pub cpu_cfs_period: i64,
+    /// `cgroupns` (`host` or `private`).
+    pub cgroupns: Option<String>,
+    /// `volume_driver`.
+    pub volume_driver: Option<String>,
+    /// `network_aliases`.
+    pub network_aliases: Vec<String>,
+    /// `ipv4_address`.
+    pub ipv4_address: Option<String>,
+    /// `ipv6_address`.
+    pub ipv6_address: Option<String>,
+    /// `mac_address`.
+    pub mac_address: Option<String>,
+    /// `advertise_ipv6_address`: report the global IPv6 address to Nomad.
+    pub advertise_ipv6_address: bool,
 }

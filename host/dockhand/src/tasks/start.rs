@@ -9,6 +9,7 @@ use crate::docker::models::{ContainerCreateBody, ContainerInspectResponse};
 
 use super::container::{LABEL_ALLOC_ID, container_config};
 use super::handle::TaskHandle;
+use super::host_options::{HOSTS_FILE, render_hosts};
 use super::image::{ImageRequest, PullProgress, ensure_image};
 use super::logs::{forward_logs, is_discard};
 use super::spec::TaskSpec;
@@ -21,6 +22,8 @@ const CREATE_BACKOFF_BASE: Duration = Duration::from_millis(50);
 const CREATE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often a transient create error is retried.
 const CREATE_TRANSIENT_ATTEMPTS: u32 = 5;
+/// First Docker Engine API version that reads a MAC address from the endpoint settings.
+const MAC_ADDRESS_MIN_API: (u32, u32) = (1, 44);
 
 /// A started task.
 #[derive(Debug, Clone)]
@@ -29,7 +32,8 @@ pub struct StartedTask {
     pub handle: Arc<TaskHandle>,
     /// The encoded driver_state to give Nomad.
     pub driver_state: Vec<u8>,
-    /// The network to report to Nomad, if the container has an address.
+    /// The network reported to Nomad (`DriverNetwork`): the port map, the container's
+    /// address (empty without one) and whether to advertise it.
     pub network: Option<DriverNetwork>,
 }
 
@@ -79,6 +83,19 @@ impl TaskEngine {
         if let (Some(dns), Some(task_dir)) = (&spec.group_dns, spec.task_dir()) {
             super::resolv::write(&task_dir, dns).map_err(TaskError::InvalidSpec)?;
         }
+        if let (Some(hosts), Some(alloc_dir)) = (&spec.group_hosts, &spec.alloc_dir) {
+            let text = render_hosts(hosts, &spec.docker.extra_hosts)?;
+            let path = alloc_dir.join(HOSTS_FILE);
+            std::fs::write(&path, text).map_err(|e| {
+                TaskError::InvalidSpec(format!(
+                    "failed to write the hosts file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        if spec.docker.mac_address.is_some() {
+            self.check_mac_address_support().await?;
+        }
         let body = container_config(&spec, image, runtime, &self.settings.container)?;
         // An adopted container stays reserved (tracked) until its handle is: the reservation
         // is dropped at the end of this function, after `finish_start` tracked the handle.
@@ -98,6 +115,30 @@ impl TaskEngine {
                 Err(e)
             }
         }
+    }
+
+    /// `mac_address` goes into the network endpoint settings, which Docker reads from API
+    /// 1.44 on (the container-wide field older daemons read is gone from the API this
+    /// client speaks): an older daemon is refused by name rather than silently ignoring it.
+    async fn check_mac_address_support(&self) -> Result<(), TaskError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(TaskError::VersionLookup)?;
+        let api = version.api_version.unwrap_or_default();
+        let (major, minor) = api
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+            .unwrap_or((0, 0));
+        if (major, minor) >= MAC_ADDRESS_MIN_API {
+            return Ok(());
+        }
+        Err(TaskError::InvalidSpec(format!(
+            "mac_address needs Docker Engine API {}.{} or later (Docker 25); this daemon \
+             speaks API {api:?}",
+            MAC_ADDRESS_MIN_API.0, MAC_ADDRESS_MIN_API.1
+        )))
     }
 
     /// The OCI runtime for `spec`, after the GPU substitution and the allow-list.
@@ -320,22 +361,43 @@ impl TaskEngine {
     }
 }
 
+/// Nomad's `DriverNetwork`: always reported, with `port_map`; the address of the first
+/// network (by name) that has one, its global IPv6 address with `advertise_ipv6_address`;
+/// advertised automatically unless that network is Docker's default `bridge` (or `nat`).
 fn driver_network(spec: &TaskSpec, i: &ContainerInspectResponse) -> Option<DriverNetwork> {
-    let networks = i.network_settings.as_ref()?.networks.as_ref()?;
+    let mut network = DriverNetwork {
+        port_map: spec.docker.port_map.clone(),
+        ..DriverNetwork::default()
+    };
+    let Some(networks) = i
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+    else {
+        return Some(network);
+    };
     let mut names: Vec<&String> = networks.keys().collect();
     names.sort();
     if names.len() > 1 {
         tracing::warn!(task_id = spec.id, networks = ?names, "container has more than one network; reporting the first with an address");
     }
-    names.into_iter().find_map(|name| {
-        let ip = networks[name]
+    let found = names.into_iter().find(|name| {
+        networks[*name]
             .ip_address
-            .clone()
-            .filter(|ip| !ip.is_empty())?;
-        Some(DriverNetwork {
-            port_map: spec.docker.port_map.clone(),
-            ip,
-            auto_advertise: name != "bridge" && name != "nat",
-        })
-    })
+            .as_deref()
+            .is_some_and(|ip| !ip.is_empty())
+    });
+    if let Some(name) = found {
+        let endpoint = &networks[name];
+        if spec.docker.advertise_ipv6_address {
+            network.ip = endpoint.global_ipv6_address.clone().unwrap_or_default();
+            network.auto_advertise = true;
+        } else {
+            network.ip = endpoint.ip_address.clone().unwrap_or_default();
+        }
+        if name != "bridge" && name != "nat" {
+            network.auto_advertise = true;
+        }
+    }
+    Some(network)
 }
