@@ -23,6 +23,7 @@ mod error;
 mod exec;
 mod handle;
 mod image;
+mod log_position;
 mod logs;
 mod network;
 pub mod resolv;
@@ -129,6 +130,9 @@ impl Default for EngineSettings {
 
 /// How long a forced destroy waits for the stopped container's exit status.
 const DESTROY_EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a destroy lets the log forwarder deliver the stopped container's last output.
+const DESTROY_LOG_GRACE: Duration = Duration::from_secs(5);
 
 /// Capacity of the task event channel; a subscriber that lags further loses old events.
 const EVENT_CAPACITY: usize = 256;
@@ -247,7 +251,8 @@ impl TaskEngine {
     }
 
     /// Destroys the task: refuses a running container unless `force` (which stops it first),
-    /// removes the container when `gc.container` is on, and forgets the task.
+    /// lets the log forwarder deliver the last output (bounded), removes the container when
+    /// `gc.container` is on, and forgets the task.
     pub async fn destroy(&self, task_id: &str, force: bool) -> Result<(), TaskError> {
         let h = self.handle(task_id)?;
         let id = h.container_id().to_owned();
@@ -274,6 +279,9 @@ impl TaskEngine {
                         }
                     }
                 }
+                // The forwarder reads the stopped container's output to its end and returns;
+                // after the removal that output would be gone.
+                h.finish_logs(DESTROY_LOG_GRACE).await;
                 if self.settings.gc_container {
                     match self.docker.remove_container(&id, true).await {
                         Ok(()) => {}

@@ -1,0 +1,430 @@
+//! Log forwarding through the real plugin binary: a task prints numbered lines and every line
+//! must reach the task's FIFO exactly once, across a SIGKILLed plugin, a broken log stream, an
+//! adoption on StartTask, an exit while the plugin was down, a destroy right after the exit and
+//! a FIFO reader that goes away and comes back.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nomad_plugin::proto::drivers as pb;
+
+use crate::harness::{Launch, Plugin, TaskDirs, configured_plugin};
+use crate::lifecycle::{destroy, start, stop, task_config, wait};
+use crate::recover::recover_request;
+use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
+use crate::support::{TestContainers, docker_with_image};
+
+/// Numbered lines on stdout and stderr until SIGTERM, then `end` on stdout.
+const COUNTER: &str = "trap 'echo end; exit 0' TERM; i=0; \
+     while true; do i=$((i+1)); echo out-$i; echo err-$i >&2; sleep 0.02; done";
+
+/// The numbers of the lines `<prefix><n>` in `text`, in order.
+fn numbers(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("bad line {prefix}{n}")))
+        .collect()
+}
+
+/// Asserts the lines `<prefix><n>` are exactly 1, 2, … `at_least` or more: none lost, none
+/// repeated, none out of order.
+fn assert_complete(text: &str, prefix: &str, at_least: u64) {
+    let got = numbers(text, prefix);
+    let want: Vec<u64> = (1..=got.len() as u64).collect();
+    if got != want {
+        let first_bad = got
+            .iter()
+            .zip(&want)
+            .position(|(g, w)| g != w)
+            .unwrap_or(got.len().min(want.len()));
+        let from = first_bad.saturating_sub(3);
+        panic!(
+            "{prefix}: {} lines, first wrong at index {first_bad}: got {:?}",
+            got.len(),
+            &got[from..(from + 8).min(got.len())]
+        );
+    }
+    assert!(
+        got.len() as u64 >= at_least,
+        "{prefix}: only {} lines",
+        got.len()
+    );
+}
+
+/// Waits until `text()` holds the line `<prefix><n>` for some n >= `min`.
+async fn wait_for_count(text: impl Fn() -> String, prefix: &str, min: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if numbers(&text(), prefix).last().is_some_and(|n| *n >= min) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {prefix}{min} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn set_default_config(plugin: &Plugin) {
+    plugin
+        .base()
+        .set_config(nomad_plugin::proto::base::SetConfigRequest {
+            msgpack_config: Vec::new(),
+            nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
+                driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
+                    client_max_port: 14512,
+                    client_min_port: 14000,
+                    topology: None,
+                }),
+            }),
+            plugin_api_version: "v0.1.0".to_owned(),
+        })
+        .await
+        .expect("SetConfig");
+}
+
+/// Stops the counter with SIGTERM and waits until its `end` line is forwarded.
+async fn finish(driver: &mut pb::driver_client::DriverClient<tonic::transport::Channel>, id: &str, dirs: &TaskDirs) {
+    stop(driver, id, "SIGTERM").await;
+    assert_eq!(
+        wait(driver, id).await.expect("WaitTask").result.expect("result").exit_code,
+        0
+    );
+    assert!(
+        dirs.stdout.wait_for("end\n", Duration::from_secs(20)).await,
+        "the last line is forwarded"
+    );
+}
+
+#[tokio::test]
+async fn logs_survive_a_sigkilled_plugin_without_loss_or_repeats() {
+    let case = "logs_across_sigkill";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("counter");
+    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let id = task.id.clone();
+
+    let mut plugin_a = configured_plugin().await;
+    let saved = start(&mut plugin_a.driver(), task)
+        .await
+        .expect("StartTask")
+        .handle
+        .expect("handle");
+    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
+    plugin_a.signal(Signal::SIGKILL);
+    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+    let down_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
+    // The task keeps printing while no plugin is there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let plugin_b = configured_plugin().await;
+    let mut driver = plugin_b.driver();
+    driver
+        .recover_task(recover_request(&saved))
+        .await
+        .expect("RecoverTask");
+    wait_for_count(|| dirs.stdout.text(), "out-", down_at + 150, Duration::from_secs(30)).await;
+    finish(&mut driver, &id, &dirs).await;
+    let (out, err) = (dirs.stdout.text(), dirs.stderr.text());
+    assert_complete(&out, "out-", down_at + 150);
+    assert_complete(&err, "err-", down_at + 150);
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+}
+
+#[tokio::test]
+async fn a_broken_log_stream_resumes_where_it_broke() {
+    let case = "logs_stream_break";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("counter");
+    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let id = task.id.clone();
+
+    let proxy = FaultProxy::start(DOCKER_SOCKET);
+    let plugin = Launch::nomad()
+        .env("DOCKER_HOST", &proxy.endpoint())
+        .start()
+        .await;
+    set_default_config(&plugin).await;
+    let mut driver = plugin.driver();
+    start(&mut driver, task).await.expect("StartTask");
+    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
+    // Cut the log stream (and every call made meanwhile) for a while.
+    proxy.set_mode(FaultMode::Truncate);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set_mode(FaultMode::Pass);
+    let broke_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
+    wait_for_count(|| dirs.stdout.text(), "out-", broke_at + 150, Duration::from_secs(30)).await;
+    finish(&mut driver, &id, &dirs).await;
+    assert_complete(&dirs.stdout.text(), "out-", broke_at + 150);
+    assert_complete(&dirs.stderr.text(), "err-", broke_at + 150);
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+}
+
+#[tokio::test]
+async fn a_container_adopted_on_start_task_does_not_replay_its_history() {
+    let case = "logs_adopted";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("counter");
+    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let id = task.id.clone();
+
+    let mut plugin_a = configured_plugin().await;
+    start(&mut plugin_a.driver(), task.clone())
+        .await
+        .expect("StartTask");
+    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
+    plugin_a.signal(Signal::SIGKILL);
+    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+
+    // The agent never got the handle and starts the task again: the running container with
+    // the task's name is adopted. Its forwarder continues after what was delivered.
+    let plugin_b = configured_plugin().await;
+    let mut driver = plugin_b.driver();
+    start(&mut driver, task).await.expect("StartTask adopts");
+    assert_eq!(guard.remaining().await.len(), 1, "adopted, not recreated");
+    let adopted_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
+    wait_for_count(|| dirs.stdout.text(), "out-", adopted_at + 100, Duration::from_secs(30)).await;
+    finish(&mut driver, &id, &dirs).await;
+    assert_complete(&dirs.stdout.text(), "out-", adopted_at + 100);
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+}
+
+#[tokio::test]
+async fn an_adopted_container_without_a_saved_position_starts_from_now() {
+    let case = "logs_adopted_from_now";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("counter");
+    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let id = task.id.clone();
+
+    let mut plugin_a = configured_plugin().await;
+    start(&mut plugin_a.driver(), task.clone())
+        .await
+        .expect("StartTask");
+    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
+    plugin_a.signal(Signal::SIGKILL);
+    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+    let position = dirs.alloc_dir.join("counter").join(".dockhand-log-position");
+    assert!(position.exists(), "the forwarder keeps its position in the task dir");
+    std::fs::remove_file(&position).expect("remove position");
+
+    let plugin_b = configured_plugin().await;
+    let mut driver = plugin_b.driver();
+    start(&mut driver, task).await.expect("StartTask adopts");
+    let before = numbers(&dirs.stdout.text(), "out-").len();
+    finish(&mut driver, &id, &dirs).await;
+    let got = numbers(&dirs.stdout.text(), "out-");
+    assert_complete(
+        &got[..before]
+            .iter()
+            .map(|n| format!("out-{n}\n"))
+            .collect::<String>(),
+        "out-",
+        20,
+    );
+    // Nothing of the container's history is replayed: after the adoption the numbers go on
+    // upwards from somewhere past what was delivered.
+    let after = &got[before..];
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous after adoption: {after:?}"
+    );
+    assert!(
+        after.first().is_none_or(|n| *n > got[before - 1]),
+        "history replayed: {:?}",
+        &after[..after.len().min(5)]
+    );
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+}
+
+#[tokio::test]
+async fn a_task_that_exited_while_the_plugin_was_down_delivers_its_last_output() {
+    let case = "logs_exit_while_down";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("brief");
+    let script = "echo first; sleep 2; echo last-words; echo oops >&2; exit 3";
+    let task = task_config(&guard, &dirs, "brief", script, Vec::new());
+    let id = task.id.clone();
+
+    let mut plugin_a = configured_plugin().await;
+    let saved = start(&mut plugin_a.driver(), task)
+        .await
+        .expect("StartTask")
+        .handle
+        .expect("handle");
+    assert!(dirs.stdout.wait_for("first\n", Duration::from_secs(20)).await);
+    plugin_a.signal(Signal::SIGKILL);
+    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+    let containers = guard.remaining().await;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(docker.wait_container(&containers[0]).await.expect("wait"), 3);
+    assert!(!dirs.stdout.text().contains("last-words"));
+
+    let plugin_b = configured_plugin().await;
+    let mut driver = plugin_b.driver();
+    driver
+        .recover_task(recover_request(&saved))
+        .await
+        .expect("RecoverTask");
+    assert_eq!(
+        wait(&mut driver, &id).await.expect("WaitTask").result.expect("result").exit_code,
+        3
+    );
+    assert!(
+        dirs.stdout.wait_for("last-words\n", Duration::from_secs(20)).await,
+        "output written while the plugin was down is delivered"
+    );
+    assert!(dirs.stderr.wait_for("oops\n", Duration::from_secs(20)).await);
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+    assert_eq!(dirs.stdout.text(), "first\nlast-words\n", "nothing twice");
+}
+
+#[tokio::test]
+async fn destroy_right_after_exit_lets_the_forwarder_deliver_the_last_lines() {
+    let case = "logs_destroy_drain";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("burst");
+    let task = task_config(&guard, &dirs, "burst", "seq 1 60000 | sed 's/^/out-/'", Vec::new());
+    let id = task.id.clone();
+
+    let plugin = configured_plugin().await;
+    let mut driver = plugin.driver();
+    start(&mut driver, task).await.expect("StartTask");
+    assert_eq!(
+        wait(&mut driver, &id).await.expect("WaitTask").result.expect("result").exit_code,
+        0
+    );
+    // Garbage collection removes the container, and its output with it.
+    destroy(&mut driver, &id, false).await.expect("DestroyTask");
+    assert!(guard.remaining().await.is_empty());
+    assert_complete(&dirs.stdout.text(), "out-", 60000);
+}
+
+/// A FIFO whose reader reads until `out-<close_after>`, closes it, waits `gap`, then reads
+/// again for good, like a logmon that restarts.
+struct ReopeningReader {
+    path: PathBuf,
+    text: Arc<Mutex<Vec<u8>>>,
+    reopened: Arc<Mutex<Option<usize>>>,
+}
+
+impl ReopeningReader {
+    fn create(path: &Path, close_after: u64, gap: Duration) -> Self {
+        let made = Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(path)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        let text: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let reopened: Arc<Mutex<Option<usize>>> = Arc::default();
+        let (sink, mark, p) = (text.clone(), reopened.clone(), path.to_path_buf());
+        std::thread::spawn(move || {
+            let needle = format!("out-{close_after}\n");
+            let mut buf = [0u8; 4096];
+            {
+                let mut f = std::fs::File::open(&p).expect("open fifo for reading");
+                loop {
+                    let Ok(n) = f.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    let mut t = sink.lock().expect("lock");
+                    t.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&t).contains(&needle) {
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(gap);
+            let mut f = std::fs::File::open(&p).expect("reopen fifo for reading");
+            *mark.lock().expect("lock") = Some(sink.lock().expect("lock").len());
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            path: path.to_path_buf(),
+            text,
+            reopened,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("lock")).into_owned()
+    }
+
+    /// What was read after the reopen.
+    fn after_reopen(&self) -> Option<String> {
+        let at = (*self.reopened.lock().expect("lock"))?;
+        Some(String::from_utf8_lossy(&self.text.lock().expect("lock")[at..]).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_fifo_write_reopens_the_fifo() {
+    let case = "logs_fifo_reopen";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("counter");
+    let reader = ReopeningReader::create(
+        &dirs.alloc_dir.join("alloc").join("logs").join(".restarting.fifo"),
+        10,
+        Duration::from_secs(1),
+    );
+    let mut task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    task.stdout_path = reader.path.to_string_lossy().into_owned();
+    let id = task.id.clone();
+
+    let plugin = configured_plugin().await;
+    let mut driver = plugin.driver();
+    start(&mut driver, task).await.expect("StartTask");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        if let Some(after) = reader.after_reopen()
+            && numbers(&after, "out-").len() >= 50
+        {
+            break after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no output after the reader came back: {:?}",
+            reader.text().lines().last()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let got = numbers(&after, "out-");
+    assert!(
+        got.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous after the reopen: {got:?}"
+    );
+    assert!(got[0] > 10);
+    stop(&mut driver, &id, "SIGTERM").await;
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+}
