@@ -296,15 +296,62 @@ async fn a_task_that_exited_while_the_plugin_was_down_delivers_its_last_output()
     assert_eq!(dirs.stdout.text(), "first\nlast-words\n", "nothing twice");
 }
 
+/// A FIFO whose reader reads nothing until the gate opens, then everything.
+struct GatedReader {
+    path: PathBuf,
+    text: Arc<Mutex<Vec<u8>>>,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GatedReader {
+    fn create(path: &Path) -> Self {
+        let made = Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(path)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        let text: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, open, p) = (text.clone(), gate.clone(), path.to_path_buf());
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::open(&p).expect("open fifo for reading");
+            while !open.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        Self { path: path.to_path_buf(), text, gate }
+    }
+
+    fn open(&self) {
+        self.gate.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("lock")).into_owned()
+    }
+}
+
 #[tokio::test]
-async fn destroy_right_after_exit_lets_the_forwarder_deliver_the_last_lines() {
+async fn destroy_lets_a_lagging_forwarder_deliver_the_last_lines() {
     let case = "logs_destroy_drain";
     let Some(docker) = docker_with_image(case).await else {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
     let dirs = TaskDirs::create("burst");
-    let task = task_config(&guard, &dirs, "burst", "seq 1 60000 | sed 's/^/out-/'", Vec::new());
+    // The reader stalls, so the forwarder is still far behind when the task has exited.
+    let reader = GatedReader::create(&dirs.alloc_dir.join("alloc").join("logs").join(".gated.fifo"));
+    let mut task = task_config(&guard, &dirs, "burst", "seq 1 20000 | sed 's/^/out-/'", Vec::new());
+    task.stdout_path = reader.path.to_string_lossy().into_owned();
     let id = task.id.clone();
 
     let plugin = configured_plugin().await;
@@ -314,10 +361,22 @@ async fn destroy_right_after_exit_lets_the_forwarder_deliver_the_last_lines() {
         wait(&mut driver, &id).await.expect("WaitTask").result.expect("result").exit_code,
         0
     );
-    // Garbage collection removes the container, and its output with it.
-    destroy(&mut driver, &id, false).await.expect("DestroyTask");
+    // Garbage collection removes the container, and its output with it. (20000 lines stay
+    // under the default json-file max-size, so none are rotated away before they are read.)
+    let mut destroyer = plugin.driver();
+    let destroy_id = id.clone();
+    let destroying =
+        tokio::spawn(async move { destroy(&mut destroyer, &destroy_id, false).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    reader.open();
+    destroying.await.expect("join").expect("DestroyTask");
     assert!(guard.remaining().await.is_empty());
-    assert_complete(&dirs.stdout.text(), "out-", 60000);
+    // Give the reader a moment to drain what is already in the pipe.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !reader.text().contains("out-20000\n") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_complete(&reader.text(), "out-", 20000);
 }
 
 /// A FIFO whose reader reads until `out-<close_after>`, closes it, waits `gap`, then reads
