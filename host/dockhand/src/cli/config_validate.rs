@@ -388,15 +388,15 @@ fn add_config_errors(
 fn agent_setting(field: &str) -> &'static str {
     let base = field.split(['.', '[']).next().unwrap_or_default();
     match base {
-        "privileged" => "allow_privileged",
-        "runtime" => "allow_runtimes",
-        "cap_add" => "allow_caps",
+        "privileged" => "`allow_privileged`",
+        "runtime" => "`allow_runtimes`",
+        "cap_add" => "`allow_caps`",
         "ipc_mode" | "pid_mode" | "uts_mode" | "userns_mode" => {
-            "allow_privileged (or allowed_modes)"
+            "`allow_privileged` (or `allowed_modes`)"
         }
-        "volumes" | "volume_driver" | "mount" | "mounts" => "volumes.enabled",
-        "pids_limit" => "pids_limit",
-        _ => "the driver's plugin config",
+        "volumes" | "volume_driver" | "mount" | "mounts" => "`volumes.enabled`",
+        "pids_limit" => "`pids_limit`",
+        _ => "the setting",
     }
 }
 
@@ -453,7 +453,7 @@ pub fn check_task(body: &Node, plugin: &PluginConfig, agent: AgentConfig) -> Vec
                     for f in &mut agent_findings {
                         f.severity = Severity::Warning;
                         f.message = format!(
-                            "{}; allowed only if the agent's plugin config sets {} (no agent config given; checked against the defaults)",
+                            "{}; to allow it, change {} in the agent's plugin config (no agent config given, checked against the defaults)",
                             f.message,
                             agent_setting(&f.field)
                         );
