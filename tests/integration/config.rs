@@ -177,7 +177,10 @@ fn tasks_are_checked_against_the_agent_config_given_alongside() {
     // Alone: the agent-dependent checks are warnings against the defaults.
     let (alone, output) = validate(&["job-privileged.hcl"]);
     assert_eq!(alone, Outcome::Valid, "{output}");
-    assert_contains(&output, "warning: task \"priv/g/t\": privileged: Docker privileged mode is disabled");
+    assert_contains(
+        &output,
+        "warning: task \"priv/g/t\": privileged: Docker privileged mode is disabled",
+    );
     assert_contains(&output, "tasks checked against built-in plugin defaults");
 
     let (together, output) = validate(&["agent-dockhand.hcl", "job-privileged.hcl"]);

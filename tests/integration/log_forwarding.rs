@@ -62,7 +62,10 @@ async fn wait_for_count(text: impl Fn() -> String, prefix: &str, min: u64, limit
         if numbers(&text(), prefix).last().is_some_and(|n| *n >= min) {
             return;
         }
-        assert!(Instant::now() < deadline, "no {prefix}{min} within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix}{min} within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -86,10 +89,19 @@ async fn set_default_config(plugin: &Plugin) {
 }
 
 /// Stops the counter with SIGTERM and waits until its `end` line is forwarded.
-async fn finish(driver: &mut pb::driver_client::DriverClient<tonic::transport::Channel>, id: &str, dirs: &TaskDirs) {
+async fn finish(
+    driver: &mut pb::driver_client::DriverClient<tonic::transport::Channel>,
+    id: &str,
+    dirs: &TaskDirs,
+) {
     stop(driver, id, "SIGTERM").await;
     assert_eq!(
-        wait(driver, id).await.expect("WaitTask").result.expect("result").exit_code,
+        wait(driver, id)
+            .await
+            .expect("WaitTask")
+            .result
+            .expect("result")
+            .exit_code,
         0
     );
     assert!(
@@ -128,7 +140,13 @@ async fn logs_survive_a_sigkilled_plugin_without_loss_or_repeats() {
         .recover_task(recover_request(&saved))
         .await
         .expect("RecoverTask");
-    wait_for_count(|| dirs.stdout.text(), "out-", down_at + 150, Duration::from_secs(30)).await;
+    wait_for_count(
+        || dirs.stdout.text(),
+        "out-",
+        down_at + 150,
+        Duration::from_secs(30),
+    )
+    .await;
     finish(&mut driver, &id, &dirs).await;
     let (out, err) = (dirs.stdout.text(), dirs.stderr.text());
     assert_complete(&out, "out-", down_at + 150);
@@ -161,7 +179,13 @@ async fn a_broken_log_stream_resumes_where_it_broke() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.set_mode(FaultMode::Pass);
     let broke_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
-    wait_for_count(|| dirs.stdout.text(), "out-", broke_at + 150, Duration::from_secs(30)).await;
+    wait_for_count(
+        || dirs.stdout.text(),
+        "out-",
+        broke_at + 150,
+        Duration::from_secs(30),
+    )
+    .await;
     finish(&mut driver, &id, &dirs).await;
     assert_complete(&dirs.stdout.text(), "out-", broke_at + 150);
     assert_complete(&dirs.stderr.text(), "err-", broke_at + 150);
@@ -194,7 +218,13 @@ async fn a_container_adopted_on_start_task_does_not_replay_its_history() {
     start(&mut driver, task).await.expect("StartTask adopts");
     assert_eq!(guard.remaining().await.len(), 1, "adopted, not recreated");
     let adopted_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
-    wait_for_count(|| dirs.stdout.text(), "out-", adopted_at + 100, Duration::from_secs(30)).await;
+    wait_for_count(
+        || dirs.stdout.text(),
+        "out-",
+        adopted_at + 100,
+        Duration::from_secs(30),
+    )
+    .await;
     finish(&mut driver, &id, &dirs).await;
     assert_complete(&dirs.stdout.text(), "out-", adopted_at + 100);
     destroy(&mut driver, &id, true).await.expect("DestroyTask");
@@ -218,8 +248,14 @@ async fn an_adopted_container_without_a_saved_position_starts_from_now() {
     wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
     plugin_a.signal(Signal::SIGKILL);
     assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
-    let position = dirs.alloc_dir.join("counter").join(".dockhand-log-position");
-    assert!(position.exists(), "the forwarder keeps its position in the task dir");
+    let position = dirs
+        .alloc_dir
+        .join("counter")
+        .join(".dockhand-log-position");
+    assert!(
+        position.exists(),
+        "the forwarder keeps its position in the task dir"
+    );
     std::fs::remove_file(&position).expect("remove position");
 
     let plugin_b = configured_plugin().await;
@@ -269,12 +305,19 @@ async fn a_task_that_exited_while_the_plugin_was_down_delivers_its_last_output()
         .expect("StartTask")
         .handle
         .expect("handle");
-    assert!(dirs.stdout.wait_for("first\n", Duration::from_secs(20)).await);
+    assert!(
+        dirs.stdout
+            .wait_for("first\n", Duration::from_secs(20))
+            .await
+    );
     plugin_a.signal(Signal::SIGKILL);
     assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
     let containers = guard.remaining().await;
     assert_eq!(containers.len(), 1);
-    assert_eq!(docker.wait_container(&containers[0]).await.expect("wait"), 3);
+    assert_eq!(
+        docker.wait_container(&containers[0]).await.expect("wait"),
+        3
+    );
     assert!(!dirs.stdout.text().contains("last-words"));
 
     let plugin_b = configured_plugin().await;
@@ -284,14 +327,25 @@ async fn a_task_that_exited_while_the_plugin_was_down_delivers_its_last_output()
         .await
         .expect("RecoverTask");
     assert_eq!(
-        wait(&mut driver, &id).await.expect("WaitTask").result.expect("result").exit_code,
+        wait(&mut driver, &id)
+            .await
+            .expect("WaitTask")
+            .result
+            .expect("result")
+            .exit_code,
         3
     );
     assert!(
-        dirs.stdout.wait_for("last-words\n", Duration::from_secs(20)).await,
+        dirs.stdout
+            .wait_for("last-words\n", Duration::from_secs(20))
+            .await,
         "output written while the plugin was down is delivered"
     );
-    assert!(dirs.stderr.wait_for("oops\n", Duration::from_secs(20)).await);
+    assert!(
+        dirs.stderr
+            .wait_for("oops\n", Duration::from_secs(20))
+            .await
+    );
     destroy(&mut driver, &id, true).await.expect("DestroyTask");
     assert_eq!(dirs.stdout.text(), "first\nlast-words\n", "nothing twice");
 }
@@ -328,7 +382,11 @@ impl GatedReader {
                 sink.lock().expect("lock").extend_from_slice(&buf[..n]);
             }
         });
-        Self { path: path.to_path_buf(), text, gate }
+        Self {
+            path: path.to_path_buf(),
+            text,
+            gate,
+        }
     }
 
     fn open(&self) {
@@ -349,8 +407,20 @@ async fn destroy_lets_a_lagging_forwarder_deliver_the_last_lines() {
     let guard = TestContainers::new(&docker, case).await;
     let dirs = TaskDirs::create("burst");
     // The reader stalls, so the forwarder is still far behind when the task has exited.
-    let reader = GatedReader::create(&dirs.alloc_dir.join("alloc").join("logs").join(".gated.fifo"));
-    let mut task = task_config(&guard, &dirs, "burst", "seq 1 20000 | sed 's/^/out-/'", Vec::new());
+    let reader = GatedReader::create(
+        &dirs
+            .alloc_dir
+            .join("alloc")
+            .join("logs")
+            .join(".gated.fifo"),
+    );
+    let mut task = task_config(
+        &guard,
+        &dirs,
+        "burst",
+        "seq 1 20000 | sed 's/^/out-/'",
+        Vec::new(),
+    );
     task.stdout_path = reader.path.to_string_lossy().into_owned();
     let id = task.id.clone();
 
@@ -358,15 +428,19 @@ async fn destroy_lets_a_lagging_forwarder_deliver_the_last_lines() {
     let mut driver = plugin.driver();
     start(&mut driver, task).await.expect("StartTask");
     assert_eq!(
-        wait(&mut driver, &id).await.expect("WaitTask").result.expect("result").exit_code,
+        wait(&mut driver, &id)
+            .await
+            .expect("WaitTask")
+            .result
+            .expect("result")
+            .exit_code,
         0
     );
     // Garbage collection removes the container, and its output with it. (20000 lines stay
     // under the default json-file max-size, so none are rotated away before they are read.)
     let mut destroyer = plugin.driver();
     let destroy_id = id.clone();
-    let destroying =
-        tokio::spawn(async move { destroy(&mut destroyer, &destroy_id, false).await });
+    let destroying = tokio::spawn(async move { destroy(&mut destroyer, &destroy_id, false).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     reader.open();
     destroying.await.expect("join").expect("DestroyTask");
@@ -453,7 +527,11 @@ async fn a_failed_fifo_write_reopens_the_fifo() {
     let guard = TestContainers::new(&docker, case).await;
     let dirs = TaskDirs::create("counter");
     let reader = ReopeningReader::create(
-        &dirs.alloc_dir.join("alloc").join("logs").join(".restarting.fifo"),
+        &dirs
+            .alloc_dir
+            .join("alloc")
+            .join("logs")
+            .join(".restarting.fifo"),
         10,
         Duration::from_secs(1),
     );

@@ -175,7 +175,13 @@ impl Applier {
     /// A warning that the value at `path` is only known when Nomad evaluates the job.
     fn unknown(&mut self, path: &Path, line: Option<usize>, source: &str) {
         // A heredoc's first line says enough.
-        let mut shown: String = source.lines().next().unwrap_or_default().chars().take(60).collect();
+        let mut shown: String = source
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(60)
+            .collect();
         if shown.len() < source.len() {
             shown.push('…');
         }

@@ -366,7 +366,10 @@ mod tests {
                 (None, &b"rest"[..]),
             ]
         );
-        assert_eq!(split_messages(b"no stamp here\n"), vec![(None, &b"no stamp here\n"[..])]);
+        assert_eq!(
+            split_messages(b"no stamp here\n"),
+            vec![(None, &b"no stamp here\n"[..])]
+        );
     }
 
     #[test]
@@ -385,8 +388,17 @@ mod tests {
         drop(file);
 
         let (_, loaded) = PositionFile::open(Some(&path), "c1", StartFrom::SavedOrNow);
-        assert_eq!(loaded.out.position(), Some(StreamPosition { at: T0, count: 2 }));
-        assert_eq!(loaded.err.position(), Some(StreamPosition { at: T0 + 7, count: 1 }));
+        assert_eq!(
+            loaded.out.position(),
+            Some(StreamPosition { at: T0, count: 2 })
+        );
+        assert_eq!(
+            loaded.err.position(),
+            Some(StreamPosition {
+                at: T0 + 7,
+                count: 1
+            })
+        );
 
         // Another container's record is not ours: start from now.
         let before = now_nanos();

@@ -193,8 +193,9 @@ mod tests {
         let rmpv::Value::Map(envelope) = &mut value else {
             panic!("envelope is a map")
         };
-        let Some((_, rmpv::Value::Map(state))) =
-            envelope.iter_mut().find(|(k, _)| k.as_str() == Some("state"))
+        let Some((_, rmpv::Value::Map(state))) = envelope
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some("state"))
         else {
             panic!("state is a map")
         };
