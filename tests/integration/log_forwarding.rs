@@ -474,6 +474,11 @@ async fn destroy_lets_a_lagging_forwarder_deliver_the_last_lines() {
     while !reader.text().contains("out-20000\n") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if numbers(&reader.text(), "out-").len() < 20000 {
+        for l in plugin.stderr_lines() {
+            eprintln!("PLUGIN {l}");
+        }
+    }
     assert_complete(&reader.text(), "out-", 20000);
 }
 

@@ -21,8 +21,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::docker::OutputStream;
-
 /// Name of the position file inside the task directory.
 pub const POSITION_FILE: &str = ".dockhand-log-position";
 
@@ -132,14 +130,6 @@ impl Cursors {
         Self {
             out: Cursor::new(p),
             err: Cursor::new(p),
-        }
-    }
-
-    /// The cursor of `stream`.
-    pub fn of(&mut self, stream: OutputStream) -> &mut Cursor {
-        match stream {
-            OutputStream::Stdout => &mut self.out,
-            OutputStream::Stderr => &mut self.err,
         }
     }
 

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::docker::{DockerApi, LogsRequest, OutputStream};
@@ -27,6 +27,8 @@ use super::log_position::{Cursors, PositionFile, StartFrom, split_messages};
 pub const SINK_OPEN_PATIENCE: Duration = Duration::from_secs(300);
 /// Largest pause between re-follow attempts after stream errors.
 const REFOLLOW_MAX_PAUSE: Duration = Duration::from_secs(120);
+/// Most bytes of log output gathered into one write.
+const BATCH_BYTES: usize = 64 * 1024;
 /// Re-follows of a stopped container whose log stream broke before its end.
 const STOPPED_REFOLLOWS: u32 = 5;
 
@@ -218,33 +220,63 @@ async fn follow_once(
         }
     };
     cursors.restart();
-    while let Some(item) = stream.next().await {
-        let chunk = match item {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                tracing::debug!(container_id, error = %e, "log stream error");
-                return FollowEnd::Broken;
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
+    loop {
+        // One pending item, then whatever else is ready at once: written and recorded as one
+        // batch, so a busy task costs one write per sink and one position update per batch.
+        let mut end = None;
+        let mut next = stream.next().await;
+        let mut batched = 0;
+        loop {
+            match next {
+                Some(Ok(chunk)) => {
+                    *pause = Duration::from_millis(500);
+                    batched += chunk.data.len();
+                    let (cursor, buf) = match chunk.stream {
+                        OutputStream::Stdout => (&mut cursors.out, &mut out_buf),
+                        OutputStream::Stderr => (&mut cursors.err, &mut err_buf),
+                    };
+                    for (at, body) in split_messages(&chunk.data) {
+                        if cursor.admit(at) {
+                            buf.extend_from_slice(body);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(container_id, error = %e, "log stream error");
+                    end = Some(FollowEnd::Broken);
+                    break;
+                }
+                None => {
+                    end = Some(FollowEnd::Clean);
+                    break;
+                }
             }
-        };
-        *pause = Duration::from_millis(500);
-        let cursor = cursors.of(chunk.stream);
-        let sink = match chunk.stream {
-            OutputStream::Stdout => &mut *out,
-            OutputStream::Stderr => &mut *err,
-        };
-        let mut delivered = false;
-        for (at, body) in split_messages(&chunk.data) {
-            if cursor.admit(at) {
-                sink.write(container_id, body).await;
-                delivered = true;
+            if batched >= BATCH_BYTES {
+                break;
             }
+            match stream.next().now_or_never() {
+                Some(item) => next = item,
+                None => break,
+            }
+        }
+        let delivered = !out_buf.is_empty() || !err_buf.is_empty();
+        if !out_buf.is_empty() {
+            out.write(container_id, &out_buf).await;
+            out_buf.clear();
+        }
+        if !err_buf.is_empty() {
+            err.write(container_id, &err_buf).await;
+            err_buf.clear();
         }
         if delivered {
             position.save(cursors);
+        }
+        if let Some(end) = end {
+            return end;
         }
         if !out.is_open() && !err.is_open() {
             return FollowEnd::Clean;
         }
     }
-    FollowEnd::Clean
 }
