@@ -3,10 +3,6 @@
 //! adoption on StartTask, an exit while the plugin was down, a destroy right after the exit and
 //! a FIFO reader that goes away and comes back.
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -17,6 +13,9 @@ use crate::lifecycle::{destroy, start, stop, task_config, wait};
 use crate::recover::recover_request;
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
+
+mod readers;
+use readers::{GatedReader, ReopeningReader};
 
 /// Numbered lines on stdout and stderr until SIGTERM, then `end` on stdout.
 const COUNTER: &str = "trap 'echo end; exit 0' TERM; i=0; \
@@ -374,54 +373,6 @@ async fn a_task_that_exited_while_the_plugin_was_down_delivers_its_last_output()
     assert_eq!(dirs.stdout.text(), "first\nlast-words\n", "nothing twice");
 }
 
-/// A FIFO whose reader reads nothing until the gate opens, then everything.
-struct GatedReader {
-    path: PathBuf,
-    text: Arc<Mutex<Vec<u8>>>,
-    gate: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl GatedReader {
-    fn create(path: &Path) -> Self {
-        let made = Command::new("mkfifo")
-            .arg("-m")
-            .arg("600")
-            .arg(path)
-            .status()
-            .expect("run mkfifo");
-        assert!(made.success());
-        let text: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (sink, open, p) = (text.clone(), gate.clone(), path.to_path_buf());
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::open(&p).expect("open fifo for reading");
-            while !open.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
-        });
-        Self {
-            path: path.to_path_buf(),
-            text,
-            gate,
-        }
-    }
-
-    fn open(&self) {
-        self.gate.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.text.lock().expect("lock")).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn destroy_lets_a_lagging_forwarder_deliver_the_last_lines() {
     let case = "logs_destroy_drain";
@@ -482,71 +433,6 @@ async fn destroy_lets_a_lagging_forwarder_deliver_the_last_lines() {
     assert_complete(&reader.text(), "out-", 20000);
 }
 
-/// A FIFO whose reader reads until `out-<close_after>`, closes it, waits `gap`, then reads
-/// again for good, like a logmon that restarts.
-struct ReopeningReader {
-    path: PathBuf,
-    text: Arc<Mutex<Vec<u8>>>,
-    reopened: Arc<Mutex<Option<usize>>>,
-}
-
-impl ReopeningReader {
-    fn create(path: &Path, close_after: u64, gap: Duration) -> Self {
-        let made = Command::new("mkfifo")
-            .arg("-m")
-            .arg("600")
-            .arg(path)
-            .status()
-            .expect("run mkfifo");
-        assert!(made.success());
-        let text: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let reopened: Arc<Mutex<Option<usize>>> = Arc::default();
-        let (sink, mark, p) = (text.clone(), reopened.clone(), path.to_path_buf());
-        std::thread::spawn(move || {
-            let needle = format!("out-{close_after}\n");
-            let mut buf = [0u8; 4096];
-            {
-                let mut f = std::fs::File::open(&p).expect("open fifo for reading");
-                loop {
-                    let Ok(n) = f.read(&mut buf) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    let mut t = sink.lock().expect("lock");
-                    t.extend_from_slice(&buf[..n]);
-                    if String::from_utf8_lossy(&t).contains(&needle) {
-                        break;
-                    }
-                }
-            }
-            std::thread::sleep(gap);
-            let mut f = std::fs::File::open(&p).expect("reopen fifo for reading");
-            *mark.lock().expect("lock") = Some(sink.lock().expect("lock").len());
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
-        });
-        Self {
-            path: path.to_path_buf(),
-            text,
-            reopened,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.text.lock().expect("lock")).into_owned()
-    }
-
-    /// What was read after the reopen.
-    fn after_reopen(&self) -> Option<String> {
-        let at = (*self.reopened.lock().expect("lock"))?;
-        Some(String::from_utf8_lossy(&self.text.lock().expect("lock")[at..]).into_owned())
-    }
-}
-
 #[tokio::test]
 async fn a_failed_fifo_write_reopens_the_fifo() {
     let case = "logs_fifo_reopen";
@@ -591,6 +477,34 @@ async fn a_failed_fifo_write_reopens_the_fifo() {
         "contiguous after the reopen: {got:?}"
     );
     assert!(got[0] > 10);
+    stop(&mut driver, &id, "SIGTERM").await;
+    destroy(&mut driver, &id, true).await.expect("DestroyTask");
+}
+
+#[tokio::test]
+async fn a_log_driver_that_cannot_be_read_stops_the_forwarder_with_one_warning() {
+    let case = "logs_unreadable_driver";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dirs = TaskDirs::create("quiet");
+    let logging = rmpv::Value::Map(vec![(rmpv::Value::from("type"), rmpv::Value::from("none"))]);
+    let task = task_config(&guard, &dirs, "quiet", COUNTER, vec![("logging", logging)]);
+    let id = task.id.clone();
+
+    let plugin = configured_plugin().await;
+    let mut driver = plugin.driver();
+    start(&mut driver, task).await.expect("StartTask");
+    let warning = "the container's log driver cannot be read; its output is not forwarded";
+    assert!(
+        plugin.wait_for_log(warning, Duration::from_secs(10)).await,
+        "{}",
+        plugin.stderr_lines().join("\n")
+    );
+    // Not retried: one warning, however long the task runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(plugin.count_logs(warning), 1);
     stop(&mut driver, &id, "SIGTERM").await;
     destroy(&mut driver, &id, true).await.expect("DestroyTask");
 }

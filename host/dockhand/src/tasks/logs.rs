@@ -148,7 +148,7 @@ enum FollowEnd {
     Clean,
     /// A stream or connection error.
     Broken,
-    /// The container does not exist.
+    /// The container does not exist, or its log driver cannot be read: nothing to follow.
     Gone,
 }
 
@@ -197,6 +197,17 @@ pub(crate) async fn forward_logs(docker: Arc<dyn DockerApi>, job: LogForwarding)
     }
 }
 
+/// Whether a logs error is final: the container's log driver cannot be read back (a
+/// `logging` type other than json-file, local or journald), as Nomad's docker logger treats it.
+fn cannot_read_logs(message: &str) -> bool {
+    message.contains("does not support reading") || message.contains("not implemented")
+}
+
+fn unreadable(container_id: &str, e: &crate::docker::DockerError) -> FollowEnd {
+    tracing::warn!(container_id, error = %e, "the container's log driver cannot be read; its output is not forwarded");
+    FollowEnd::Gone
+}
+
 /// One `docker logs --follow --timestamps` from the current position.
 async fn follow_once(
     docker: &dyn DockerApi,
@@ -214,6 +225,9 @@ async fn follow_once(
     let mut stream = match docker.logs(container_id, request).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => return FollowEnd::Gone,
+        Err(e) if cannot_read_logs(&e.to_string()) => {
+            return unreadable(container_id, &e);
+        }
         Err(e) => {
             tracing::debug!(container_id, error = %e, "failed to follow container logs");
             return FollowEnd::Broken;
@@ -241,6 +255,11 @@ async fn follow_once(
                             buf.extend_from_slice(body);
                         }
                     }
+                }
+                // The request's HTTP status arrives as the stream's first item.
+                Some(Err(e)) if cannot_read_logs(&e.to_string()) => {
+                    end = Some(unreadable(container_id, &e));
+                    break;
                 }
                 Some(Err(e)) => {
                     tracing::debug!(container_id, error = %e, "log stream error");
