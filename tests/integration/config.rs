@@ -174,9 +174,13 @@ fn bad_job_reports_schema_and_plugin_dependent_problems() {
 
 #[test]
 fn tasks_are_checked_against_the_agent_config_given_alongside() {
+    // Alone: the agent-dependent checks are warnings against the defaults.
     let (alone, output) = validate(&["job-privileged.hcl"]);
-    assert_eq!(alone, Outcome::Invalid, "{output}");
-    assert_contains(&output, "Docker privileged mode is disabled");
+    assert_eq!(alone, Outcome::Valid, "{output}");
+    assert_contains(
+        &output,
+        "warning: task \"priv/g/t\": privileged: Docker privileged mode is disabled",
+    );
     assert_contains(&output, "tasks checked against built-in plugin defaults");
 
     let (together, output) = validate(&["agent-dockhand.hcl", "job-privileged.hcl"]);
@@ -260,4 +264,72 @@ fn the_cli_exits_0_on_valid_files_and_1_on_any_error() {
         Some(2),
         "clap refuses a call without files"
     );
+}
+
+#[test]
+fn values_only_nomad_can_evaluate_are_skipped_with_a_warning() {
+    let out = validate_with_binary(&["job-unknown-values.hcl"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let file = fixture("job-unknown-values.hcl").display().to_string();
+    for (line, field, source) in [
+        (22, "image", "`local.image`"),
+        (26, "args[1]", "`<<EOT…`"),
+        (31, "shm_size", "`var.shm`"),
+        (32, "work_dir", "`${NOMAD_TASK_DIR}/data`"),
+        (34, "labels[0].version", "`${var.tag}`"),
+    ] {
+        assert_contains(
+            &text,
+            &format!(
+                "{file}:{line}: warning: task \"unknowns/g/t\": {field}: value {source} is only known when Nomad evaluates the job; not checked"
+            ),
+        );
+    }
+    assert!(!text.contains("error"), "{text}");
+    assert!(!text.contains("image name required"), "{text}");
+    assert!(!text.contains("found null"), "{text}");
+}
+
+#[test]
+fn agent_dependent_checks_warn_without_an_agent_config_and_fail_with_one() {
+    let alone = validate_with_binary(&["job-agent-settings.hcl"]);
+    let text = String::from_utf8_lossy(&alone.stdout);
+    assert_eq!(alone.status.code(), Some(0), "warnings only:\n{text}");
+    for (field, setting) in [
+        ("privileged", "`allow_privileged`"),
+        ("cap_add", "`allow_caps`"),
+        ("runtime", "`allow_runtimes`"),
+        ("volumes[0]", "`volumes.enabled`"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("task \"agent/g/t\": {field}: ")))
+            .unwrap_or_else(|| panic!("no finding for {field}:\n{text}"));
+        assert!(line.contains(": warning: "), "{line}");
+        assert!(
+            line.contains(&format!("change {setting} in the agent's plugin config")),
+            "{line}"
+        );
+    }
+    assert_contains(&text, "agent/g/t  ok");
+
+    // With an agent config that does not allow them, they are errors, as before.
+    let with_agent = validate_with_binary(&["agent-docker.hcl", "job-agent-settings.hcl"]);
+    let text = String::from_utf8_lossy(&with_agent.stdout);
+    assert_eq!(with_agent.status.code(), Some(1), "{text}");
+    for needle in [
+        "privileged: Docker privileged mode is disabled on this Nomad agent",
+        "cap_add: driver does not allow the following capabilities: sys_admin",
+        "runtime: requested runtime \"kata\" is not allowed",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}:\n{text}"));
+        assert!(line.contains(": error: "), "{line}");
+        assert!(!line.contains("agent config given"), "{line}");
+    }
+    // agent-docker.hcl enables volumes: the host path is fine there.
+    assert!(!text.contains("volumes[0]"), "{text}");
 }

@@ -272,6 +272,7 @@ async fn logs_are_split_into_stdout_and_stderr() {
             LogsRequest {
                 follow: false,
                 since_unix: 0,
+                timestamps: false,
             },
         )
         .await

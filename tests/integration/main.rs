@@ -8,6 +8,7 @@ mod docker_engine;
 mod handshake;
 mod harness;
 mod lifecycle;
+mod log_forwarding;
 mod network;
 mod plugin_crash_sweep;
 mod plugin_reconciler;

@@ -211,6 +211,8 @@ pub struct LogsRequest {
     pub follow: bool,
     /// Only output since this Unix time (seconds); 0 = from the start.
     pub since_unix: i64,
+    /// Prefix every log message with its RFC 3339 timestamp and a space.
+    pub timestamps: bool,
 }
 
 /// What to run in [`DockerApi::create_exec`].

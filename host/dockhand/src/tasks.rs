@@ -28,6 +28,7 @@ mod exec;
 mod handle;
 mod host_options;
 mod image;
+mod log_position;
 mod logs;
 mod network;
 mod ports;

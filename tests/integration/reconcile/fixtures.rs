@@ -235,6 +235,7 @@ pub async fn output(docker: &Arc<dyn DockerApi>, id: &str) -> String {
     let request = LogsRequest {
         follow: false,
         since_unix: 0,
+        timestamps: false,
     };
     let Ok(mut stream) = docker.logs(id, request).await else {
         return String::new();

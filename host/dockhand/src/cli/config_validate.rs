@@ -248,9 +248,17 @@ pub fn validate_files(files: &[PathBuf]) -> Report {
                 .iter()
                 .find(|(name, _, _)| *name == task.driver)
                 .or_else(|| plugins.first());
-            let (plugin, against) = match chosen {
-                Some((name, at, cfg)) => (cfg, format!("plugin {name:?} from {at}")),
-                None => (&defaults, "built-in plugin defaults".to_owned()),
+            let (plugin, against, agent) = match chosen {
+                Some((name, at, cfg)) => (
+                    cfg,
+                    format!("plugin {name:?} from {at}"),
+                    AgentConfig::Given,
+                ),
+                None => (
+                    &defaults,
+                    "built-in plugin defaults".to_owned(),
+                    AgentConfig::Defaults,
+                ),
             };
             rows.push((
                 file.index,
@@ -259,7 +267,7 @@ pub fn validate_files(files: &[PathBuf]) -> Report {
                     kind: StanzaKind::Task,
                     name: task.name.clone(),
                     location: task.location.clone(),
-                    findings: check_task(&task.config, plugin),
+                    findings: check_task(&task.config, plugin, agent),
                     checked_against: Some(against),
                 },
             ));
@@ -287,9 +295,21 @@ fn file_error(path: &Path, line: Option<usize>, message: String) -> StanzaReport
     }
 }
 
-/// Apply `spec` to `body` and encode the result as go-cty msgpack, collecting schema findings.
-fn schema_bytes(spec: &Spec, body: &Node, findings: &mut Vec<Finding>) -> Vec<u8> {
+/// Apply `spec` to `body` and encode the result as go-cty msgpack, collecting schema findings
+/// and the fields whose values only Nomad can know.
+fn schema_bytes(
+    spec: &Spec,
+    body: &Node,
+    findings: &mut Vec<Finding>,
+    unknown: &mut Vec<String>,
+) -> Vec<u8> {
     let (value, diags) = hcldec::apply(spec, body);
+    unknown.extend(
+        diags
+            .iter()
+            .filter(|d| d.unknown)
+            .map(|d| d.path.to_string()),
+    );
     findings.extend(diags.into_iter().map(|d| Finding {
         severity: d.severity,
         line: d.line,
@@ -309,24 +329,38 @@ fn schema_bytes(spec: &Spec, body: &Node, findings: &mut Vec<Finding>) -> Vec<u8
     bytes
 }
 
-/// Add domain errors, skipping fields the schema step already reported.
-fn add_config_errors(findings: &mut Vec<Finding>, body: &Node, errors: Vec<ConfigError>) {
+/// Whether `inner` is `outer` or inside it (`a` holds `a`, `a.b` and `a[0]`).
+fn within(inner: &str, outer: &str) -> bool {
+    !outer.is_empty()
+        && (inner == outer
+            || inner.starts_with(&format!("{outer}."))
+            || inner.starts_with(&format!("{outer}[")))
+}
+
+/// Domain errors as findings, skipping fields the schema step already reported and fields
+/// whose values only Nomad can know (`unknown`).
+fn config_findings(
+    findings: &[Finding],
+    body: &Node,
+    errors: Vec<ConfigError>,
+    unknown: &[String],
+) -> Vec<Finding> {
     let reported: BTreeSet<String> = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .map(|f| f.field.clone())
         .collect();
+    let mut out = Vec::new();
     for e in errors {
         let field = e.field();
-        if reported.iter().any(|r| {
-            !r.is_empty()
-                && (field == *r
-                    || field.starts_with(&format!("{r}."))
-                    || field.starts_with(&format!("{r}[")))
-        }) {
+        // An unknown value decides checks of itself, of what it is part of, and of its parts.
+        let depends_on_unknown = unknown
+            .iter()
+            .any(|u| within(&field, u) || within(u, &field));
+        if reported.iter().any(|r| within(&field, r)) || depends_on_unknown {
             continue;
         }
-        findings.push(Finding {
+        out.push(Finding {
             severity: Severity::Error,
             line: line_of(body, &field),
             message: match &e {
@@ -336,34 +370,75 @@ fn add_config_errors(findings: &mut Vec<Finding>, body: &Node, errors: Vec<Confi
             field,
         });
     }
+    out
+}
+
+/// Add domain errors (see [`config_findings`]).
+fn add_config_errors(
+    findings: &mut Vec<Finding>,
+    body: &Node,
+    errors: Vec<ConfigError>,
+    unknown: &[String],
+) {
+    let new = config_findings(findings, body, errors, unknown);
+    findings.extend(new);
+}
+
+/// The agent (plugin config) setting that decides a check of task field `field`.
+fn agent_setting(field: &str) -> &'static str {
+    let base = field.split(['.', '[']).next().unwrap_or_default();
+    match base {
+        "privileged" => "`allow_privileged`",
+        "runtime" => "`allow_runtimes`",
+        "cap_add" => "`allow_caps`",
+        "ipc_mode" | "pid_mode" | "uts_mode" | "userns_mode" => {
+            "`allow_privileged` (or `allowed_modes`)"
+        }
+        "volumes" | "volume_driver" | "mount" | "mounts" => "`volumes.enabled`",
+        "pids_limit" => "`pids_limit`",
+        _ => "the setting",
+    }
+}
+
+/// Which plugin configuration a task is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentConfig {
+    /// One given among the files: checks that depend on it are errors.
+    Given,
+    /// None given, the built-in defaults: checks that depend on the agent are warnings.
+    Defaults,
 }
 
 /// Validate one plugin `config` body.
 pub fn check_plugin(body: &Node) -> (Option<PluginConfig>, Vec<Finding>) {
     let mut findings = Vec::new();
-    let bytes = schema_bytes(&plugin_config_spec(), body, &mut findings);
+    let mut unknown = Vec::new();
+    let bytes = schema_bytes(&plugin_config_spec(), body, &mut findings, &mut unknown);
     match RawPluginConfig::from_msgpack(&bytes) {
         Ok(raw) => {
             let (config, errors) = PluginConfig::build(raw);
-            add_config_errors(&mut findings, body, errors);
+            add_config_errors(&mut findings, body, errors, &unknown);
             let ok = !findings.iter().any(|f| f.severity == Severity::Error);
             (ok.then_some(config), findings)
         }
         Err(errors) => {
-            add_config_errors(&mut findings, body, errors.0);
+            add_config_errors(&mut findings, body, errors.0, &unknown);
             (None, findings)
         }
     }
 }
 
-/// Validate one task `config` body against `plugin`.
-pub fn check_task(body: &Node, plugin: &PluginConfig) -> Vec<Finding> {
+/// Validate one task `config` body against `plugin`. Values only Nomad can know are skipped
+/// with a warning; with [`AgentConfig::Defaults`] the checks that depend on the agent's
+/// settings are warnings naming the setting.
+pub fn check_task(body: &Node, plugin: &PluginConfig, agent: AgentConfig) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let bytes = schema_bytes(&task_config_spec(), body, &mut findings);
+    let mut unknown = Vec::new();
+    let bytes = schema_bytes(&task_config_spec(), body, &mut findings, &mut unknown);
     match RawTaskConfig::from_msgpack(&bytes) {
         Ok(raw) => {
             let (task, errors) = TaskConfig::build(raw);
-            add_config_errors(&mut findings, body, errors);
+            add_config_errors(&mut findings, body, errors, &unknown);
             for w in &task.warnings {
                 findings.push(Finding {
                     severity: Severity::Warning,
@@ -373,10 +448,21 @@ pub fn check_task(body: &Node, plugin: &PluginConfig) -> Vec<Finding> {
                 });
             }
             if let Err(errors) = task.validate_against(plugin) {
-                add_config_errors(&mut findings, body, errors);
+                let mut agent_findings = config_findings(&findings, body, errors, &unknown);
+                if agent == AgentConfig::Defaults {
+                    for f in &mut agent_findings {
+                        f.severity = Severity::Warning;
+                        f.message = format!(
+                            "{}; to allow it, change {} in the agent's plugin config (no agent config given, checked against the defaults)",
+                            f.message,
+                            agent_setting(&f.field)
+                        );
+                    }
+                }
+                findings.extend(agent_findings);
             }
         }
-        Err(errors) => add_config_errors(&mut findings, body, errors.0),
+        Err(errors) => add_config_errors(&mut findings, body, errors.0, &unknown),
     }
     findings
 }

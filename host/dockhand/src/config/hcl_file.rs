@@ -12,8 +12,8 @@
 //!   whose `Config` reaches the driver verbatim, and JSON agent configs (`{"plugin": …}`, with
 //!   or without HCL1's list wrapping).
 //!
-//! Expressions only Nomad can evaluate (variables, functions over them) become
-//! [`Input::Unknown`]; string templates keep their source text.
+//! Expressions only Nomad can evaluate (variables, locals, functions over them, templates and
+//! heredocs with `${…}`) become [`Input::Unknown`], carrying their source text.
 
 use std::ops::Range;
 
@@ -366,14 +366,15 @@ fn expr_node(src: &Source<'_>, expr: &Expression, dialect: Dialect, attr_value: 
             let converted: hcl::Expression = other.clone().into();
             match hcl::eval::Evaluate::evaluate(&converted, &hcl::eval::Context::new()) {
                 Ok(v) => return hcl_value_to_node(&v, line),
+                // Variables, locals, functions over them, templates and heredocs with
+                // `${…}`: known only when Nomad evaluates the job.
                 Err(_) => {
                     let text = src.slice(other.span()).unwrap_or("<expression>").trim();
-                    match other {
-                        Expression::StringTemplate(_) => {
-                            Input::String(text.trim_matches('"').to_owned())
-                        }
-                        _ => Input::Unknown(text.to_owned()),
-                    }
+                    let text = match other {
+                        Expression::StringTemplate(_) => text.trim_matches('"'),
+                        _ => text,
+                    };
+                    Input::Unknown(text.to_owned())
                 }
             }
         }

@@ -93,6 +93,9 @@ pub struct Diagnostic {
     pub line: Option<usize>,
     /// What is wrong.
     pub message: String,
+    /// The value is only known when Nomad evaluates the job (a variable, a template with
+    /// `${…}`): checks that depend on it cannot be made offline.
+    pub unknown: bool,
 }
 
 /// Apply `spec` to `body` (an object node). Returns the cty-shaped value and every problem.
@@ -165,6 +168,32 @@ impl Applier {
             path: path.clone(),
             line,
             message,
+            unknown: false,
+        });
+    }
+
+    /// A warning that the value at `path` is only known when Nomad evaluates the job.
+    fn unknown(&mut self, path: &Path, line: Option<usize>, source: &str) {
+        // A heredoc's first line says enough.
+        let mut shown: String = source
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(60)
+            .collect();
+        if shown.len() < source.len() {
+            shown.push('…');
+        }
+        let source = shown;
+        self.diags.push(Diagnostic {
+            severity: Severity::Warning,
+            path: path.clone(),
+            line,
+            message: format!(
+                "value `{source}` is only known when Nomad evaluates the job; not checked"
+            ),
+            unknown: true,
         });
     }
 

@@ -312,6 +312,7 @@ impl DockerApi for BollardDocker {
             .stdout(true)
             .stderr(true)
             .since(i32::try_from(request.since_unix).unwrap_or(i32::MAX))
+            .timestamps(request.timestamps)
             .build();
         let stream = client
             .logs(id, Some(options))

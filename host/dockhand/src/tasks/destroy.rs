@@ -20,6 +20,8 @@ use super::{TaskEngine, TaskError};
 
 /// How long a forced destroy waits for the stopped container's exit status.
 const DESTROY_EXIT_GRACE: Duration = Duration::from_secs(10);
+/// How long a destroy lets the log forwarder deliver the stopped container's last output.
+const DESTROY_LOG_GRACE: Duration = Duration::from_secs(5);
 /// First pause before a background retry of a failed DestroyTask; doubled after each attempt.
 pub const DESTROY_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Largest pause between background retries.
@@ -29,7 +31,7 @@ pub const DESTROY_RETRY_ATTEMPTS: u32 = 25;
 
 impl TaskEngine {
     /// Destroys the task: refuses a running container unless `force` (which stops it first),
-    /// removes the container when `gc.container` is on, and forgets the task. When a Docker
+    /// lets the log forwarder deliver the last output (bounded), removes the container when `gc.container` is on, and forgets the task. When a Docker
     /// call fails, the error is returned and the destroy is retried in the background.
     pub async fn destroy(&self, task_id: &str, force: bool) -> Result<(), TaskError> {
         let h = self.handle(task_id)?;
@@ -139,6 +141,9 @@ impl TaskEngine {
                 }
             }
         }
+        // The forwarder reads the stopped container's output to its end and returns; after
+        // the removal that output would be gone.
+        h.finish_logs(DESTROY_LOG_GRACE).await;
         if self.settings.gc_container {
             match self.docker.remove_container(&id, true).await {
                 Ok(()) => {}

@@ -55,6 +55,7 @@ pub struct TaskHandle {
     background: Mutex<Vec<JoinHandle<()>>>,
     /// Set once a background retry of a failed DestroyTask runs for this handle.
     destroy_retrying: AtomicBool,
+    log_forwarder: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl TaskHandle {
@@ -64,6 +65,7 @@ impl TaskHandle {
             exit: watch::Sender::new(None),
             background: Mutex::new(Vec::new()),
             destroy_retrying: AtomicBool::new(false),
+            log_forwarder: Mutex::new(None),
         })
     }
 
@@ -115,9 +117,47 @@ impl TaskHandle {
             .push(task);
     }
 
+    pub(crate) fn set_log_forwarder(&self, task: JoinHandle<()>) {
+        let old = self
+            .log_forwarder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+
+    /// Lets the log forwarder deliver the output of the stopped container, for at most
+    /// `limit`, then stops it.
+    pub(crate) async fn finish_logs(&self, limit: Duration) {
+        let task = self
+            .log_forwarder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut task) = task else { return };
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            tracing::warn!(
+                task_id = self.state.task_id,
+                container_id = self.state.container_id,
+                "log forwarder did not finish within {limit:?}; stopping it"
+            );
+            task.abort();
+        }
+    }
+
     /// Stops the background work (exit watcher, log forwarder). Waiters still blocked get a
     /// result saying the task was destroyed, so no WaitTask hangs forever.
     pub(crate) fn shutdown(&self) {
+        if let Some(task) = self
+            .log_forwarder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
         for task in self
             .background
             .lock()

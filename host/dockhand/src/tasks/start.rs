@@ -11,7 +11,8 @@ use super::container::{LABEL_ALLOC_ID, container_config};
 use super::handle::TaskHandle;
 use super::host_options::{HOSTS_FILE, render_hosts};
 use super::image::{ImageRequest, PullProgress, ensure_image};
-use super::logs::{forward_logs, is_discard};
+use super::log_position::{POSITION_FILE, StartFrom};
+use super::logs::{LogForwarding, forward_logs, is_discard};
 use super::spec::TaskSpec;
 use super::state::{DriverNetwork, TaskState};
 use super::store::Reservation;
@@ -311,9 +312,17 @@ impl TaskEngine {
             started_at_unix: now_unix(),
             adopted,
             network: network.clone(),
+            log_position_path: spec.task_dir().map(|d| d.join(POSITION_FILE)),
         };
         let driver_state = state.encode()?;
-        let handle = self.track(state, 0);
+        // A container this call created is forwarded from its first line; an adopted one from
+        // where an earlier forwarder of it stopped, or from now, never its whole history again.
+        let from = if adopted {
+            StartFrom::SavedOrNow
+        } else {
+            StartFrom::Beginning
+        };
+        let handle = self.track(state, from);
         Ok(StartedTask {
             handle,
             driver_state,
@@ -321,25 +330,28 @@ impl TaskEngine {
         })
     }
 
-    /// Creates, watches and stores a handle; `logs_since` is the Unix time to forward from.
-    fn track(&self, state: TaskState, logs_since: i64) -> Arc<TaskHandle> {
+    /// Creates, watches and stores a handle; `from` is where log forwarding starts.
+    fn track(&self, state: TaskState, from: StartFrom) -> Arc<TaskHandle> {
         let handle = TaskHandle::new(state);
         handle.spawn_exit_watcher(self.docker.clone());
         let st = handle.state();
         if st.log_collection {
-            handle.add_background(tokio::spawn(forward_logs(
-                self.docker.clone(),
-                st.container_id.clone(),
-                st.stdout_path.clone(),
-                st.stderr_path.clone(),
-                logs_since,
-            )));
+            let job = LogForwarding {
+                container_id: st.container_id.clone(),
+                stdout: st.stdout_path.clone(),
+                stderr: st.stderr_path.clone(),
+                position_file: st.log_position_path.clone(),
+                from,
+            };
+            handle.set_log_forwarder(tokio::spawn(forward_logs(self.docker.clone(), job)));
         }
         self.store.insert_if_absent(handle)
     }
 
     /// Re-attaches to the task described by `driver_state`: re-tracks it, resumes exit watching
-    /// and (from now on) log forwarding. Idempotent: a tracked task is returned as is.
+    /// and log forwarding after the last delivered message (also for a container that exited
+    /// meanwhile, so its last output is delivered). Idempotent: a tracked task is returned as
+    /// is.
     pub async fn recover(&self, driver_state: &[u8]) -> Result<Arc<TaskHandle>, TaskError> {
         let state = TaskState::decode(driver_state)?;
         if let Some(h) = self.store.get(&state.task_id) {
@@ -355,9 +367,8 @@ impl TaskEngine {
             })?;
         self.track_joined_network(&state.alloc_id, &inspected).await;
         let mut state = state;
-        // An exited container needs no log forwarding; its exit result is read at once.
-        state.log_collection &= is_running(&inspected) && !self.settings.disable_log_collection;
-        Ok(self.track(state, now_unix()))
+        state.log_collection &= !self.settings.disable_log_collection;
+        Ok(self.track(state, StartFrom::SavedOrNow))
     }
 }
 

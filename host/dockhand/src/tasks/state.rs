@@ -59,6 +59,10 @@ pub struct TaskState {
     pub adopted: bool,
     /// The network reported at start, if any.
     pub network: Option<DriverNetwork>,
+    /// Where the log forwarder keeps its last delivered position (in the task directory, so
+    /// it survives plugin and agent restarts). Absent in records written before it existed.
+    #[serde(default)]
+    pub log_position_path: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -172,6 +176,7 @@ mod tests {
                 ip: "172.17.0.2".into(),
                 auto_advertise: false,
             }),
+            log_position_path: Some("/alloc/t/.dockhand-log-position".into()),
         }
     }
 
@@ -179,6 +184,27 @@ mod tests {
     fn round_trips() {
         let s = sample();
         assert_eq!(TaskState::decode(&s.encode().unwrap()).unwrap(), s);
+    }
+
+    #[test]
+    fn records_without_a_log_position_path_still_decode() {
+        let bytes = sample().encode().unwrap();
+        let mut value = rmpv::decode::read_value(&mut bytes.as_slice()).unwrap();
+        let rmpv::Value::Map(envelope) = &mut value else {
+            panic!("envelope is a map")
+        };
+        let Some((_, rmpv::Value::Map(state))) = envelope
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some("state"))
+        else {
+            panic!("state is a map")
+        };
+        state.retain(|(k, _)| k.as_str() != Some("log_position_path"));
+        let mut old = Vec::new();
+        rmpv::encode::write_value(&mut old, &value).unwrap();
+        let decoded = TaskState::decode(&old).unwrap();
+        assert_eq!(decoded.log_position_path, None);
+        assert_eq!(decoded.container_id, "c0ffee");
     }
 
     #[test]

@@ -121,7 +121,7 @@ proptest::proptest! {
     fn arbitrary_hclish_text_never_panics(s in "[a-z{}\\[\\]=\" \n:,0-9]{0,120}") {
         if let Ok(parsed) = parse_file(&s) {
             for t in &parsed.tasks {
-                let _ = crate::cli::config_validate::check_task(&t.config, &crate::config::PluginConfig::default());
+                let _ = crate::cli::config_validate::check_task(&t.config, &crate::config::PluginConfig::default(), crate::cli::config_validate::AgentConfig::Defaults);
             }
             for p in &parsed.plugins {
                 let _ = crate::cli::config_validate::check_plugin(&p.config);
@@ -145,6 +145,7 @@ fn deeply_nested_input_is_an_error_not_a_stack_overflow() {
             let _ = crate::cli::config_validate::check_task(
                 &p.tasks[0].config,
                 &crate::config::PluginConfig::default(),
+                crate::cli::config_validate::AgentConfig::Defaults,
             );
         }
         let json = format!(

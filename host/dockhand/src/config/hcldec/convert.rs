@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use nomad_plugin::cty::Path;
 use rmpv::Value;
 
-use super::{Applier, Input, Node, Severity, lookup};
+use super::{Applier, Input, Node, lookup};
 use crate::config::cty_type::CtyType;
 
 /// An `hcl::Value` as msgpack, keeping its own type (as `DefaultSpec` does).
@@ -83,16 +83,15 @@ impl Applier {
     /// Convert `node` to `ty` following go-cty's conversion rules.
     pub(super) fn convert(&mut self, node: &Node, ty: &CtyType, path: &Path) -> Value {
         match (&node.value, ty) {
-            (Input::Unknown(src), _) => {
-                self.push(
-                    Severity::Warning,
-                    path,
-                    node.line,
-                    format!(
-                        "value `{src}` is only known when Nomad evaluates the job; not checked"
-                    ),
-                );
-                Value::Nil
+            (Input::Unknown(src), ty) => {
+                self.unknown(path, node.line, src);
+                // A string stands in for an unknown string, so that a list or map holding
+                // it still decodes; checks of it are dropped by the caller.
+                if *ty == CtyType::String {
+                    Value::from(src.as_str())
+                } else {
+                    Value::Nil
+                }
             }
             (Input::Null, _) => Value::Nil,
             (_, CtyType::Any) => self.dynamic(node),

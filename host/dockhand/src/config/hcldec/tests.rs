@@ -267,8 +267,15 @@ fn unknown_values_are_warnings_not_errors() {
         &spec,
         &task_body("image = \"redis:${var.tag}\"\nn = var.count"),
     );
-    assert_eq!(diags.len(), 1, "{diags:?}");
-    assert_eq!(diags[0].severity, Severity::Warning);
+    assert_eq!(diags.len(), 2, "{diags:?}");
+    assert!(
+        diags
+            .iter()
+            .all(|d| d.severity == Severity::Warning && d.unknown),
+        "{diags:?}"
+    );
     let Value::Map(entries) = v else { panic!() };
+    // An unknown string is carried as its source text, an unknown number as null.
     assert_eq!(entries[0].1, Value::from("redis:${var.tag}"));
+    assert_eq!(entries[1].1, Value::Nil);
 }
