@@ -80,9 +80,17 @@ async fn start_task(plugin: &Plugin, guard: &TestContainers, task: pb::TaskConfi
     created[0].clone()
 }
 
-/// One real sweep through `admin`.
+/// One real sweep through `admin`, once the plugin's start-up wait (a `creation_grace` from
+/// its start, which the containers' own ageing may end a little earlier) allows one.
 async fn sweep(admin: &mut AdminClient) -> SweepResponse {
-    let report = admin.sweep(false).await.expect("Sweep");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let report = loop {
+        let report = admin.sweep(false).await.expect("Sweep");
+        if report.status != "skipped-startup-wait" || Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(report.status, "completed", "{report:?}");
     assert_eq!(report.policy_failures, 0, "{report:?}");
     report
