@@ -18,13 +18,16 @@
 //! * **driver_state** is a versioned MessagePack record ([`TaskState`]) holding everything
 //!   recovery needs; [`TaskEngine::recover`] is idempotent.
 
+pub mod auth;
 mod container;
 mod error;
 mod exec;
 mod handle;
 mod image;
+pub mod image_gc;
 mod logs;
 mod network;
+pub mod reference;
 pub mod resolv;
 pub mod spec;
 mod start;
@@ -42,6 +45,7 @@ use tokio::sync::broadcast;
 use crate::docker::{DockerApi, DockerError};
 use crate::fingerprint::RuntimeCatalog;
 
+pub use auth::AuthSources;
 pub use container::{
     ContainerSettings, LABEL_ALLOC_ID, LABEL_JOB_ID, LABEL_JOB_NAME, LABEL_NAMESPACE,
     LABEL_NODE_ID, LABEL_NODE_NAME, LABEL_PARENT_JOB_ID, LABEL_TASK_GROUP_NAME, LABEL_TASK_NAME,
@@ -51,8 +55,10 @@ pub use error::TaskError;
 pub use exec::{EXEC_UNKNOWN_EXIT, ExecControl, ExecOutput, ExecSession, MAX_EXEC_OUTPUT_BYTES};
 pub use handle::{ExitResult, TaskHandle};
 pub use image::{
-    ImageRequest, PullError, PullProgress, ensure_image, follow_pull, is_latest_or_untagged,
+    ImageRequest, PULL_PROGRESS_INTERVAL, PullError, PullObserver, PullProgress, Silent,
+    ensure_image, follow_pull, is_latest_or_untagged,
 };
+pub use image_gc::ImageGc;
 pub use network::{NetworkError, SANDBOX_NAME_PREFIX, Sandbox, sandbox_name};
 pub use spec::TaskSpec;
 pub use start::StartedTask;
@@ -104,6 +110,12 @@ pub struct EngineSettings {
     pub infra_image: String,
     /// `infra_image_pull_timeout`.
     pub infra_image_pull_timeout: Duration,
+    /// `auth { config, helper }`: the agent's registry credential sources.
+    pub auth: AuthSources,
+    /// `gc.image_delay` when `gc.image` is on; `None` keeps every image.
+    pub image_gc_delay: Option<Duration>,
+    /// How often a running pull sends a progress event (Nomad: 2 minutes).
+    pub pull_progress_interval: Duration,
 }
 
 impl Default for EngineSettings {
@@ -123,6 +135,11 @@ impl Default for EngineSettings {
             mhz_per_core: 0,
             infra_image: crate::config::defaults::infra_image(),
             infra_image_pull_timeout: Duration::from_secs(300),
+            auth: AuthSources::default(),
+            // Off here (the plugin's default is on, from `gc.image`): an engine built without
+            // a configuration must not delete images it merely found on the host.
+            image_gc_delay: None,
+            pull_progress_interval: PULL_PROGRESS_INTERVAL,
         }
     }
 }
@@ -141,6 +158,7 @@ pub struct TaskEngine {
     runtimes: RuntimeCatalog,
     store: TaskStore,
     events: broadcast::Sender<TaskEvent>,
+    images: ImageGc,
 }
 
 impl TaskEngine {
@@ -150,7 +168,9 @@ impl TaskEngine {
         settings: EngineSettings,
         runtimes: RuntimeCatalog,
     ) -> Self {
+        let images = ImageGc::new(docker.clone(), settings.image_gc_delay);
         Self {
+            images,
             docker,
             settings: Arc::new(settings),
             runtimes,
@@ -162,6 +182,11 @@ impl TaskEngine {
     /// The tracked tasks.
     pub fn store(&self) -> &TaskStore {
         &self.store
+    }
+
+    /// The image reference counts (`gc.image`).
+    pub fn images(&self) -> &ImageGc {
+        &self.images
     }
 
     /// The settings.
@@ -291,6 +316,7 @@ impl TaskEngine {
         }
         if let Some(h) = self.store.remove(task_id) {
             h.shutdown();
+            self.images.release(&h.state().image_id, task_id);
         }
         Ok(())
     }

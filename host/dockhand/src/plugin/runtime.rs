@@ -30,6 +30,13 @@ impl DriverRuntime {
         settings.mhz_per_core = std::fs::read_to_string(CPUINFO)
             .map(|text| mhz_per_core(&text))
             .unwrap_or(0);
+        if let Some(period) = std::env::var(PULL_PROGRESS_PERIOD_ENV)
+            .ok()
+            .and_then(|text| super::parse_period(&text))
+            .filter(|p| !p.is_zero())
+        {
+            settings.pull_progress_interval = period;
+        }
         let engine = TaskEngine::new(docker.clone(), settings, runtimes.clone());
         Ok(DriverRuntime {
             docker,
@@ -38,6 +45,10 @@ impl DriverRuntime {
         })
     }
 }
+
+/// Environment variable overriding how often a running pull sends a progress event (Nomad's
+/// two minutes by default); tests use it to observe progress events of short pulls.
+pub const PULL_PROGRESS_PERIOD_ENV: &str = "DOCKHAND_PULL_PROGRESS_PERIOD";
 
 /// Where the per-core clock is read from.
 const CPUINFO: &str = "/proc/cpuinfo";
