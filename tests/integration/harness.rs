@@ -339,13 +339,15 @@ impl Drop for Plugin {
 // ---- Task RPC helpers (lifecycle and recovery tests) ------------------------------------
 
 /// A launched plugin that has received the long-lived instance's `SetConfig` (default plugin
-/// configuration, `nomad_config` set), as the agent's L3 launch does.
+/// configuration except `gc.image = false`, `nomad_config` set), as the agent's L3 launch
+/// does. Image GC is off so that no test's plugin ever removes the shared test image
+/// (`registry::gc` tests it on images of its own).
 pub async fn configured_plugin() -> Plugin {
     let plugin = Launch::nomad().start().await;
     plugin
         .base()
         .set_config(nomad_plugin::proto::base::SetConfigRequest {
-            msgpack_config: Vec::new(),
+            msgpack_config: crate::plugin_reconciler::plugin_config("gc {\n image = false\n}\n"),
             nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
                 driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
                     client_max_port: 14512,

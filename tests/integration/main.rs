@@ -14,6 +14,7 @@ mod policy_cli;
 mod reconcile;
 mod reconcile_cli;
 mod recover;
+mod registry;
 mod support;
 mod tasks;
 mod wedged;
