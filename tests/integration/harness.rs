@@ -347,7 +347,7 @@ pub async fn configured_plugin() -> Plugin {
     plugin
         .base()
         .set_config(nomad_plugin::proto::base::SetConfigRequest {
-            msgpack_config: crate::plugin_reconciler::plugin_config("gc {\n image = false\n}\n"),
+            msgpack_config: agent_config("gc {\n image = false\n}\n"),
             nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
                 driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
                     client_max_port: 14512,
@@ -360,6 +360,20 @@ pub async fn configured_plugin() -> Plugin {
         .await
         .expect("SetConfig");
     plugin
+}
+
+/// The msgpack Nomad sends for this `plugin { config { … } }` body.
+pub fn agent_config(hcl_body: &str) -> Vec<u8> {
+    use dockhand::config::hcldec::{apply, hcl_value_to_node};
+    let value: hcl::Value = hcl::from_str(hcl_body).expect("test config parses");
+    let (cty, diags) = apply(
+        &dockhand::config::plugin_config_spec(),
+        &hcl_value_to_node(&value, None),
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &cty).expect("encode");
+    out
 }
 
 /// go-cty MessagePack of an object with these attributes (what hcldec hands the driver).

@@ -11,9 +11,8 @@ use std::time::Duration;
 use nomad_plugin::proto::base::{NomadConfig, NomadDriverConfig, SetConfigRequest};
 use nomad_plugin::proto::drivers as pb;
 
-use crate::harness::{Launch, Plugin, TaskDirs};
+use crate::harness::{Launch, Plugin, TaskDirs, agent_config};
 use crate::lifecycle::task_config;
-use crate::plugin_reconciler::plugin_config;
 use crate::support::TestContainers;
 
 /// A plugin launched with `env` whose long-lived instance got this agent config body.
@@ -26,7 +25,7 @@ async fn plugin_with(hcl_body: &str, env: &[(&str, &str)]) -> Plugin {
     plugin
         .base()
         .set_config(SetConfigRequest {
-            msgpack_config: plugin_config(hcl_body),
+            msgpack_config: agent_config(hcl_body),
             nomad_config: Some(NomadConfig {
                 driver: Some(NomadDriverConfig {
                     client_max_port: 14512,
