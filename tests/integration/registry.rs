@@ -4,6 +4,7 @@
 //! collection. The registry harness is `support::registry`.
 
 mod gc;
+mod infra;
 mod pull;
 
 use std::time::Duration;

@@ -184,6 +184,19 @@ impl Registry {
         tag: &str,
         variant: &str,
     ) -> (String, String) {
+        self.push_unique_with(case, repo, tag, variant, r#"CMD ["/bin/sh"]"#)
+            .await
+    }
+
+    /// [`Registry::push_unique`] with this `CMD` instruction.
+    pub async fn push_unique_with(
+        &self,
+        case: &str,
+        repo: &str,
+        tag: &str,
+        variant: &str,
+        cmd: &str,
+    ) -> (String, String) {
         let repository = format!("{}/dockhand-test/{repo}", self.host());
         let reference = format!("{repository}:{tag}");
         self.track_image(reference.clone());
@@ -200,7 +213,7 @@ impl Registry {
                     repo: repository.clone(),
                     tag: tag.to_owned(),
                     changes: vec![
-                        r#"CMD ["/bin/sh"]"#.to_owned(),
+                        cmd.to_owned(),
                         "ENV PATH=/bin".to_owned(),
                         format!("LABEL dockhand.test.case={case} dockhand.test.variant={variant}"),
                     ],
