@@ -9,6 +9,9 @@ use crate::lifecycle::{destroy, start};
 use crate::support::registry::{Registry, registry_or_skip};
 use crate::support::{TestContainers, docker_with_image};
 
+/// Logged when a scheduled removal finds a container using the image.
+const STILL_USED: &str = "image is still used by a container; not removing it";
+
 /// `image_delay` of these tests.
 const DELAY: Duration = Duration::from_secs(2);
 
@@ -51,6 +54,11 @@ async fn an_image_is_removed_after_image_delay_once_its_last_task_is_destroyed()
     destroy(&mut driver, &id_a, true).await.expect("destroy a");
     tokio::time::sleep(DELAY * 3).await;
     assert!(registry.is_local(&image).await, "kept while task b uses it");
+    assert_eq!(
+        plugin.count_logs(STILL_USED),
+        0,
+        "no removal was even scheduled"
+    );
 
     // The last user gone: removed after the delay, not before.
     destroy(&mut driver, &id_b, true).await.expect("destroy b");
@@ -128,10 +136,7 @@ async fn an_image_used_by_a_kept_container_is_not_removed() {
     );
     assert!(
         plugin
-            .wait_for_log(
-                "image is still used by a container; not removing it",
-                Duration::from_secs(5)
-            )
+            .wait_for_log(STILL_USED, Duration::from_secs(5))
             .await,
         "{:?}",
         plugin.stderr_lines()
@@ -175,5 +180,43 @@ async fn recovered_tasks_count_their_image_again() {
     assert!(
         gone_within(&registry, &image, Duration::from_secs(30)).await,
         "{image} of a recovered task never removed"
+    );
+}
+
+#[tokio::test]
+async fn a_new_task_within_image_delay_cancels_the_removal() {
+    let case = "registry_image_gc_cancel";
+    if !registry_or_skip(case) {
+        return;
+    }
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let registry = Registry::start(&docker, None).await;
+    let guard = TestContainers::new(&docker, case).await;
+    let (image, _) = registry.push_unique(case, "reused", "1", "a").await;
+    let plugin = plugin_with("gc {\n image = true\n image_delay = \"2s\"\n}\n", &[]).await;
+    let mut driver = plugin.driver();
+    let dirs_a = TaskDirs::create("a");
+    let dirs_b = TaskDirs::create("b");
+    let a = task(&guard, &dirs_a, "a", &image, vec![]);
+    let id_a = a.id.clone();
+    start(&mut driver, a).await.expect("start a");
+    destroy(&mut driver, &id_a, true).await.expect("destroy a");
+    // Within the delay, another task takes the image (present locally: no pull).
+    let b = task(&guard, &dirs_b, "b", &image, vec![]);
+    let id_b = b.id.clone();
+    start(&mut driver, b).await.expect("start b");
+    tokio::time::sleep(DELAY * 3).await;
+    assert!(registry.is_local(&image).await, "the removal was cancelled");
+    assert_eq!(
+        plugin.count_logs(STILL_USED),
+        0,
+        "kept by its reference count, not by the last-moment container check"
+    );
+    destroy(&mut driver, &id_b, true).await.expect("destroy b");
+    assert!(
+        gone_within(&registry, &image, Duration::from_secs(30)).await,
+        "{image} never removed after its last task"
     );
 }
