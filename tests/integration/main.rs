@@ -3,6 +3,7 @@
 mod admin;
 mod admin_crash;
 mod config;
+mod deadlines;
 mod docker_engine;
 mod handshake;
 mod harness;
