@@ -15,6 +15,9 @@
 //! * **Stop is never cut short** by a client timeout: its deadline is the grace plus a margin.
 //! * **Group networks** ([`TaskEngine::create_network`]) are sandbox (pause) containers named
 //!   `nomad_init_<alloc id>`, tracked next to the tasks so the reconciler leaves them alone.
+//! * **Images** ([`ensure_image`]): `:latest` for an untagged reference, credentials in
+//!   Nomad's order ([`auth`]), and reference counts per image ([`ImageGc`]) taken by StartTask,
+//!   RecoverTask and CreateNetwork and dropped by DestroyTask and DestroyNetwork.
 //! * **driver_state** is a versioned MessagePack record ([`TaskState`]) holding everything
 //!   recovery needs; [`TaskEngine::recover`] is idempotent.
 
