@@ -203,3 +203,48 @@ impl ImageGc {
         self.finish(image_id, generation);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::{BollardDocker, DockerConnection};
+
+    /// A collector whose Docker client points nowhere (building it does no I/O; the delay is
+    /// never reached in these tests).
+    fn gc(delay: Option<Duration>) -> ImageGc {
+        let docker = BollardDocker::new(DockerConnection::to_endpoint("unix:///nonexistent"))
+            .expect("client");
+        ImageGc::new(Arc::new(docker), delay)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn references_are_per_caller_and_the_last_release_schedules_a_removal() {
+        let gc = gc(Some(Duration::from_secs(3600)));
+        gc.acquire("sha256:a", "task-1");
+        gc.acquire("sha256:a", "task-1");
+        gc.acquire("sha256:a", "task-2");
+        assert_eq!(gc.references("sha256:a"), 2, "a caller counts once");
+        gc.release("sha256:a", "task-1");
+        assert_eq!(gc.references("sha256:a"), 1);
+        assert!(gc.lock().pending.is_empty(), "still referenced");
+        gc.release_caller("task-2");
+        assert_eq!(gc.references("sha256:a"), 0);
+        let generation = gc.lock().pending["sha256:a"];
+        assert!(gc.still_pending("sha256:a", generation));
+        gc.acquire("sha256:a", "task-3");
+        assert!(
+            !gc.still_pending("sha256:a", generation),
+            "a new user cancels it"
+        );
+        assert_eq!(gc.references("sha256:a"), 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_counted_with_gc_off() {
+        let gc = gc(None);
+        gc.acquire("sha256:a", "task-1");
+        assert_eq!(gc.references("sha256:a"), 0);
+        gc.release("sha256:a", "task-1");
+        assert!(gc.lock().pending.is_empty());
+    }
+}
