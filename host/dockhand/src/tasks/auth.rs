@@ -500,6 +500,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_config_file_comes_before_the_agent_helper() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(
+            dir.path(),
+            "config.json",
+            r#"{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}"#,
+        );
+        // The helper does not exist: asking it would fail.
+        let sources = AuthSources {
+            config: Some(config),
+            helper: Some("dockhand-test-none-such".into()),
+        };
+        let got = resolve(None, &sources, &ImageRef::parse("127.0.0.1:5000/app"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.username, got.password), creds("u", "p"));
+        // No entry for this registry: the helper is asked, and its failure is the answer.
+        let err = resolve(None, &sources, &ImageRef::parse("127.0.0.1:6000/app"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::HelperSpawn { .. }), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_missing_helper_is_an_error_naming_it() {
         let sources = AuthSources {
             config: None,
