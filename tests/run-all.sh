@@ -11,12 +11,18 @@ step "toolchain: wasm32-unknown-unknown target, rustfmt, clippy"
 rustup target add wasm32-unknown-unknown
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-step "test image prerequisite: busybox-static"
-if [ ! -x /bin/busybox ]; then
+# Debian packages the tests need, each installed only when its file is missing: the test
+# image's busybox, and the registry (CNCF distribution) plus htpasswd for the pull tests.
+step "test prerequisites: busybox-static, docker-registry, apache2-utils"
+missing=()
+[ -x /bin/busybox ] || missing+=(busybox-static)
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+[ -x /usr/bin/htpasswd ] || missing+=(apache2-utils)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
-    echo "busybox-static is missing: install it (apt-get install busybox-static)" >&2
+    echo "missing test prerequisites: install them (apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi

@@ -339,13 +339,15 @@ impl Drop for Plugin {
 // ---- Task RPC helpers (lifecycle and recovery tests) ------------------------------------
 
 /// A launched plugin that has received the long-lived instance's `SetConfig` (default plugin
-/// configuration, `nomad_config` set), as the agent's L3 launch does.
+/// configuration except `gc.image = false`, `nomad_config` set), as the agent's L3 launch
+/// does. Image GC is off so that no test's plugin ever removes the shared test image
+/// (`registry::gc` tests it on images of its own).
 pub async fn configured_plugin() -> Plugin {
     let plugin = Launch::nomad().start().await;
     plugin
         .base()
         .set_config(nomad_plugin::proto::base::SetConfigRequest {
-            msgpack_config: Vec::new(),
+            msgpack_config: agent_config("gc {\n image = false\n}\n"),
             nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
                 driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
                     client_max_port: 14512,
@@ -358,6 +360,20 @@ pub async fn configured_plugin() -> Plugin {
         .await
         .expect("SetConfig");
     plugin
+}
+
+/// The msgpack Nomad sends for this `plugin { config { … } }` body.
+pub fn agent_config(hcl_body: &str) -> Vec<u8> {
+    use dockhand::config::hcldec::{apply, hcl_value_to_node};
+    let value: hcl::Value = hcl::from_str(hcl_body).expect("test config parses");
+    let (cty, diags) = apply(
+        &dockhand::config::plugin_config_spec(),
+        &hcl_value_to_node(&value, None),
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &cty).expect("encode");
+    out
 }
 
 /// go-cty MessagePack of an object with these attributes (what hcldec hands the driver).

@@ -7,6 +7,7 @@
 
 pub mod fault_proxy;
 pub mod image;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -251,6 +251,10 @@ pub struct RegistryAuth {
     pub password: Option<String>,
     /// Registry host.
     pub server_address: Option<String>,
+    /// OAuth refresh token from a Docker config file's `identitytoken`.
+    pub identity_token: Option<String>,
+    /// Bearer token from a Docker config file's `registrytoken`.
+    pub registry_token: Option<String>,
 }
 
 impl std::fmt::Debug for RegistryAuth {
@@ -259,6 +263,14 @@ impl std::fmt::Debug for RegistryAuth {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("server_address", &self.server_address)
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "registry_token",
+                &self.registry_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -18,9 +18,13 @@
 //! * **Stop is never cut short** by a client timeout: its deadline is the grace plus a margin.
 //! * **Group networks** ([`TaskEngine::create_network`]) are sandbox (pause) containers named
 //!   `nomad_init_<alloc id>`, tracked next to the tasks so the reconciler leaves them alone.
+//! * **Images** ([`ensure_image`]): `:latest` for an untagged reference, credentials in
+//!   Nomad's order ([`auth`]), and reference counts per image ([`ImageGc`]) taken by StartTask,
+//!   RecoverTask and CreateNetwork and dropped by DestroyTask and DestroyNetwork.
 //! * **driver_state** is a versioned MessagePack record ([`TaskState`]) holding everything
 //!   recovery needs; [`TaskEngine::recover`] is idempotent.
 
+pub mod auth;
 mod container;
 mod destroy;
 mod error;
@@ -28,10 +32,12 @@ mod exec;
 mod handle;
 mod host_options;
 mod image;
+pub mod image_gc;
 mod log_position;
 mod logs;
 mod network;
 mod ports;
+pub mod reference;
 pub mod resolv;
 pub mod spec;
 mod start;
@@ -49,6 +55,7 @@ use tokio::sync::broadcast;
 use crate::docker::{DockerApi, DockerError};
 use crate::fingerprint::RuntimeCatalog;
 
+pub use auth::AuthSources;
 pub use container::{
     ContainerSettings, DRIVER_LABEL_VALUE, LABEL_ALLOC_ID, LABEL_DRIVER, LABEL_JOB_ID,
     LABEL_JOB_NAME, LABEL_NAMESPACE, LABEL_NODE_ID, LABEL_NODE_NAME, LABEL_PARENT_JOB_ID,
@@ -59,8 +66,10 @@ pub use error::TaskError;
 pub use exec::{EXEC_UNKNOWN_EXIT, ExecControl, ExecOutput, ExecSession, MAX_EXEC_OUTPUT_BYTES};
 pub use handle::{ExitResult, TaskHandle};
 pub use image::{
-    ImageRequest, PullError, PullProgress, ensure_image, follow_pull, is_latest_or_untagged,
+    ImageRequest, PULL_PROGRESS_INTERVAL, PullError, PullObserver, PullProgress, Silent,
+    ensure_image, follow_pull, is_latest_or_untagged,
 };
+pub use image_gc::ImageGc;
 pub use network::{NetworkError, SANDBOX_NAME_PREFIX, Sandbox, sandbox_name};
 pub use spec::TaskSpec;
 pub use start::StartedTask;
@@ -112,6 +121,12 @@ pub struct EngineSettings {
     pub infra_image: String,
     /// `infra_image_pull_timeout`.
     pub infra_image_pull_timeout: Duration,
+    /// `auth { config, helper }`: the agent's registry credential sources.
+    pub auth: AuthSources,
+    /// `gc.image_delay` when `gc.image` is on; `None` keeps every image.
+    pub image_gc_delay: Option<Duration>,
+    /// How often a running pull sends a progress event (Nomad: 2 minutes).
+    pub pull_progress_interval: Duration,
 }
 
 impl Default for EngineSettings {
@@ -131,6 +146,11 @@ impl Default for EngineSettings {
             mhz_per_core: 0,
             infra_image: crate::config::defaults::infra_image(),
             infra_image_pull_timeout: Duration::from_secs(300),
+            auth: AuthSources::default(),
+            // Off here (the plugin's default is on, from `gc.image`): an engine built without
+            // a configuration must not delete images it merely found on the host.
+            image_gc_delay: None,
+            pull_progress_interval: PULL_PROGRESS_INTERVAL,
         }
     }
 }
@@ -146,6 +166,7 @@ pub struct TaskEngine {
     runtimes: RuntimeCatalog,
     store: TaskStore,
     events: broadcast::Sender<TaskEvent>,
+    images: ImageGc,
 }
 
 impl TaskEngine {
@@ -155,7 +176,9 @@ impl TaskEngine {
         settings: EngineSettings,
         runtimes: RuntimeCatalog,
     ) -> Self {
+        let images = ImageGc::new(docker.clone(), settings.image_gc_delay);
         Self {
+            images,
             docker,
             settings: Arc::new(settings),
             runtimes,
@@ -167,6 +190,11 @@ impl TaskEngine {
     /// The tracked tasks.
     pub fn store(&self) -> &TaskStore {
         &self.store
+    }
+
+    /// The image reference counts (`gc.image`).
+    pub fn images(&self) -> &ImageGc {
+        &self.images
     }
 
     /// The settings.

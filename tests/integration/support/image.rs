@@ -135,6 +135,11 @@ pub fn save_tarball(tag: &str) -> Vec<u8> {
 
 /// A root filesystem: `/bin/busybox`, applet symlinks, `/etc/passwd`, `/etc/group`, `/tmp`.
 fn rootfs_tar() -> Result<Vec<u8>, String> {
+    rootfs_tar_with(&[])
+}
+
+/// [`rootfs_tar`] plus `extra` regular files (path, content), e.g. to make a layer unique.
+pub fn rootfs_tar_with(extra: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
     let busybox = std::fs::read(BUSYBOX).map_err(|e| {
         format!(
             "{BUSYBOX} is needed to build the test image ({e}); install it with \
@@ -180,6 +185,9 @@ fn rootfs_tar() -> Result<Vec<u8>, String> {
     )
     .map_err(io)?;
     file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n").map_err(io)?;
+    for (path, data) in extra {
+        file(path, 0o644, data).map_err(io)?;
+    }
 
     for applet in APPLETS {
         let mut h = tar::Header::new_gnu();

@@ -242,16 +242,18 @@ impl DockerApi for BollardDocker {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         self.call(
             "create_container",
-            self.timeouts().request,
+            self.timeouts().create_start,
             |c| async move { c.create_container(Some(options), body).await.map(|r| r.id) },
         )
         .await
     }
 
     async fn start_container(&self, id: &str) -> Result<(), DockerError> {
-        self.call("start_container", self.timeouts().request, |c| async move {
-            c.start_container(id, None).await
-        })
+        self.call(
+            "start_container",
+            self.timeouts().create_start,
+            |c| async move { c.start_container(id, None).await },
+        )
         .await
     }
 
@@ -424,6 +426,8 @@ impl DockerApi for BollardDocker {
             username: a.username,
             password: a.password,
             serveraddress: a.server_address,
+            identitytoken: a.identity_token,
+            registrytoken: a.registry_token,
             ..bollard::auth::DockerCredentials::default()
         });
         let stream = client

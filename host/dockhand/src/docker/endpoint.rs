@@ -23,8 +23,11 @@ pub struct TlsFiles {
 /// mistaken for a dead one, while a wedged one must not hang the caller forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DockerTimeouts {
-    /// Deadline of ordinary request/response calls (inspect, create, list, kill, …).
+    /// Deadline of ordinary request/response calls (inspect, list, kill, …).
     pub request: Duration,
+    /// Deadline of container create and start: Nomad's client timeout (5 minutes), since a
+    /// busy daemon (large volumes, slow storage drivers) may take that long.
+    pub create_start: Duration,
     /// Added to a stop's grace period to get the stop call's deadline.
     pub stop_margin: Duration,
     /// Deadline of `docker load` and `docker import`.
@@ -38,6 +41,7 @@ impl Default for DockerTimeouts {
     fn default() -> Self {
         Self {
             request: Duration::from_secs(60),
+            create_start: Duration::from_secs(300),
             stop_margin: Duration::from_secs(30),
             image_transfer: Duration::from_secs(600),
             exec_attach: Duration::from_secs(60),

@@ -20,7 +20,8 @@ use crate::tasks::spec::{
     PortMapping, TaskNetwork, TaskResources,
 };
 use crate::tasks::{
-    ContainerSettings, DriverNetwork, EngineSettings, ExitResult, TaskEvent, TaskSpec, TaskUsage,
+    AuthSources, ContainerSettings, DriverNetwork, EngineSettings, ExitResult,
+    PULL_PROGRESS_INTERVAL, TaskEvent, TaskSpec, TaskUsage,
 };
 
 /// Label Nomad puts on a group network's isolation spec naming the sandbox container.
@@ -73,6 +74,12 @@ pub fn engine_settings(config: &PluginConfig) -> EngineSettings {
         mhz_per_core: 0,
         infra_image: config.infra_image.clone(),
         infra_image_pull_timeout: config.infra_image_pull_timeout,
+        auth: AuthSources {
+            config: config.auth.config.as_ref().map(PathBuf::from),
+            helper: config.auth.helper.clone(),
+        },
+        image_gc_delay: config.gc.image.then_some(config.gc.image_delay),
+        pull_progress_interval: PULL_PROGRESS_INTERVAL,
     }
 }
 
@@ -298,7 +305,9 @@ pub fn task_spec(
             username: a.username.clone(),
             password: a.password.clone(),
             server_address: a.server_address.clone(),
+            ..RegistryAuth::default()
         }),
+        auth_soft_fail: cfg.auth_soft_fail,
         image_pull_timeout: Some(cfg.effective_image_pull_timeout(plugin)),
         command: cfg.command.clone().filter(|c| !c.is_empty()),
         args: cfg.args.clone(),

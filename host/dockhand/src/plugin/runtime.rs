@@ -30,6 +30,12 @@ impl DriverRuntime {
         settings.mhz_per_core = std::fs::read_to_string(CPUINFO)
             .map(|text| mhz_per_core(&text))
             .unwrap_or(0);
+        if let Some(period) = std::env::var(PULL_PROGRESS_PERIOD_ENV)
+            .ok()
+            .and_then(|text| super::parse_period(&text))
+        {
+            settings.pull_progress_interval = period.max(MIN_PULL_PROGRESS_PERIOD);
+        }
         let engine = TaskEngine::new(docker.clone(), settings, runtimes.clone());
         Ok(DriverRuntime {
             docker,
@@ -38,6 +44,13 @@ impl DriverRuntime {
         })
     }
 }
+
+/// Environment variable overriding how often a running pull sends a progress event (Nomad's
+/// two minutes by default); tests use it to observe progress events of short pulls.
+pub const PULL_PROGRESS_PERIOD_ENV: &str = "DOCKHAND_PULL_PROGRESS_PERIOD";
+
+/// Shortest accepted pull progress period; the pull loop wakes up at this rate.
+pub const MIN_PULL_PROGRESS_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Where the per-core clock is read from.
 const CPUINFO: &str = "/proc/cpuinfo";

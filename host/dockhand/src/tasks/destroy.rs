@@ -57,6 +57,7 @@ impl TaskEngine {
             && Arc::ptr_eq(&tracked, h)
         {
             self.store.remove(h.task_id());
+            self.images.release(&h.state().image_id, h.task_id());
         }
         h.shutdown();
     }

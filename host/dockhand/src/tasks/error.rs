@@ -50,6 +50,15 @@ pub enum TaskError {
         #[source]
         source: PullError,
     },
+    /// No credentials could be found for the pull (and `auth_soft_fail` is off).
+    #[error("Failed to find docker auth for repo {repo:?}")]
+    Auth {
+        /// Repository.
+        repo: String,
+        /// Cause.
+        #[source]
+        source: super::auth::AuthError,
+    },
     /// The image tarball could not be loaded.
     #[error("failed to load image from {}", path.display())]
     Load {

@@ -47,7 +47,7 @@ use crate::docker::models::{
 use crate::docker::{ContainerFilter, DockerError};
 
 use super::container::identity_labels;
-use super::image::{ImageRequest, ensure_image};
+use super::image::{ImageRequest, Silent, ensure_image};
 use super::{LABEL_ALLOC_ID, LABEL_NODE_ID, TaskEngine, TaskError};
 
 /// Prefix of a sandbox container's name; the allocation id follows.
@@ -193,15 +193,20 @@ impl TaskEngine {
         }
 
         let image = self.settings.infra_image.clone();
+        // As in Nomad: only the agent's credential sources, and a failed lookup pulls
+        // anonymously.
         let request = ImageRequest {
             image: &image,
             force_pull: false,
             load: None,
             auth: None,
+            auth_sources: &self.settings.auth,
+            auth_soft_fail: true,
             pull_timeout: self.settings.infra_image_pull_timeout,
             activity_timeout: self.settings.pull_activity_timeout,
+            progress_interval: self.settings.pull_progress_interval,
         };
-        ensure_image(self.docker.as_ref(), &request, &|_| {})
+        let image_id = ensure_image(self.docker.as_ref(), &request, &Silent)
             .await
             .map_err(|source| NetworkError::Image {
                 image: image.clone(),
@@ -234,6 +239,7 @@ impl TaskEngine {
         self.store.track_sandbox(alloc_id, &id);
         match self.start_sandbox(&id, &image).await {
             Ok(netns_path) => {
+                self.images.acquire(&image_id, alloc_id);
                 tracing::info!(
                     alloc_id,
                     container_id = id,
@@ -268,6 +274,8 @@ impl TaskEngine {
     ) -> Result<(), NetworkError> {
         validate_alloc_id(alloc_id)?;
         self.store.forget_sandbox(alloc_id);
+        // The image reference goes with the tracking, whatever happens to the container.
+        self.images.release_caller(alloc_id);
         let target = container_id
             .filter(|id| !id.is_empty())
             .map_or_else(|| sandbox_name(alloc_id), str::to_owned);
@@ -328,6 +336,11 @@ impl TaskEngine {
         };
         match self.docker.inspect_container(joined).await {
             Ok(i) => {
+                if labelled_for(&i, alloc_id)
+                    && let Some(image_id) = i.image.as_deref()
+                {
+                    self.images.acquire(image_id, alloc_id);
+                }
                 let id = i.id.unwrap_or_else(|| joined.to_owned());
                 tracing::info!(
                     alloc_id,
@@ -459,6 +472,9 @@ impl TaskEngine {
             });
         };
         self.store.track_sandbox(alloc_id, &id);
+        if let Some(image_id) = existing.image.as_deref() {
+            self.images.acquire(image_id, alloc_id);
+        }
         tracing::info!(
             alloc_id,
             container_id = id,

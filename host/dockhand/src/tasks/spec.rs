@@ -213,6 +213,8 @@ pub struct DockerTaskOptions {
     pub load: Option<PathBuf>,
     /// Registry credentials.
     pub auth: Option<RegistryAuth>,
+    /// `auth_soft_fail`: pull anonymously when no credentials can be found.
+    pub auth_soft_fail: bool,
     /// Overall pull deadline; `None` uses the engine default.
     pub image_pull_timeout: Option<Duration>,
     /// `command`.

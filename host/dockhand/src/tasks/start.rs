@@ -10,7 +10,7 @@ use crate::docker::models::{ContainerCreateBody, ContainerInspectResponse};
 use super::container::{LABEL_ALLOC_ID, container_config};
 use super::handle::TaskHandle;
 use super::host_options::{HOSTS_FILE, render_hosts};
-use super::image::{ImageRequest, PullProgress, ensure_image};
+use super::image::{ImageRequest, PullObserver, ensure_image};
 use super::log_position::{POSITION_FILE, StartFrom};
 use super::logs::{LogForwarding, forward_logs, is_discard};
 use super::spec::TaskSpec;
@@ -63,24 +63,40 @@ impl TaskEngine {
             image,
             force_pull: spec.docker.force_pull,
             load: spec.docker.load.as_deref(),
-            auth: spec.docker.auth.clone(),
+            auth: spec.docker.auth.as_ref(),
+            auth_sources: &self.settings.auth,
+            auth_soft_fail: spec.docker.auth_soft_fail,
             pull_timeout: spec
                 .docker
                 .image_pull_timeout
                 .unwrap_or(self.settings.image_pull_timeout),
             activity_timeout: self.settings.pull_activity_timeout,
+            progress_interval: self.settings.pull_progress_interval,
         };
-        let first = std::sync::atomic::AtomicBool::new(true);
-        let on_progress = |p: &PullProgress| {
-            let annotations: BTreeMap<_, _> = [("image".to_owned(), p.image.clone())].into();
-            if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                self.emit(&spec, "Downloading image".to_owned(), annotations);
-            } else {
-                self.emit(&spec, p.message(), annotations);
-            }
+        let observer = TaskPullEvents {
+            engine: self,
+            spec: &spec,
         };
-        let image_id = ensure_image(self.docker.as_ref(), &request, &on_progress).await?;
+        let image_id = ensure_image(self.docker.as_ref(), &request, &observer).await?;
+        // Counted before the container exists, so a removal scheduled by another task's
+        // destroy is cancelled now rather than racing the create.
+        self.images.acquire(&image_id, &spec.id);
+        let result = self
+            .create_and_start(&spec, runtime, image_id.clone())
+            .await;
+        if result.is_err() {
+            self.images.release(&image_id, &spec.id);
+        }
+        result
+    }
 
+    async fn create_and_start(
+        &self,
+        spec: &TaskSpec,
+        runtime: Option<String>,
+        image_id: String,
+    ) -> Result<StartedTask, TaskError> {
+        let image = spec.docker.image.as_str();
         if let (Some(dns), Some(task_dir)) = (&spec.group_dns, spec.task_dir()) {
             super::resolv::write(&task_dir, dns).map_err(TaskError::InvalidSpec)?;
         }
@@ -97,13 +113,13 @@ impl TaskEngine {
         if spec.docker.mac_address.is_some() {
             self.check_mac_address_support().await?;
         }
-        let body = container_config(&spec, image, runtime, &self.settings.container)?;
+        let body = container_config(spec, image, runtime, &self.settings.container)?;
         // An adopted container stays reserved (tracked) until its handle is: the reservation
         // is dropped at the end of this function, after `finish_start` tracked the handle.
-        let (container_id, reservation) = self.create_or_adopt(&spec, body).await?;
+        let (container_id, reservation) = self.create_or_adopt(spec, body).await?;
         let adopted = reservation.is_some();
         match self
-            .finish_start(&spec, &container_id, adopted, image_id)
+            .finish_start(spec, &container_id, adopted, image_id)
             .await
         {
             Ok(started) => Ok(started),
@@ -367,8 +383,32 @@ impl TaskEngine {
             })?;
         self.track_joined_network(&state.alloc_id, &inspected).await;
         let mut state = state;
+        // Re-count the image the container really runs (reference counts live in memory).
+        if let Some(image_id) = inspected.image.clone().filter(|i| !i.is_empty()) {
+            state.image_id = image_id;
+        }
+        self.images.acquire(&state.image_id, &state.task_id);
         state.log_collection &= !self.settings.disable_log_collection;
         Ok(self.track(state, StartFrom::SavedOrNow))
+    }
+}
+
+/// Pull events of one task: `Downloading image`, then the periodic progress messages.
+struct TaskPullEvents<'a> {
+    engine: &'a TaskEngine,
+    spec: &'a TaskSpec,
+}
+
+impl PullObserver for TaskPullEvents<'_> {
+    fn started(&self, image: &str) {
+        let annotations: BTreeMap<_, _> = [("image".to_owned(), image.to_owned())].into();
+        self.engine
+            .emit(self.spec, "Downloading image".to_owned(), annotations);
+    }
+
+    fn progress(&self, image: &str, message: &str) {
+        let annotations: BTreeMap<_, _> = [("image".to_owned(), image.to_owned())].into();
+        self.engine.emit(self.spec, message.to_owned(), annotations);
     }
 }
 
