@@ -66,8 +66,26 @@ impl Private {
     }
 }
 
-/// A launched plugin that received the long-lived instance's `SetConfig` with this body.
+/// `hcl_body` with `gc.image = false` unless it says otherwise: the shared test images must
+/// not be collected by one test's plugin while another test still needs them.
+fn keeping_images(hcl_body: &str) -> String {
+    let sets_image_gc = hcl_body.lines().any(|line| {
+        line.trim_start().starts_with("image ") || line.trim_start().starts_with("image=")
+    });
+    if sets_image_gc {
+        hcl_body.to_owned()
+    } else if let Some((before, after)) = hcl_body.split_once("gc {\n") {
+        format!("{before}gc {{\n image = false\n{after}")
+    } else {
+        format!("{hcl_body}gc {{\n image = false\n}}\n")
+    }
+}
+
+/// A launched plugin that received the long-lived instance's `SetConfig` with this body (and
+/// `gc.image = false` unless the body sets it).
 pub(crate) async fn long_lived(hcl_body: &str) -> Plugin {
+    let hcl_body = keeping_images(hcl_body);
+    let hcl_body = hcl_body.as_str();
     let plugin = Launch::nomad().start().await;
     plugin
         .base()
