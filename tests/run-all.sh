@@ -5,7 +5,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's time is printed when the next one starts, and all of them at the end.
+STEP_NAME=""
+STEP_START=$SECONDS
+RUN_START=$SECONDS
+TIMES=()
+end_step() {
+  if [ -n "$STEP_NAME" ]; then
+    local took=$((SECONDS - STEP_START))
+    printf '<== %s: %ds\n' "$STEP_NAME" "$took"
+    TIMES+=("$(printf '%5ds  %s' "$took" "$STEP_NAME")")
+  fi
+}
+step() {
+  end_step
+  STEP_NAME="$*"
+  STEP_START=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+summary() {
+  end_step
+  STEP_NAME=""
+  printf '\nstep times:\n'
+  printf '%s\n' "${TIMES[@]}"
+  printf '%5ds  total\n' "$((SECONDS - RUN_START))"
+}
 
 step "toolchain: wasm32-unknown-unknown target, rustfmt, clippy"
 rustup target add wasm32-unknown-unknown
@@ -49,6 +73,18 @@ step "guest SDK: clippy and unit tests (native)"
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-step "cargo test (all tests, benches compiled)"
-cargo test --workspace --locked --all-targets
+step "build every test target"
+cargo test --workspace --locked --all-targets --no-run
+
+step "unit tests, policy-host tests, the benches' fixture checks, doc tests"
+cargo test --workspace --locked --lib --bins --benches
+cargo test -p orphan-policy --locked --test '*'
 cargo test --workspace --locked --doc
+
+# Most integration tests wait on Docker or on Nomad's one-minute creation grace, not on the
+# CPU, so several run at once; DOCKHAND_TEST_THREADS overrides how many.
+threads="${DOCKHAND_TEST_THREADS:-6}"
+step "integration tests: real Docker, the plugin binary ($threads at once)"
+cargo test -p dockhand --locked --test integration -- --test-threads="$threads"
+
+summary
