@@ -31,6 +31,7 @@
 //! msgpack → raw → domain path as the plugin, so the command cannot disagree with the driver.
 
 pub mod cty_type;
+mod daemon;
 pub mod defaults;
 pub mod duration;
 pub mod hcl_file;
