@@ -8,7 +8,9 @@
 //! candidates), the node identity it learnt, the policies in force and its configuration. A
 //! real sweep (`--once` without `--dry-run`) runs under the plugin's mode, dry-run setting and
 //! per-sweep cap, after any periodic sweep in progress; it is skipped while Docker is
-//! unhealthy.
+//! unhealthy. Any sweep, dry run or not, is refused for `creation_grace` after the plugin
+//! started (until RecoverTask has re-adopted the running tasks), and the answer says when it
+//! becomes possible.
 //!
 //! # Without one
 //!
