@@ -22,6 +22,7 @@ use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec};
 use orphan_policy::PolicyKind;
 
 mod actions;
+mod records;
 pub(crate) mod fixtures;
 
 pub use fixtures::*;

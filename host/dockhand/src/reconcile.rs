@@ -62,7 +62,10 @@ use crate::docker::DockerApi;
 use crate::fingerprint::Fingerprinter;
 use crate::tasks::{TaskEngine, TaskStore};
 
-pub use audit::{AUDIT_FILE_NAME, AuditError, AuditLog, AuditRecord, DEFAULT_AUDIT_MAX_BYTES};
+pub use audit::{
+    AUDIT_FILE_NAME, AuditError, AuditLine, AuditLog, AuditRecord, AuditSummary,
+    DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES, RecordKind, sweep_lines,
+};
 pub use execute::execute_action;
 pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
@@ -213,7 +216,8 @@ pub struct ReconcileSettings {
     pub dry_run: bool,
     /// `Audit` logs and counts decisions without executing them.
     pub mode: PolicyMode,
-    /// Most destructive actions executed per sweep; 0 means never act.
+    /// Most destructive actions taken by the sweeps (periodic and on-demand) of one
+    /// `period`; 0 means never act.
     pub max_actions_per_sweep: u32,
     /// Deadline of each Docker call (list, inspect, kill, remove); a stop gets its grace on top.
     pub docker_call_timeout: Duration,
@@ -302,6 +306,8 @@ pub struct Reconciler {
     failing: AtomicBool,
     /// Held for the whole of a sweep: periodic and on-demand sweeps never overlap.
     gate: tokio::sync::Mutex<()>,
+    /// Destructive actions taken in the last period, by periodic and on-demand sweeps.
+    budget: execute::ActionBudget,
 }
 
 impl Reconciler {
@@ -330,6 +336,7 @@ impl Reconciler {
             mode,
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
+            budget: execute::ActionBudget::default(),
         }
     }
 
@@ -480,11 +487,7 @@ impl Reconciler {
         let Some(audit) = self.audit.clone() else {
             return;
         };
-        let records: Vec<AuditRecord> = report
-            .decisions
-            .iter()
-            .map(|d| AuditRecord::new(report, d))
-            .collect();
+        let records = sweep_lines(report);
         let written = tokio::task::spawn_blocking(move || audit.append(&records))
             .await
             .unwrap_or_else(|join| {

@@ -70,6 +70,7 @@ impl Reconciler {
             mode: Arc::clone(&self.mode),
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
+            budget: super::execute::ActionBudget::default(),
         }
     }
 }
