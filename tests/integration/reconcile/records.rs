@@ -33,10 +33,15 @@ struct Served {
 }
 
 impl Served {
-    async fn start(rec: &Arc<Reconciler>, dry_run: Option<DryRunSource>) -> Self {
+    /// `mode` is the activations' mode, as the plugin's configuration gives it.
+    async fn start(
+        rec: &Arc<Reconciler>,
+        mode: PolicyMode,
+        dry_run: Option<DryRunSource>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(PolicyStore::open(&dir.path().join("policies"), 3).expect("store"));
-        let policies = ActivePolicySet::from_slot(rec.policies().clone(), PolicyMode::Enforce)
+        let policies = ActivePolicySet::from_slot(rec.policies().clone(), mode)
             .with_mode_switch(rec.mode_switch());
         let mut state = AdminState::new(engine().0.clone(), store, policies)
             .with_metrics(rec.metrics())
@@ -126,7 +131,7 @@ async fn repeated_on_demand_sweeps_share_one_action_budget_per_period() {
     s.audit_path = Some(audit_path.clone());
     assert_eq!(s.period, Duration::from_secs(3600));
     let rec = Arc::new(reconciler(docker.clone(), s));
-    let mut served = Served::start(&rec, None).await;
+    let mut served = Served::start(&rec, PolicyMode::Enforce, None).await;
 
     // `dockhand reconcile --once` three times in a row: one budget for the period.
     let mut done = Vec::new();
@@ -226,7 +231,7 @@ async fn switching_to_audit_mid_sweep_stops_the_sweep_from_acting_further() {
     s.docker_call_timeout = Duration::from_secs(30);
     s.audit_path = Some(audit_path.clone());
     let rec = Arc::new(reconciler(docker.clone(), s));
-    let mut served = Served::start(&rec, None).await;
+    let mut served = Served::start(&rec, PolicyMode::Enforce, None).await;
     let sweep = tokio::spawn({
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
@@ -349,7 +354,7 @@ async fn the_admin_dry_run_uses_the_node_identity_of_the_real_sweep() {
         tracked: no_tracked(),
         settings: s,
     };
-    let mut served = Served::start(&rec, Some(source)).await;
+    let mut served = Served::start(&rec, PolicyMode::Audit, Some(source)).await;
 
     let dry = served
         .client
