@@ -22,8 +22,8 @@ use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec};
 use orphan_policy::PolicyKind;
 
 mod actions;
-mod records;
 pub(crate) mod fixtures;
+mod records;
 
 pub use fixtures::*;
 

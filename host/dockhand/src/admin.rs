@@ -52,8 +52,7 @@ use tokio::sync::watch;
 
 use crate::docker::DockerApi;
 use crate::reconcile::{
-    ActivePolicies, Metrics, ModeSwitch, PolicySlot, ReconcileSettings, Reconciler,
-    TrackedSource,
+    ActivePolicies, Metrics, ModeSwitch, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
 };
 
 pub use proto::{

@@ -12,9 +12,10 @@
 //!    classified once more with their environment.
 //! 5. The kill policy decides about the owned ones in one batch.
 //! 6. Actions are carried out, each Docker call with its own timeout; one container's failure
-//!    does not stop the others.
-//! 7. Every decision is logged as a structured `tracing` event and appended to the audit file;
-//!    [`Metrics`] count what happened.
+//!    does not stop the others. Right before each, the mode and the tracked set are read again,
+//!    one action is taken from the period's budget and the intent is fsynced to the audit file.
+//! 7. Every decision is logged as a structured `tracing` event and recorded in the audit file
+//!    (routine not-Nomad rows only counted); [`Metrics`] count what happened.
 //!
 //! # Safety: when in doubt, don't kill
 //!
@@ -22,9 +23,11 @@
 //! answer is a failed listing; an entry without an id is skipped, one without a creation time
 //! counts as within the grace), when a policy failed for
 //! the batch (trap, deadline, bad answer), in dry-run or audit mode (which report what *would*
-//! be done), beyond `max_actions_per_sweep`, or for a container younger than the grace. Right
-//! before acting on a container the tracked set is read again: a task started or recovered
-//! since the sweep began makes its container untouchable.
+//! be done, also when audit mode is put in force mid-sweep), beyond the `max_actions_per_sweep`
+//! budget of the period (shared by periodic and on-demand sweeps), when the intent cannot be
+//! recorded in the audit file, or for a container younger than the grace. Right before acting
+//! on a container the tracked set is read again: a task started or recovered since the sweep
+//! began makes its container untouchable.
 //!
 //! # Wedged Docker
 //!
@@ -118,8 +121,8 @@ where
     }
 }
 
-/// Audit or enforce, switchable at run time (the admin API's activations). A sweep reads it
-/// once, at its start.
+/// Audit or enforce, switchable at run time (the admin API's activations). A sweep reads it at
+/// its start and again right before each action.
 #[derive(Debug)]
 pub struct ModeSwitch(AtomicBool);
 

@@ -180,7 +180,10 @@ fn scan(bytes: &[u8]) -> Result<(), CtyError> {
     // Values still expected at each open level; one top-level value.
     let mut pending: Vec<u64> = vec![1];
     let take = |at: &mut usize, n: usize| -> Result<u64, CtyError> {
-        let end = at.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(truncated)?;
+        let end = at
+            .checked_add(n)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(truncated)?;
         let v = bytes[*at..end]
             .iter()
             .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
@@ -189,7 +192,10 @@ fn scan(bytes: &[u8]) -> Result<(), CtyError> {
     };
     let skip = |at: &mut usize, n: u64| -> Result<(), CtyError> {
         let n = usize::try_from(n).map_err(|_| truncated())?;
-        *at = at.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(truncated)?;
+        *at = at
+            .checked_add(n)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(truncated)?;
         Ok(())
     };
     while let Some(left) = pending.last_mut() {

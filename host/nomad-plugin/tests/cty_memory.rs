@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nomad_plugin::cty::{Cursor, CtyError, MAX_CONFIG_BYTES, MAX_VALUES, decode};
+use nomad_plugin::cty::{CtyError, Cursor, MAX_CONFIG_BYTES, MAX_VALUES, decode};
 
 struct Counting;
 

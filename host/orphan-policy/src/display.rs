@@ -89,7 +89,10 @@ mod tests {
                 "\u{2066}x\u{2067}y\u{2068}z\u{2069}",
                 "\\u{2066}x\\u{2067}y\\u{2068}z\\u{2069}",
             ),
-            ("\u{202a}\u{202b}\u{202c}\u{202d}", "\\u{202a}\\u{202b}\\u{202c}\\u{202d}"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                "\\u{202a}\\u{202b}\\u{202c}\\u{202d}",
+            ),
             ("\u{200e}\u{200f}\u{061c}", "\\u{200e}\\u{200f}\\u{061c}"),
             ("bom\u{feff}", "bom\\u{feff}"),
             ("line\u{2028}para\u{2029}", "line\\u{2028}para\\u{2029}"),
@@ -112,7 +115,10 @@ mod tests {
             "café — naïve 日本語 😀",
             "עברית مرحبا",
         ] {
-            assert!(matches!(escape(text), Cow::Borrowed(t) if t == text), "{text:?}");
+            assert!(
+                matches!(escape(text), Cow::Borrowed(t) if t == text),
+                "{text:?}"
+            );
         }
     }
 }

@@ -18,8 +18,8 @@ use orphan_policy::store::{PolicyMode, PolicyStore};
 use orphan_policy::{NodeInfo, PolicyKind, guests};
 
 use super::fixtures::{
-    ALLOC_LABEL, Kind, NODE, NODE_LABEL, STUBBORN, default_policies, engine, labelled_orphan,
-    make, no_tracked, plain_container, settings, state, uuid_for,
+    ALLOC_LABEL, Kind, NODE, NODE_LABEL, STUBBORN, default_policies, engine, labelled_orphan, make,
+    no_tracked, plain_container, settings, state, uuid_for,
 };
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
@@ -34,11 +34,7 @@ struct Served {
 
 impl Served {
     /// `mode` is the activations' mode, as the plugin's configuration gives it.
-    async fn start(
-        rec: &Arc<Reconciler>,
-        mode: PolicyMode,
-        dry_run: Option<DryRunSource>,
-    ) -> Self {
+    async fn start(rec: &Arc<Reconciler>, mode: PolicyMode, dry_run: Option<DryRunSource>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(PolicyStore::open(&dir.path().join("policies"), 3).expect("store"));
         let policies = ActivePolicySet::from_slot(rec.policies().clone(), mode)
@@ -376,7 +372,10 @@ async fn the_admin_dry_run_uses_the_node_identity_of_the_real_sweep() {
         .iter()
         .find(|d| d.container_id == orphan)
         .expect("decided");
-    assert_eq!((d.ownership.as_str(), d.outcome.as_str()), ("owned", "would-do"));
+    assert_eq!(
+        (d.ownership.as_str(), d.outcome.as_str()),
+        ("owned", "would-do")
+    );
     assert_eq!(state(&docker, &orphan).await, Some(true), "audit mode");
     served.shutdown().await;
 }
@@ -413,7 +412,13 @@ async fn bidirectional_and_format_characters_in_policy_reasons_are_escaped() {
     let audit_path: PathBuf = dir.path().join("audit.jsonl");
     let mut s = settings(&guard, Duration::ZERO);
     s.audit_path = Some(audit_path.clone());
-    let rec = Reconciler::new(docker.clone(), no_tracked(), slot, s, Arc::new(AlwaysHealthy));
+    let rec = Reconciler::new(
+        docker.clone(),
+        no_tracked(),
+        slot,
+        s,
+        Arc::new(AlwaysHealthy),
+    );
     let report = rec.sweep_once().await;
     let reason = &report
         .decision(&id)
@@ -422,7 +427,10 @@ async fn bidirectional_and_format_characters_in_policy_reasons_are_escaped() {
         .as_ref()
         .expect("verdict")
         .reason;
-    assert!(reason.contains(hostile), "the reason echoes the label: {reason:?}");
+    assert!(
+        reason.contains(hostile),
+        "the reason echoes the label: {reason:?}"
+    );
 
     let shown = "a\\u{202e}b\\u{200b}c\\u{2066}d\\u{2067}e\\u{2068}f\\u{2069}g\\u{feff}";
     let table = report.render_table();

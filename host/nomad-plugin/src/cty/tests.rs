@@ -197,7 +197,10 @@ fn declared_lengths_beyond_the_input_and_too_many_values_are_refused_before_deco
         decode(&claim)
     );
     // A string claiming more bytes than follow.
-    assert!(matches!(decode(&hex("d9 10 61")), Err(CtyError::Malformed(_))));
+    assert!(matches!(
+        decode(&hex("d9 10 61")),
+        Err(CtyError::Malformed(_))
+    ));
     assert!(matches!(decode(&hex("91 c1")), Err(CtyError::Malformed(m)) if m.contains("0xc1")));
     let mut many = hex("dd");
     many.extend_from_slice(&u32::try_from(MAX_VALUES).unwrap().to_be_bytes());

@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn format_characters_in_cells_are_escaped() {
         let mut t = Table::new(["NAME", "VERSION"]);
-        t.row(["p\u{202e}olicy\u{200b}".to_owned(), "1\u{2066}.0\u{2069}".to_owned()]);
+        t.row([
+            "p\u{202e}olicy\u{200b}".to_owned(),
+            "1\u{2066}.0\u{2069}".to_owned(),
+        ]);
         let text = t.render();
         assert_eq!(
             text.lines().nth(1),

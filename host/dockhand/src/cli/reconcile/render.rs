@@ -507,12 +507,13 @@ mod tests {
                 .all(|l| !l.chars().any(orphan_policy::display::needs_escape)),
             "{text:?}"
         );
-        assert!(text.contains("web\\u{202e}exe.txt (0123456789ab)"), "{text}");
+        assert!(
+            text.contains("web\\u{202e}exe.txt (0123456789ab)"),
+            "{text}"
+        );
         assert!(text.contains("busy\\u{200b}box"), "{text}");
         assert!(
-            text.contains(
-                "\\u{2066}isolated\\u{2069} \\u{2067}rtl\\u{2068}; bom\\u{feff}"
-            ),
+            text.contains("\\u{2066}isolated\\u{2069} \\u{2067}rtl\\u{2068}; bom\\u{feff}"),
             "{text}"
         );
         let mut json = Vec::new();

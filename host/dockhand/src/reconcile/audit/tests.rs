@@ -66,7 +66,10 @@ fn audit_rotation_keeps_the_configured_number_of_files() {
     assert_eq!(ids(&rotated(&path, 1)), ["e"]);
     assert_eq!(ids(&rotated(&path, 2)), ["d"]);
     assert_eq!(ids(&rotated(&path, 3)), ["c"]);
-    assert!(!rotated(&path, 4).exists(), "only three rotated files are kept");
+    assert!(
+        !rotated(&path, 4).exists(),
+        "only three rotated files are kept"
+    );
     assert_eq!(DEFAULT_AUDIT_KEEP, 5);
     assert_eq!(AuditLog::new(path, 1).keep, DEFAULT_AUDIT_KEEP);
 }
@@ -149,15 +152,31 @@ fn routine_not_nomad_rows_are_counted_in_a_summary_not_written_one_by_one() {
     assert_eq!(json.len(), 3);
 
     let quiet = report_with_only_routine();
-    assert_eq!(sweep_lines(&quiet).len(), 1, "one summary line, however many rows");
-    assert!(sweep_lines(&super::super::report::SweepReport { decisions: vec![], ..quiet })
-        .is_empty());
+    assert_eq!(
+        sweep_lines(&quiet).len(),
+        1,
+        "one summary line, however many rows"
+    );
+    assert!(
+        sweep_lines(&super::super::report::SweepReport {
+            decisions: vec![],
+            ..quiet
+        })
+        .is_empty()
+    );
 }
 
 fn report_with_only_routine() -> SweepReport {
     report(
         (0..50)
-            .map(|i| decision(&format!("p{i}"), Ownership::NotNomad, None, Outcome::NoAction))
+            .map(|i| {
+                decision(
+                    &format!("p{i}"),
+                    Ownership::NotNomad,
+                    None,
+                    Outcome::NoAction,
+                )
+            })
             .collect(),
     )
 }
@@ -180,5 +199,8 @@ fn audit_lines_escape_format_characters_in_names_and_reasons() {
     );
     assert_eq!(record.detail.as_deref(), Some("bad\\u{202e}error"));
     let text = serde_json::to_string(&record).unwrap();
-    assert!(!text.chars().any(orphan_policy::display::needs_escape), "{text}");
+    assert!(
+        !text.chars().any(orphan_policy::display::needs_escape),
+        "{text}"
+    );
 }
