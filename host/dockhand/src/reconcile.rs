@@ -502,7 +502,10 @@ impl Reconciler {
             });
         if let Err(error) = written {
             self.metrics.record_audit_failure();
-            tracing::error!(error = %error, "failed to append to the reconciler audit file");
+            tracing::error!(
+                error = %execute::error_chain(&error),
+                "failed to append to the reconciler audit file"
+            );
         }
     }
 }

@@ -175,7 +175,7 @@ async fn append(audit: &Arc<AuditLog>, record: AuditRecord) -> Result<(), String
 }
 
 /// `e` and its sources, joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
