@@ -307,7 +307,9 @@ async fn a_sigkill_during_an_activation_leaves_one_intact_active_policy() {
     assert_eq!(current, digest_a);
 
     let mut switched = 0;
-    let delays_ms = [0u64, 1, 3, 7, 15, 30, 60, 120];
+    let mut acknowledged_checked = 0;
+    // The long last delays let an activation be acknowledged before the kill.
+    let delays_ms = [0u64, 1, 3, 7, 15, 30, 60, 120, 500, 3000];
     for delay in delays_ms {
         let target = if current == digest_a {
             digest_b.clone()
@@ -335,6 +337,7 @@ async fn a_sigkill_during_an_activation_leaves_one_intact_active_policy() {
                 now, target,
                 "after {delay} ms: an acknowledged activation was lost"
             );
+            acknowledged_checked += 1;
         }
         let listing = admin.list().await.expect("list").policies;
         for digest in [&digest_a, &digest_b] {
@@ -350,7 +353,12 @@ async fn a_sigkill_during_an_activation_leaves_one_intact_active_policy() {
         current = now;
     }
     eprintln!(
-        "activation crash: {switched} of {} kills landed after the new pointer was stored",
+        "activation crash: {switched} of {} kills landed after the new pointer was stored, \
+         {acknowledged_checked} after the activation was acknowledged",
         delays_ms.len()
+    );
+    assert!(
+        acknowledged_checked > 0,
+        "no acknowledged activation was checked after a kill"
     );
 }

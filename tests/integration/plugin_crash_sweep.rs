@@ -7,7 +7,8 @@
 //! the default kill policy's stop (SIGTERM, 30 s grace) then blocks the sweep for 30 s, and the
 //! `got-term` line the trap prints says the stop has begun. The reconciler logs its decisions
 //! only once every action of the sweep has finished, so the absence of any decision line from
-//! the killed process confirms that it died mid-sweep.
+//! the killed process confirms that it died mid-sweep; its audit file must nonetheless hold the
+//! intent to stop the orphan (written and fsynced before the Docker call) and no outcome.
 //!
 //! Nomad's minimum `creation_grace` is 1m and the first sweep comes after `max(period,
 //! creation_grace)`, so this test waits about a minute per plugin process.
@@ -71,14 +72,22 @@ fn decided_on(plugin: &Plugin) -> Vec<String> {
         .collect()
 }
 
-/// Container ids in the audit file (absent file: none).
-fn audited(data_dir: &Path) -> Vec<String> {
+/// The audit file's lines (absent file: none).
+fn audit_records(data_dir: &Path) -> Vec<serde_json::Value> {
     let Ok(text) = std::fs::read_to_string(data_dir.join("audit.jsonl")) else {
         return Vec::new();
     };
     text.lines()
-        .map(|l| {
-            let record: serde_json::Value = serde_json::from_str(l).expect("audit line is JSON");
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Container ids in the audit file's per-container lines (absent file: none).
+fn audited(data_dir: &Path) -> Vec<String> {
+    audit_records(data_dir)
+        .into_iter()
+        .filter(|record| record["record"] != "summary")
+        .map(|record| {
             record["container_id"]
                 .as_str()
                 .unwrap_or_default()
@@ -164,6 +173,19 @@ async fn sigkill_mid_sweep_then_recovery_leaves_recovered_tasks_untouched() {
         decided_on(&plugin_a),
         Vec::<String>::new(),
         "the killed process must have died before its sweep finished"
+    );
+    // Its audit file still says what it was doing: the intent, written before the stop call.
+    let records = audit_records(&private.data_dir());
+    let of = |kind: &str| {
+        records
+            .iter()
+            .filter(|r| r["record"] == kind && r["container_id"] == orphan.as_str())
+            .count()
+    };
+    assert_eq!(
+        (of("intent"), of("outcome")),
+        (1, 0),
+        "the killed sweep's stop must be recorded as begun, not finished: {records:?}"
     );
 
     // A new process, as the agent starts after a crash, recovers the two tasks at once.

@@ -23,6 +23,7 @@ use orphan_policy::PolicyKind;
 
 mod actions;
 pub(crate) mod fixtures;
+mod records;
 
 pub use fixtures::*;
 
@@ -176,21 +177,37 @@ async fn enforce_mode_stops_and_removes_exactly_the_orphans() {
     );
     assert!(m.last_success_ms > 0);
 
-    // One audit line per decision, naming the policy digest and the outcome.
+    // Each action: an intent line, then its outcome; the other decisions once each, the
+    // routine not-Nomad ones only counted.
     let audit = std::fs::read_to_string(dir.path().join("data").join("audit.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 5);
-    let line = lines
+    for id in [&labelled, &unlabelled] {
+        let records: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["container_id"] == id.as_str())
+            .collect();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[0]["record"], "intent");
+        assert_eq!(records[0]["outcome"], "acting");
+        assert_eq!(records[1]["record"], "outcome");
+        assert_eq!(records[1]["outcome"], "done");
+        assert_eq!(records[1]["action"], "stop(SIGTERM,30s)+remove");
+        assert_eq!(
+            records[1]["ownership_digest"],
+            report.ownership_digest.as_str()
+        );
+        assert_eq!(records[1]["report_only"], false);
+    }
+    let decided = lines.iter().filter(|l| l["record"] == "decision").count();
+    let counted: u64 = lines
         .iter()
-        .find(|l| l["container_id"] == labelled.as_str())
-        .unwrap();
-    assert_eq!(line["outcome"], "done");
-    assert_eq!(line["action"], "stop(SIGTERM,30s)+remove");
-    assert_eq!(line["ownership_digest"], report.ownership_digest.as_str());
-    assert_eq!(line["report_only"], false);
+        .filter(|l| l["record"] == "summary")
+        .map(|l| l["not_nomad_no_action"].as_u64().unwrap())
+        .sum();
+    assert_eq!(decided as u64 + counted, 3, "{lines:?}");
 
     // A second sweep finds nothing more to do.
     let again = reconciler.sweep_once().await;

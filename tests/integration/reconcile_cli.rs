@@ -342,9 +342,21 @@ async fn reconcile_once_through_the_plugin_uses_its_tracked_set() {
     assert_eq!(state(&docker, &task_container).await, Some(true));
     let audited: Vec<_> = audit_lines(&private.data_dir())
         .into_iter()
-        .map(|l| l["container_id"].as_str().unwrap_or_default().to_owned())
+        .filter(|l| l["record"] != "summary")
+        .map(|l| {
+            (
+                l["record"].as_str().unwrap_or_default().to_owned(),
+                l["container_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(audited, vec![orphan.clone()]);
+    assert_eq!(
+        audited,
+        vec![
+            ("intent".to_owned(), orphan.clone()),
+            ("outcome".to_owned(), orphan.clone())
+        ]
+    );
 
     // The same RPC, directly: the plugin's counters saw one real sweep and no dry run.
     let status = admin.status().await.expect("status");

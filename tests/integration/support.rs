@@ -94,25 +94,30 @@ impl TestContainers {
             .push(id.into());
     }
 
-    /// Ids of this case's containers that still exist.
+    /// Ids of this case's containers that still exist. Panics when Docker cannot list them:
+    /// a failed listing is not "nothing left behind".
     pub async fn remaining(&self) -> Vec<String> {
-        case_containers(self.docker.as_ref(), &self.case).await
+        case_containers(self.docker.as_ref(), &self.case)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-async fn case_containers(docker: &dyn DockerApi, case: &str) -> Vec<String> {
+async fn case_containers(docker: &dyn DockerApi, case: &str) -> Result<Vec<String>, String> {
     let filter = ContainerFilter::all().with_label(format!("{TEST_CASE_LABEL}={case}"));
-    docker
+    let listed = docker
         .list_containers(&filter)
         .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
+        .map_err(|e| format!("cannot list the containers of test case {case}: {e}"))?;
+    Ok(listed.into_iter().filter_map(|c| c.id).collect())
 }
 
+/// Removes the case's containers; panics when they cannot be listed (the caller cannot know
+/// what is left).
 async fn remove_case(docker: &dyn DockerApi, case: &str, extra: &[String]) {
-    let mut ids = case_containers(docker, case).await;
+    let mut ids = case_containers(docker, case)
+        .await
+        .unwrap_or_else(|e| panic!("test cleanup: {e}"));
     ids.extend(extra.iter().cloned());
     for id in ids {
         match docker.remove_container(&id, true).await {

@@ -27,7 +27,12 @@
 //!
 //! The plugin builds an [`AdminState`] and runs [`serve_admin`] until shutdown. The reconciler
 //! has one mode for both policies; the per-policy modes chosen through the API are kept in the
-//! [`ActivePolicySet`] ([`ActivePolicySet::modes`], [`ActivePolicySet::subscribe_modes`]).
+//! [`ActivePolicySet`] ([`ActivePolicySet::modes`], [`ActivePolicySet::subscribe_modes`]), which
+//! sets the reconciler's [`ModeSwitch`] itself ([`ActivePolicySet::with_mode_switch`]) before
+//! an activation answers.
+//!
+//! A dry run (`DryRun`) evaluates with the node identity the running reconciler's sweeps use
+//! (the learnt one), so it reports what enforce mode would do.
 
 pub mod client;
 pub mod peer;
@@ -47,7 +52,7 @@ use tokio::sync::watch;
 
 use crate::docker::DockerApi;
 use crate::reconcile::{
-    ActivePolicies, Metrics, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
+    ActivePolicies, Metrics, ModeSwitch, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
 };
 
 pub use proto::{
@@ -226,6 +231,8 @@ impl Entries {
 #[derive(Debug)]
 pub struct ActivePolicySet {
     slot: Option<PolicySlot>,
+    /// The running reconciler's mode, set in the same call as the policies.
+    switch: Option<Arc<ModeSwitch>>,
     entries: Mutex<Entries>,
     modes: watch::Sender<PolicyModes>,
 }
@@ -247,9 +254,19 @@ impl ActivePolicySet {
         }
         Self {
             slot,
+            switch: None,
             entries: Mutex::new(Entries { ownership, kill }),
             modes: watch::Sender::new(modes),
         }
+    }
+
+    /// Drives the running reconciler's `switch`: it is set now to the effective mode, and by
+    /// every activation before the activation returns — switching to audit stops the sweep
+    /// in flight from acting further (the reconciler reads the switch before each action).
+    pub fn with_mode_switch(mut self, switch: Arc<ModeSwitch>) -> Self {
+        switch.set(reconciler_mode(self.modes().effective()));
+        self.switch = Some(switch);
+        self
     }
 
     /// A set for a running reconciler: starts from what `slot` holds, both in `mode`.
@@ -295,6 +312,18 @@ impl ActivePolicySet {
     pub fn install(&self, entry: ActiveEntry) -> bool {
         let kind = entry.policy.kind();
         let mode = entry.mode;
+        let mut modes = self.modes();
+        match kind {
+            PolicyKind::Ownership => modes.ownership = mode,
+            PolicyKind::Kill => modes.kill = mode,
+        }
+        // Into audit before the new policy is in force; into enforce only after.
+        let effective = modes.effective();
+        if effective == PolicyMode::Audit
+            && let Some(switch) = &self.switch
+        {
+            switch.set(reconciler_mode(effective));
+        }
         let pair = {
             let mut entries = self.lock();
             *entries.get_mut(kind) = entry;
@@ -310,16 +339,24 @@ impl ActivePolicySet {
             }
             None => false,
         };
-        self.modes.send_modify(|m| match kind {
-            PolicyKind::Ownership => m.ownership = mode,
-            PolicyKind::Kill => m.kill = mode,
-        });
+        self.modes.send_replace(modes);
+        if let Some(switch) = &self.switch {
+            switch.set(reconciler_mode(effective));
+        }
         applied
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The guarded value is replaced whole; a panic cannot leave it half-written.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The reconciler's form of a policy mode.
+fn reconciler_mode(mode: PolicyMode) -> crate::config::PolicyMode {
+    match mode {
+        PolicyMode::Audit => crate::config::PolicyMode::Audit,
+        PolicyMode::Enforce => crate::config::PolicyMode::Enforce,
     }
 }
 

@@ -12,9 +12,10 @@
 //!    classified once more with their environment.
 //! 5. The kill policy decides about the owned ones in one batch.
 //! 6. Actions are carried out, each Docker call with its own timeout; one container's failure
-//!    does not stop the others.
-//! 7. Every decision is logged as a structured `tracing` event and appended to the audit file;
-//!    [`Metrics`] count what happened.
+//!    does not stop the others. Right before each, the mode and the tracked set are read again,
+//!    one action is taken from the period's budget and the intent is fsynced to the audit file.
+//! 7. Every decision is logged as a structured `tracing` event and recorded in the audit file
+//!    (routine not-Nomad rows only counted); [`Metrics`] count what happened.
 //!
 //! # Safety: when in doubt, don't kill
 //!
@@ -22,9 +23,11 @@
 //! answer is a failed listing; an entry without an id is skipped, one without a creation time
 //! counts as within the grace), when a policy failed for
 //! the batch (trap, deadline, bad answer), in dry-run or audit mode (which report what *would*
-//! be done), beyond `max_actions_per_sweep`, or for a container younger than the grace. Right
-//! before acting on a container the tracked set is read again: a task started or recovered
-//! since the sweep began makes its container untouchable.
+//! be done, also when audit mode is put in force mid-sweep), beyond the `max_actions_per_sweep`
+//! budget of the period (shared by periodic and on-demand sweeps), when the intent cannot be
+//! recorded in the audit file, or for a container younger than the grace. Right before acting
+//! on a container the tracked set is read again: a task started or recovered since the sweep
+//! began makes its container untouchable.
 //!
 //! # Wedged Docker
 //!
@@ -63,7 +66,10 @@ use crate::docker::DockerApi;
 use crate::fingerprint::Fingerprinter;
 use crate::tasks::{TaskEngine, TaskStore};
 
-pub use audit::{AUDIT_FILE_NAME, AuditError, AuditLog, AuditRecord, DEFAULT_AUDIT_MAX_BYTES};
+pub use audit::{
+    AUDIT_FILE_NAME, AuditError, AuditLine, AuditLog, AuditRecord, AuditSummary,
+    DEFAULT_AUDIT_KEEP, DEFAULT_AUDIT_MAX_BYTES, RecordKind, sweep_lines,
+};
 pub use execute::execute_action;
 pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
@@ -130,8 +136,8 @@ where
     }
 }
 
-/// Audit or enforce, switchable at run time (the admin API's activations). A sweep reads it
-/// once, at its start.
+/// Audit or enforce, switchable at run time (the admin API's activations). A sweep reads it at
+/// its start and again right before each action.
 #[derive(Debug)]
 pub struct ModeSwitch(AtomicBool);
 
@@ -228,7 +234,8 @@ pub struct ReconcileSettings {
     pub dry_run: bool,
     /// `Audit` logs and counts decisions without executing them.
     pub mode: PolicyMode,
-    /// Most destructive actions executed per sweep; 0 means never act.
+    /// Most destructive actions taken by the sweeps (periodic and on-demand) of one
+    /// `period`; 0 means never act.
     pub max_actions_per_sweep: u32,
     /// Deadline of each Docker call (list, inspect, kill, remove); a stop gets its grace on top.
     pub docker_call_timeout: Duration,
@@ -329,6 +336,8 @@ pub struct Reconciler {
     gate: tokio::sync::Mutex<()>,
     /// When the reconciler was built: the start-up wait counts from here.
     started: std::time::Instant,
+    /// Destructive actions taken in the last period, by periodic and on-demand sweeps.
+    budget: execute::ActionBudget,
 }
 
 impl Reconciler {
@@ -358,6 +367,7 @@ impl Reconciler {
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
+            budget: execute::ActionBudget::default(),
         }
     }
 
@@ -516,11 +526,7 @@ impl Reconciler {
         let Some(audit) = self.audit.clone() else {
             return;
         };
-        let records: Vec<AuditRecord> = report
-            .decisions
-            .iter()
-            .map(|d| AuditRecord::new(report, d))
-            .collect();
+        let records = sweep_lines(report);
         let written = tokio::task::spawn_blocking(move || audit.append(&records))
             .await
             .unwrap_or_else(|join| {
@@ -532,7 +538,10 @@ impl Reconciler {
             });
         if let Err(error) = written {
             self.metrics.record_audit_failure();
-            tracing::error!(error = %error, "failed to append to the reconciler audit file");
+            tracing::error!(
+                error = %execute::error_chain(&error),
+                "failed to append to the reconciler audit file"
+            );
         }
     }
 }

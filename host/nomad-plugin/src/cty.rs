@@ -13,7 +13,10 @@
 //!
 //! The helpers here are generic: a [`Cursor`] walks a decoded [`rmpv::Value`] and remembers
 //! the path it took, so that every error names the field (`gc.dangling_containers.period:
-//! expected string, found map`). Keys a driver does not ask for are ignored, because Nomad's
+//! expected string, found map`). The path is kept as a shared trail — each container visited
+//! adds one small node, each element only its key (borrowed) or index — and spelled out as a
+//! [`Path`] only when an error is reported: a list of a million elements costs no path per
+//! element while it decodes. Keys a driver does not ask for are ignored, because Nomad's
 //! schema already rejected unknown keys before encoding.
 //!
 //! `list(map(T))` attributes are Nomad's compatibility trick for user maps (`labels`,
@@ -21,11 +24,13 @@
 //! key overwrites an earlier one, exactly like `hclutils.MapStrStr` / `MapStrInt`. A plain map
 //! where the list is expected is an error, as it is in Nomad.
 //!
-//! Input is bounded: at most [`MAX_CONFIG_BYTES`] bytes and [`MAX_DEPTH`] levels of nesting,
+//! Input is bounded: at most [`MAX_CONFIG_BYTES`] bytes, [`MAX_VALUES`] values and
+//! [`MAX_DEPTH`] levels of nesting, checked by a scan of the bytes before anything is built,
 //! so a hostile or corrupted payload cannot exhaust the stack or memory.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use rmpv::Value;
 
@@ -37,6 +42,11 @@ pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 /// each use one level). Nomad configurations nest about six containers deep; the limit keeps
 /// recursive decoding of malformed input far away from a stack overflow.
 pub const MAX_DEPTH: usize = 64;
+
+/// Most msgpack values (scalars, strings, lists, maps, keys included) in one payload. A real
+/// configuration has a few hundred; each decoded value costs tens of bytes, so without this
+/// bound a 4 MiB payload of one-byte list elements would decode into hundreds of MiB.
+pub const MAX_VALUES: usize = 256 * 1024;
 
 /// One step of a [`Path`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +120,12 @@ pub enum CtyError {
     /// Bytes follow the single top-level value.
     #[error("malformed MessagePack: {0} trailing bytes after the configuration value")]
     Trailing(usize),
+    /// The payload holds more than [`MAX_VALUES`] values.
+    #[error("configuration holds more than {limit} values")]
+    TooManyValues {
+        /// The limit.
+        limit: usize,
+    },
     /// A value has the wrong msgpack kind.
     #[error("{path}: expected {expected}, found {found}")]
     Type {
@@ -143,6 +159,7 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CtyError> {
     if bytes.is_empty() {
         return Ok(Value::Nil);
     }
+    scan::scan(bytes)?;
     let mut rd = bytes;
     let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
         .map_err(|e| CtyError::Malformed(e.to_string()))?;
@@ -228,11 +245,68 @@ fn is_decimal_text(s: &str) -> bool {
         && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// One step of a [`Trail`]: a key borrowed from the decoded value, or an index.
+#[derive(Debug, Clone)]
+enum Step<'a> {
+    /// Where a walk starts: the root, or a path given to [`Cursor::at`].
+    Base(Option<Arc<Path>>),
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The way to a value, spelled out as a [`Path`] only for an error: the step from its parent
+/// and the parent's trail, shared by all its siblings.
+#[derive(Debug, Clone)]
+struct Trail<'a> {
+    up: Option<Arc<Trail<'a>>>,
+    step: Step<'a>,
+}
+
+impl<'a> Trail<'a> {
+    fn base(path: Option<Path>) -> Self {
+        Trail {
+            up: None,
+            step: Step::Base(path.map(Arc::new)),
+        }
+    }
+
+    /// The trail of a child: one node for this container, shared by every child.
+    fn shared(&self) -> Arc<Trail<'a>> {
+        Arc::new(self.clone())
+    }
+
+    fn child(up: &Arc<Trail<'a>>, step: Step<'a>) -> Self {
+        Trail {
+            up: Some(Arc::clone(up)),
+            step,
+        }
+    }
+
+    fn path(&self) -> Path {
+        let mut steps = vec![&self.step];
+        let mut up = self.up.as_deref();
+        while let Some(t) = up {
+            steps.push(&t.step);
+            up = t.up.as_deref();
+        }
+        let mut path = Path::root();
+        for step in steps.into_iter().rev() {
+            match step {
+                Step::Base(Some(base)) => path.0.extend(base.0.iter().cloned()),
+                Step::Base(None) => {}
+                Step::Key(k) => path.0.push(Segment::Key((*k).to_owned())),
+                Step::Index(i) => path.0.push(Segment::Index(*i)),
+            }
+        }
+        path
+    }
+}
+
 /// A position in a decoded configuration value.
 #[derive(Debug, Clone)]
 pub struct Cursor<'a> {
     value: &'a Value,
-    path: Path,
+    trail: Trail<'a>,
 }
 
 impl<'a> Cursor<'a> {
@@ -240,18 +314,21 @@ impl<'a> Cursor<'a> {
     pub fn root(value: &'a Value) -> Cursor<'a> {
         Cursor {
             value,
-            path: Path::root(),
+            trail: Trail::base(None),
         }
     }
 
     /// A cursor at `value`, reporting errors under `path`.
     pub fn at(value: &'a Value, path: Path) -> Cursor<'a> {
-        Cursor { value, path }
+        Cursor {
+            value,
+            trail: Trail::base(Some(path)),
+        }
     }
 
-    /// The path of this value.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The path of this value (spelled out on each call: meant for errors).
+    pub fn path(&self) -> Path {
+        self.trail.path()
     }
 
     /// The raw value.
@@ -266,7 +343,7 @@ impl<'a> Cursor<'a> {
 
     fn type_error(&self, expected: &'static str) -> CtyError {
         CtyError::Type {
-            path: self.path.clone(),
+            path: self.path(),
             expected,
             found: kind_name(self.value),
         }
@@ -274,7 +351,7 @@ impl<'a> Cursor<'a> {
 
     fn invalid(&self, message: String) -> CtyError {
         CtyError::Invalid {
-            path: self.path.clone(),
+            path: self.path(),
             message,
         }
     }
@@ -291,7 +368,7 @@ impl<'a> Cursor<'a> {
         }
         Ok(Object {
             entries,
-            path: self.path.clone(),
+            trail: self.trail.shared(),
         })
     }
 
@@ -342,19 +419,24 @@ impl<'a> Cursor<'a> {
 
     /// The value as a list.
     pub fn list(&self) -> Result<Vec<Cursor<'a>>, CtyError> {
+        Ok(self.elements()?.collect())
+    }
+
+    /// The elements of a list, one cursor at a time.
+    fn elements(&self) -> Result<impl Iterator<Item = Cursor<'a>>, CtyError> {
         let Value::Array(items) = self.value else {
             return Err(self.type_error("list"));
         };
-        Ok(items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Cursor::at(v, self.path.index(i)))
-            .collect())
+        let up = self.trail.shared();
+        Ok(items.iter().enumerate().map(move |(i, v)| Cursor {
+            value: v,
+            trail: Trail::child(&up, Step::Index(i)),
+        }))
     }
 
     /// The value as a `list(string)`; a `nil` element is an error.
     pub fn string_list(&self) -> Result<Vec<String>, CtyError> {
-        self.list()?.iter().map(Cursor::string).collect()
+        self.elements()?.map(|c| c.string()).collect()
     }
 
     /// The value as a `map(string)`; a `nil` element decodes to `""` as in Go.
@@ -363,7 +445,7 @@ impl<'a> Cursor<'a> {
             return Err(self.type_error("map of strings"));
         };
         let mut out = BTreeMap::new();
-        fold_map(entries, &self.path, &mut out, |c| {
+        fold_map(entries, &self.trail.shared(), &mut out, |c| {
             if c.is_null() {
                 Ok(String::new())
             } else {
@@ -396,18 +478,19 @@ impl<'a> Cursor<'a> {
         expected: &'static str,
         elem: impl Fn(&Cursor<'a>) -> Result<T, CtyError>,
     ) -> Result<BTreeMap<String, T>, CtyError> {
-        let Value::Array(items) = self.value else {
+        if !matches!(self.value, Value::Array(_)) {
             return Err(self.type_error(expected));
-        };
+        }
         let mut out = BTreeMap::new();
-        for (i, item) in items.iter().enumerate() {
-            let path = self.path.index(i);
-            match item {
-                Value::Map(entries) => fold_map(entries, &path, &mut out, &elem)?,
+        for item in self.elements()? {
+            match item.value {
+                Value::Map(entries) => {
+                    fold_map(entries, &item.trail.shared(), &mut out, &elem)?;
+                }
                 Value::Nil => {}
                 other => {
                     return Err(CtyError::Type {
-                        path,
+                        path: item.path(),
                         expected: "map",
                         found: kind_name(other),
                     });
@@ -420,18 +503,21 @@ impl<'a> Cursor<'a> {
 
 fn fold_map<'a, T>(
     entries: &'a [(Value, Value)],
-    path: &Path,
+    up: &Arc<Trail<'a>>,
     out: &mut BTreeMap<String, T>,
     elem: impl Fn(&Cursor<'a>) -> Result<T, CtyError>,
 ) -> Result<(), CtyError> {
     for (k, v) in entries {
         let Some(key) = k.as_str() else {
             return Err(CtyError::Invalid {
-                path: path.clone(),
+                path: up.path(),
                 message: format!("map key is a {}, not a string", kind_name(k)),
             });
         };
-        let value = elem(&Cursor::at(v, path.key(key)))?;
+        let value = elem(&Cursor {
+            value: v,
+            trail: Trail::child(up, Step::Key(key)),
+        })?;
         out.insert(key.to_owned(), value);
     }
     Ok(())
@@ -441,13 +527,13 @@ fn fold_map<'a, T>(
 #[derive(Debug, Clone)]
 pub struct Object<'a> {
     entries: &'a [(Value, Value)],
-    path: Path,
+    trail: Arc<Trail<'a>>,
 }
 
 impl<'a> Object<'a> {
-    /// The path of this object.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The path of this object (spelled out on each call: meant for errors).
+    pub fn path(&self) -> Path {
+        self.trail.path()
     }
 
     /// The keys present, in wire order.
@@ -462,7 +548,12 @@ impl<'a> Object<'a> {
             .rev()
             .find(|(k, _)| k.as_str() == Some(key))
             .filter(|(_, v)| !v.is_nil())
-            .map(|(_, v)| Cursor::at(v, self.path.key(key)))
+            .and_then(|(k, v)| {
+                Some(Cursor {
+                    value: v,
+                    trail: Trail::child(&self.trail, Step::Key(k.as_str()?)),
+                })
+            })
     }
 
     fn opt<T>(
@@ -520,10 +611,12 @@ impl<'a> Object<'a> {
     pub fn object_list(&self, key: &str) -> Result<Vec<Object<'a>>, CtyError> {
         match self.get(key) {
             None => Ok(Vec::new()),
-            Some(c) => c.list()?.iter().map(Cursor::object).collect(),
+            Some(c) => c.elements()?.map(|e| e.object()).collect(),
         }
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

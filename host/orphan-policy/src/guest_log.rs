@@ -118,18 +118,23 @@ impl GuestLog {
     }
 }
 
-/// Truncates to [`MAX_LOG_LINE_BYTES`] on a character boundary and replaces
-/// control characters.
+/// Truncates to [`MAX_LOG_LINE_BYTES`] on a character boundary and escapes
+/// control, format and invisible characters ([`crate::display::escape`]); the
+/// escaped line is cut to the limit again.
 fn bounded_line(message: &str) -> (String, bool) {
-    let mut end = message.len().min(MAX_LOG_LINE_BYTES);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let line = message[..end]
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    (line, end < message.len())
+    let cut = |text: &str| {
+        let mut end = text.len().min(MAX_LOG_LINE_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        end
+    };
+    let end = cut(message);
+    let mut line = crate::display::escape(&message[..end]).into_owned();
+    let escaped_end = cut(&line);
+    let shortened = end < message.len() || escaped_end < line.len();
+    line.truncate(escaped_end);
+    (line, shortened)
 }
 
 #[cfg(test)]
@@ -145,7 +150,10 @@ mod tests {
 
     #[test]
     fn lines_are_sanitised_and_truncated_on_char_boundaries() {
-        assert_eq!(bounded_line("a\x1b[1mb\nc"), ("a [1mb c".to_owned(), false));
+        assert_eq!(
+            bounded_line("a\x1b[1mb\nc\u{202e}d"),
+            ("a\\u{001b}[1mb\\u{000a}c\\u{202e}d".to_owned(), false)
+        );
         let long = "é".repeat(MAX_LOG_LINE_BYTES);
         let (line, truncated) = bounded_line(&long);
         assert!(truncated);

@@ -52,6 +52,7 @@ mod bindings;
 mod cache;
 mod convert;
 pub mod decision;
+pub mod display;
 mod engine;
 mod epoch;
 mod guest_log;

@@ -373,6 +373,10 @@ fn sigkill_during_put_and_activate_keeps_a_valid_active_policy() {
          {completed} activations completed, {applied} pointers renamed but unreported"
     );
     assert!(mid_operation > 0, "no kill landed inside an operation");
+    assert!(
+        completed > 0,
+        "no acknowledged activation was checked after a kill"
+    );
 }
 
 #[test]
@@ -385,6 +389,7 @@ fn sigkill_during_a_large_upload_keeps_the_previous_policy() {
     let mut window = Duration::from_millis(300);
     let mut mid_operation = 0;
     let mut kept_previous = 0;
+    let mut acknowledged = 0;
     for _ in 0..ITERATIONS {
         let before = {
             let store = PolicyStore::open(tmp.path(), KEEP_REVISIONS).unwrap();
@@ -407,10 +412,16 @@ fn sigkill_during_a_large_upload_keeps_the_previous_policy() {
         let applied = check_after_crash(tmp.path(), &before, &seen);
         mid_operation += usize::from(!seen.in_flight.is_empty());
         kept_previous += usize::from(!seen.in_flight.is_empty() && applied == 0);
+        acknowledged += seen.completed;
     }
     eprintln!(
         "store_crash large: {ITERATIONS} kills, {mid_operation} during an 8 MiB upload or its \
-         activation, {kept_previous} of them before the pointer moved (window {window:?})"
+         activation, {kept_previous} of them before the pointer moved, {acknowledged} \
+         acknowledged activations checked (window {window:?})"
     );
     assert!(kept_previous > 0, "no kill landed inside an upload");
+    assert!(
+        acknowledged > 0,
+        "no acknowledged activation was checked after a kill"
+    );
 }

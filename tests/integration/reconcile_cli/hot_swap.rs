@@ -141,8 +141,26 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
         Some("cap-reached"),
         "{first:?}"
     );
+    // The stop's intent and outcome, then the other decision.
     let audit = audit_lines(&private.data_dir());
-    assert_eq!(audit.len(), 2, "{audit:?}");
+    let records: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|l| {
+            (
+                l["record"].as_str().unwrap_or_default(),
+                l["container_id"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ("intent", stopping.as_str()),
+            ("outcome", stopping.as_str()),
+            ("decision", other.as_str())
+        ],
+        "{audit:?}"
+    );
     assert!(
         audit.iter().all(|l| l["ownership_digest"] == old),
         "{audit:?}"

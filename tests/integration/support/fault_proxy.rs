@@ -11,6 +11,8 @@
 //! * [`FaultMode::Reset`]: the connection is closed as soon as a request arrives.
 //! * [`FaultMode::Slow`]: each request and each response chunk is delayed.
 //! * [`FaultMode::Truncate`]: the response is cut in the middle of its first chunk.
+//! * [`FaultMode::HangMatching`]: requests containing a pattern (e.g. `/stop`) are swallowed;
+//!   every other one passes.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,8 @@ pub enum FaultMode {
     Slow(Duration),
     /// Cut each response in the middle of its first chunk.
     Truncate,
+    /// Swallow requests whose bytes contain the pattern; forward everything else.
+    HangMatching(&'static str),
 }
 
 /// A running proxy; dropping it stops it and closes every connection.
@@ -172,7 +176,7 @@ async fn connection(
                     break;
                 }
                 FaultMode::Slow(delay) => tokio::time::sleep(delay).await,
-                FaultMode::Pass => {}
+                FaultMode::Pass | FaultMode::HangMatching(_) => {}
             }
             if down_wr.lock().await.write_all(&buf[..n]).await.is_err() {
                 break;
@@ -194,6 +198,14 @@ async fn connection(
             FaultMode::Pass | FaultMode::Truncate => {}
             FaultMode::Slow(delay) => tokio::time::sleep(delay).await,
             FaultMode::Hang => continue,
+            FaultMode::HangMatching(pattern)
+                if buf[..n]
+                    .windows(pattern.len())
+                    .any(|w| w == pattern.as_bytes()) =>
+            {
+                continue;
+            }
+            FaultMode::HangMatching(_) => {}
             FaultMode::Http500 => {
                 let mut w = client_wr.lock().await;
                 let _ = w.write_all(&canned_500()).await;

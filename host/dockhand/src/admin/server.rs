@@ -369,11 +369,17 @@ impl PolicyAdmin for Service {
                 PolicyKind::Kill => pair.kill = policy,
             }
         }
+        // The node identity the real sweep uses (learnt from Nomad's task configs), not the
+        // configured one, which is empty until then.
+        let mut settings = source.settings;
+        if let Some(reconciler) = &self.state.sweeper {
+            settings.node = reconciler.current_node();
+        }
         let report = dry_run_report(
             source.docker,
             source.tracked,
             PolicySlot::new(pair),
-            source.settings,
+            settings,
         )
         .await;
         let list_error = match &report.status {
@@ -434,11 +440,9 @@ fn row(d: &Decision) -> proto::DryRunRow {
         None => (String::new(), verdict_reason),
         Some(a) => (super::sweep::action_kind(a).to_owned(), a.reason.clone()),
     };
-    let outcome = match &d.outcome {
-        crate::reconcile::Outcome::Failed(e)
-        | crate::reconcile::Outcome::PolicyFailed(e)
-        | crate::reconcile::Outcome::InspectFailed(e) => format!("{}: {e}", d.outcome.label()),
-        other => other.label().to_owned(),
+    let outcome = match d.outcome.detail() {
+        Some(e) => format!("{}: {e}", d.outcome.label()),
+        None => d.outcome.label().to_owned(),
     };
     proto::DryRunRow {
         container_id: d.id.clone(),

@@ -5,7 +5,7 @@ use tonic::Status;
 
 use super::AdminState;
 use super::proto;
-use crate::reconcile::{Decision, Outcome, SweepReport, SweepSkipped, SweepStatus, action_label};
+use crate::reconcile::{Decision, SweepReport, SweepSkipped, SweepStatus, action_label};
 
 /// Message of the `FAILED_PRECONDITION` answer when no reconciler runs.
 pub(super) const RECONCILER_DISABLED: &str = "sweep unavailable: the dangling container \
@@ -96,10 +96,7 @@ fn decision(d: &Decision, now_ms: i64) -> proto::SweepDecision {
         None => (String::new(), String::new(), String::new()),
         Some(a) => (action_kind(a).to_owned(), action_label(a), a.reason.clone()),
     };
-    let outcome_detail = match &d.outcome {
-        Outcome::Failed(e) | Outcome::PolicyFailed(e) | Outcome::InspectFailed(e) => e.clone(),
-        _ => String::new(),
-    };
+    let outcome_detail = d.outcome.detail().unwrap_or_default().to_owned();
     let age_ms = now_ms.saturating_sub(d.created_ms).max(0);
     proto::SweepDecision {
         container_id: d.id.clone(),

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use crate::admin::client::{AdminClient, ClientError};
 use crate::admin::{ActivePolicyMsg, PolicyKindMsg, PolicyModeMsg, StoredPolicyMsg};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
+use orphan_policy::display::escape;
 use table::Table;
 
 /// The admin socket option shared by every command.
@@ -259,10 +260,10 @@ impl UploadArgs {
                 "uploaded {}\n{}describe(): {} {} (contract {})\nreads: {}\nactivate with: dockhand policy activate {}\n",
                 p.digest,
                 stored_table(std::slice::from_ref(&p)),
-                r.described_name,
-                r.described_version,
+                escape(&r.described_name),
+                escape(&r.described_version),
                 r.contract_version,
-                r.reads,
+                escape(&r.reads),
                 p.digest
             ))
         })
@@ -339,7 +340,10 @@ impl DryRunArgs {
                 r.ownership_digest, r.kill_digest
             );
             if !r.list_error.is_empty() {
-                out.push_str(&format!("listing containers failed: {}\n", r.list_error));
+                out.push_str(&format!(
+                    "listing containers failed: {}\n",
+                    escape(&r.list_error)
+                ));
             }
             out.push_str(&r.table);
             if !out.ends_with('\n') {

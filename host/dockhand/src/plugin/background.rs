@@ -236,23 +236,10 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
     };
     let ownership = entry(PolicyKind::Ownership, &current.ownership);
     let kill = entry(PolicyKind::Kill, &current.kill);
-    let set = ActivePolicySet::new(ownership, kill, Some(inputs.policies.clone()));
-
-    // Activations choose audit or enforce per policy: the reconciler audits while either does.
-    let mut modes = set.subscribe_modes();
-    let switch = inputs.mode;
-    let apply = move |modes: &crate::admin::PolicyModes| {
-        switch.set(match modes.effective() {
-            PolicyMode::Audit => config::PolicyMode::Audit,
-            PolicyMode::Enforce => config::PolicyMode::Enforce,
-        });
-    };
-    apply(&modes.borrow_and_update());
-    tokio::spawn(async move {
-        while modes.changed().await.is_ok() {
-            apply(&modes.borrow_and_update());
-        }
-    });
+    // Activations choose audit or enforce per policy: the reconciler audits while either does,
+    // from the moment an activation answers.
+    let set = ActivePolicySet::new(ownership, kill, Some(inputs.policies.clone()))
+        .with_mode_switch(inputs.mode);
 
     let state = AdminState::new(inputs.engine.clone(), store, set)
         .with_metrics(inputs.metrics)

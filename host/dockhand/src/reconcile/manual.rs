@@ -143,6 +143,7 @@ impl Reconciler {
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
             started: self.started,
+            budget: super::execute::ActionBudget::default(),
         }
     }
 }

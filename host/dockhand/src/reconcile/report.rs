@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use orphan_policy::display::escape;
 use orphan_policy::{Action, ActionKind, Verdict};
 use serde::Serialize;
 
@@ -33,8 +34,13 @@ pub enum Outcome {
     Gone,
     /// A Docker call of the action failed; the error text.
     Failed(String),
-    /// The per-sweep cap was reached; left alone.
+    /// The destructive-action budget of the period (`max_actions_per_sweep`, shared by
+    /// periodic and on-demand sweeps) was used up; left alone.
     CapReached,
+    /// Audit mode or dry run was put in force while the sweep ran; left alone.
+    NowReportOnly,
+    /// The intent to act could not be recorded in the audit file; left alone.
+    AuditFailed(String),
     /// The container became tracked since the sweep started; left alone.
     NowTracked,
     /// A policy call failed for its batch; the error text. Left alone.
@@ -44,6 +50,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The error text of a failed outcome.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Failed(e)
+            | Self::PolicyFailed(e)
+            | Self::InspectFailed(e)
+            | Self::AuditFailed(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Short label for tables and logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -53,6 +70,8 @@ impl Outcome {
             Self::Gone => "gone",
             Self::Failed(_) => "failed",
             Self::CapReached => "cap-reached",
+            Self::NowReportOnly => "now-report-only",
+            Self::AuditFailed(_) => "audit-failed",
             Self::NowTracked => "now-tracked",
             Self::PolicyFailed(_) => "policy-failed",
             Self::InspectFailed(_) => "inspect-failed",
@@ -178,11 +197,11 @@ impl SweepReport {
             };
             rows.push([
                 d.id.chars().take(12).collect(),
-                d.name.clone(),
-                d.image.clone(),
+                escape(&d.name).into_owned(),
+                escape(&d.image).into_owned(),
                 format_age(u64::try_from(now_ms.saturating_sub(d.created_ms) / 1000).unwrap_or(0)),
                 verdict,
-                reason,
+                escape(&reason).into_owned(),
                 action,
                 would_do(d),
             ]);
@@ -215,7 +234,9 @@ impl SweepReport {
             self.decisions.len(),
             match &self.status {
                 SweepStatus::Completed => String::new(),
-                SweepStatus::ListFailed { error } => format!(" (listing failed: {error})"),
+                SweepStatus::ListFailed { error } => {
+                    format!(" (listing failed: {})", escape(error))
+                }
             }
         );
         out

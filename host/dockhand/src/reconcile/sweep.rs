@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
+use orphan_policy::display::escape;
 use orphan_policy::{
     Action, Candidate, ContainerSnapshot, EvalContext, EvalError, LoadedPolicy, Ownership, Verdict,
     split_to_fit,
@@ -253,6 +254,8 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
 /// The pieces of each candidate that execution needs.
 pub(super) struct WorkView<'a> {
     pub(super) id: &'a str,
+    pub(super) snapshot: &'a ContainerSnapshot,
+    pub(super) verdict: Option<&'a Verdict>,
     pub(super) action: Option<&'a Action>,
     pub(super) outcome: &'a mut Option<Outcome>,
 }
@@ -261,6 +264,8 @@ fn work_views(work: &mut [Work]) -> Vec<WorkView<'_>> {
     work.iter_mut()
         .map(|w| WorkView {
             id: &w.snapshot.id,
+            snapshot: &w.snapshot,
+            verdict: w.verdict.as_ref(),
             action: w.action.as_ref(),
             outcome: &mut w.outcome,
         })
@@ -424,31 +429,28 @@ fn log_decision(report: &SweepReport, d: &Decision) {
         .verdict
         .as_ref()
         .map_or_else(|| "-".to_owned(), super::report::ownership_label);
-    let verdict_reason = d.verdict.as_ref().map_or("", |v| v.reason.as_str());
+    let verdict_reason = escape(d.verdict.as_ref().map_or("", |v| v.reason.as_str()));
     let action = d
         .action
         .as_ref()
         .map_or_else(|| "-".to_owned(), super::report::action_label);
-    let action_reason = d.action.as_ref().map_or("", |a| a.reason.as_str());
-    let detail = match &d.outcome {
-        Outcome::Failed(e) | Outcome::PolicyFailed(e) | Outcome::InspectFailed(e) => e.as_str(),
-        _ => "",
-    };
+    let action_reason = escape(d.action.as_ref().map_or("", |a| a.reason.as_str()));
+    let detail = escape(d.outcome.detail().unwrap_or_default());
     // `tracing` needs the level at compile time; one field list serves both levels.
     macro_rules! decision {
         ($level:ident) => {
             tracing::$level!(
                 container_id = %d.id,
-                container_name = %d.name,
-                image = %d.image,
+                container_name = %escape(&d.name),
+                image = %escape(&d.image),
                 ownership_digest = %report.ownership_digest,
                 kill_digest = %report.kill_digest,
                 verdict = %verdict,
-                verdict_reason,
+                verdict_reason = %verdict_reason,
                 action = %action,
-                action_reason,
+                action_reason = %action_reason,
                 outcome = d.outcome.label(),
-                detail,
+                detail = %detail,
                 dry_run = report.report_only,
                 "reconciler decision"
             )

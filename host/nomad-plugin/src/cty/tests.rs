@@ -186,3 +186,41 @@ fn decimal_text_validation() {
     assert!(!is_decimal_text("abc"));
     assert!(!is_decimal_text(""));
 }
+
+#[test]
+fn declared_lengths_beyond_the_input_and_too_many_values_are_refused_before_decoding() {
+    // An array32 claiming four billion elements, with none present.
+    let claim = hex("dd ff ff ff ff");
+    assert!(
+        matches!(decode(&claim), Err(CtyError::Malformed(m)) if m.contains("cut short")),
+        "{:?}",
+        decode(&claim)
+    );
+    // A string claiming more bytes than follow.
+    assert!(matches!(
+        decode(&hex("d9 10 61")),
+        Err(CtyError::Malformed(_))
+    ));
+    assert!(matches!(decode(&hex("91 c1")), Err(CtyError::Malformed(m)) if m.contains("0xc1")));
+    let mut many = hex("dd");
+    many.extend_from_slice(&u32::try_from(MAX_VALUES).unwrap().to_be_bytes());
+    many.extend(std::iter::repeat_n(0xc0, MAX_VALUES));
+    assert_eq!(
+        decode(&many),
+        Err(CtyError::TooManyValues { limit: MAX_VALUES })
+    );
+    assert_eq!(
+        CtyError::TooManyValues { limit: MAX_VALUES }.to_string(),
+        "configuration holds more than 262144 values"
+    );
+    // One fewer element fits (the list itself is a value).
+    many[1..5].copy_from_slice(&u32::try_from(MAX_VALUES - 1).unwrap().to_be_bytes());
+    many.pop();
+    assert!(decode(&many).is_ok());
+    // Every scalar form is skipped correctly.
+    let scalars = hex(
+        "9d c0 c2 c3 cc 01 cd 00 01 ce 00 00 00 01 cf 00 00 00 00 00 00 00 01 \
+         d0 ff ca 00 00 00 00 cb 00 00 00 00 00 00 00 00 c4 01 00 d4 01 00 c7 01 02 00",
+    );
+    assert!(decode(&scalars).is_ok(), "{:?}", decode(&scalars));
+}

@@ -15,8 +15,11 @@ impl<const N: usize> Table<N> {
         }
     }
 
+    /// Adds a row; every cell is escaped, since names, versions and reasons come from
+    /// uploads and policies ([`orphan_policy::display::escape`]).
     pub(super) fn row(&mut self, cells: [String; N]) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.map(|c| orphan_policy::display::escape(&c).into_owned()));
     }
 
     /// The table, each line ending in `\n`, without trailing spaces.
@@ -53,5 +56,20 @@ mod tests {
         let mut t = Table::new(["A", "LONG HEADER"]);
         t.row(["wide cell".to_owned(), "x".to_owned()]);
         assert_eq!(t.render(), "A          LONG HEADER\nwide cell  x\n");
+    }
+
+    #[test]
+    fn format_characters_in_cells_are_escaped() {
+        let mut t = Table::new(["NAME", "VERSION"]);
+        t.row([
+            "p\u{202e}olicy\u{200b}".to_owned(),
+            "1\u{2066}.0\u{2069}".to_owned(),
+        ]);
+        let text = t.render();
+        assert_eq!(
+            text.lines().nth(1),
+            Some("p\\u{202e}olicy\\u{200b}  1\\u{2066}.0\\u{2069}"),
+            "{text}"
+        );
     }
 }

@@ -15,10 +15,12 @@
 //!     "reason": "…", "outcome": "would-do", "outcome_detail": "" } ] }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use orphan_policy::display::escape;
 use serde::Serialize;
 
 use crate::admin::{SweepDecisionMsg, SweepResponse};
@@ -99,7 +101,7 @@ struct JsonOutput<'a> {
     dry_run: bool,
     report_only: bool,
     status: &'a str,
-    error: &'a str,
+    error: Cow<'a, str>,
     ownership_digest: &'a str,
     kill_digest: &'a str,
     listed: u64,
@@ -113,19 +115,19 @@ struct JsonOutput<'a> {
 #[derive(Serialize)]
 struct JsonContainer<'a> {
     id: &'a str,
-    name: &'a str,
-    image: &'a str,
+    name: Cow<'a, str>,
+    image: Cow<'a, str>,
     created_ms: i64,
     age_seconds: u64,
     ownership: &'a str,
     alloc_id: &'a str,
-    ownership_reason: &'a str,
+    ownership_reason: Cow<'a, str>,
     action: &'a str,
     action_detail: &'a str,
-    action_reason: &'a str,
+    action_reason: Cow<'a, str>,
     reason: String,
     outcome: &'a str,
-    outcome_detail: &'a str,
+    outcome_detail: Cow<'a, str>,
 }
 
 impl Output {
@@ -141,7 +143,7 @@ impl Output {
             || self.response.decisions.iter().any(|d| {
                 matches!(
                     d.outcome.as_str(),
-                    "failed" | "policy-failed" | "inspect-failed"
+                    "failed" | "policy-failed" | "inspect-failed" | "audit-failed"
                 )
             });
         if self.response.status == "completed" && !failures {
@@ -193,7 +195,7 @@ impl Output {
             short(&r.kill_digest)
         )?;
         if r.status != "completed" {
-            writeln!(out, "# sweep {}: {}", r.status, r.error)?;
+            writeln!(out, "# sweep {}: {}", r.status, escape(&r.error))?;
         }
         let mut rows =
             vec![["CONTAINER", "IMAGE", "AGE", "OWNERSHIP", "ACTION", "REASON"].map(str::to_owned)];
@@ -229,7 +231,7 @@ impl Output {
             dry_run: r.dry_run,
             report_only: r.report_only,
             status: &r.status,
-            error: &r.error,
+            error: escape(&r.error),
             ownership_digest: &r.ownership_digest,
             kill_digest: &r.kill_digest,
             listed: r.listed,
@@ -242,19 +244,19 @@ impl Output {
                 .iter()
                 .map(|d| JsonContainer {
                     id: &d.container_id,
-                    name: &d.name,
-                    image: &d.image,
+                    name: escape(&d.name),
+                    image: escape(&d.image),
                     created_ms: d.created_ms,
                     age_seconds: d.age_seconds,
                     ownership: &d.ownership,
                     alloc_id: &d.alloc_id,
-                    ownership_reason: &d.ownership_reason,
+                    ownership_reason: escape(&d.ownership_reason),
                     action: &d.action,
                     action_detail: &d.action_detail,
-                    action_reason: &d.action_reason,
+                    action_reason: escape(&d.action_reason),
                     reason: reason(d),
                     outcome: &d.outcome,
-                    outcome_detail: &d.outcome_detail,
+                    outcome_detail: escape(&d.outcome_detail),
                 })
                 .collect(),
         };
@@ -267,9 +269,9 @@ fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
-/// The ownership reason, the action reason and a failure's detail, joined.
+/// The ownership reason, the action reason and a failure's detail, joined and escaped.
 fn reason(d: &SweepDecisionMsg) -> String {
-    [
+    let joined = [
         d.ownership_reason.as_str(),
         d.action_reason.as_str(),
         d.outcome_detail.as_str(),
@@ -277,7 +279,8 @@ fn reason(d: &SweepDecisionMsg) -> String {
     .into_iter()
     .filter(|s| !s.is_empty())
     .collect::<Vec<_>>()
-    .join("; ")
+    .join("; ");
+    escape(&joined).into_owned()
 }
 
 fn table_row(d: &SweepDecisionMsg) -> [String; 6] {
@@ -306,15 +309,21 @@ fn table_row(d: &SweepDecisionMsg) -> [String; 6] {
     ]
 }
 
+/// The rows as aligned text; every cell is escaped (the plugin's answer carries daemon and
+/// policy text).
 fn align(rows: &[[String; 6]]) -> String {
+    let rows: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| row.clone().map(|cell| escape(&cell).into_owned()))
+        .collect();
     let mut widths = [0usize; 6];
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (cell, w) in row.iter().zip(widths) {
             let _ = write!(line, "{cell:<w$}  ");
@@ -474,5 +483,45 @@ mod tests {
             "{text}"
         );
         assert_eq!(out.exit_code(), 1);
+    }
+
+    #[test]
+    fn format_characters_in_names_and_reasons_are_escaped_in_the_table_and_json() {
+        let mut d = decision("would-do");
+        d.name = "web\u{202e}exe.txt".into();
+        d.image = "busy\u{200b}box".into();
+        d.ownership_reason = "\u{2066}isolated\u{2069} \u{2067}rtl\u{2068}".into();
+        d.action_reason = "bom\u{feff}".into();
+        let mut out = output(
+            Origin::Plugin {
+                socket: "/run/p.sock".into(),
+            },
+            "would-do",
+        );
+        out.response.decisions = vec![d];
+        let mut text = Vec::new();
+        out.write_table(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.lines()
+                .all(|l| !l.chars().any(orphan_policy::display::needs_escape)),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("web\\u{202e}exe.txt (0123456789ab)"),
+            "{text}"
+        );
+        assert!(text.contains("busy\\u{200b}box"), "{text}");
+        assert!(
+            text.contains("\\u{2066}isolated\\u{2069} \\u{2067}rtl\\u{2068}; bom\\u{feff}"),
+            "{text}"
+        );
+        let mut json = Vec::new();
+        out.write_json(&mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let c = &v["containers"][0];
+        assert_eq!(c["name"], "web\\u{202e}exe.txt");
+        assert_eq!(c["image"], "busy\\u{200b}box");
+        assert_eq!(c["action_reason"], "bom\\u{feff}");
     }
 }
