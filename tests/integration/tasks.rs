@@ -253,12 +253,14 @@ async fn oom_kill_is_detected_from_inspect() {
     let engine = engine(&docker);
     // dd, the main process, fills a 64 MiB buffer under a 6 MiB limit (no swap): the OOM
     // killer fires within the first pages, even on a loaded machine (a slowly growing shell
-    // variable could thrash on reclaim for minutes first).
+    // variable could thrash on reclaim for minutes first). It starts after a pause: a container
+    // OOM-killed in its first milliseconds can die before the runtime watches its cgroup, and
+    // Docker then never records the OOM kill.
     let mut spec = spec(
         &guard,
         dir.path(),
         "hog",
-        "exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+        "sleep 2; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
     );
     spec.resources.memory_mb = 6;
     engine.start(spec.clone()).await.unwrap();

@@ -118,6 +118,7 @@ pub async fn make(docker: &Arc<dyn DockerApi>, guard: &TestContainers, kind: Kin
         }),
         ..ContainerCreateBody::default()
     };
+    let asked = std::time::Instant::now();
     let id = docker
         .create_container(&kind.name, body)
         .await
@@ -129,6 +130,11 @@ pub async fn make(docker: &Arc<dyn DockerApi>, guard: &TestContainers, kind: Kin
         // out its whole grace.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // A sweep rounds the listed creation second up: even with no grace, a container is a
+    // candidate only once the second it was created in is over.
+    let creation_second_over = asked + Duration::from_millis(1100);
+    tokio::time::sleep(creation_second_over.saturating_duration_since(std::time::Instant::now()))
+        .await;
     id
 }
 
