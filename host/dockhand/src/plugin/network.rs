@@ -6,7 +6,7 @@
 //! [`super::convert`]) and the requested hostname under [`SANDBOX_HOSTNAME_LABEL`], the labels
 //! Nomad's docker driver uses.
 //!
-//! When the long-lived instance starts, [`spawn_sandbox_scan`] tracks the running sandboxes of
+//! When the long-lived instance starts, `spawn_sandbox_scan` tracks the running sandboxes of
 //! this node before any sweep may run (see [`crate::tasks`]' network module).
 
 use nomad_plugin::PluginError;
