@@ -35,6 +35,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile_log_flood", "hostile-log-flood"),
     ("hostile_wasi_import", "hostile-wasi-import"),
     ("hostile_bad_selection", "hostile-bad-selection"),
+    ("hostile_aliased_answer", "hostile-aliased-answer"),
     ("probe_echo_inputs", "probe-echo-inputs"),
 ];
 

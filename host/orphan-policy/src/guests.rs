@@ -39,6 +39,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-log-flood",
     "hostile-wasi-import",
     "hostile-bad-selection",
+    "hostile-aliased-answer",
     "probe-echo-inputs",
     "core-module",
 ];
