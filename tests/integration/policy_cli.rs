@@ -365,6 +365,8 @@ async fn record_saves_the_live_snapshot_and_policy_test_replays_it() {
 /// Runs `dockhand args`; its exit code, stdout and peak resident set size in
 /// KiB, read from wait4(2) for this child alone (other tests' children, and
 /// this process, do not count).
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_measuring_peak_rss(args: &[&str]) -> (i32, String, i64) {
     use std::io::Read as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_dockhand"))
