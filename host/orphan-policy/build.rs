@@ -37,6 +37,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hostile_bad_selection", "hostile-bad-selection"),
     ("hostile_claim_everything", "hostile-claim-everything"),
     ("hostile_remove_everything", "hostile-remove-everything"),
+    ("hostile_aliased_answer", "hostile-aliased-answer"),
     ("probe_echo_inputs", "probe-echo-inputs"),
 ];
 

@@ -361,3 +361,82 @@ async fn record_saves_the_live_snapshot_and_policy_test_replays_it() {
         "the plain container is not: {table}"
     );
 }
+
+/// Runs `dockhand args`; its exit code, stdout and peak resident set size in
+/// KiB, read from wait4(2) for this child alone (other tests' children, and
+/// this process, do not count).
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn run_measuring_peak_rss(args: &[&str]) -> (i32, String, i64) {
+    use std::io::Read as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning the dockhand binary");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut out)
+        .expect("reading stdout");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    let mut status = 0;
+    // std has no way to read one child's rusage; wait4 reaps it and fills
+    // the (plain-data, zero-initialised) struct.
+    #[allow(unsafe_code)]
+    let (reaped, usage) = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        (libc::wait4(pid, &mut status, 0, &mut usage), usage)
+    };
+    assert_eq!(reaped, pid, "wait4 failed");
+    assert!(libc::WIFEXITED(status), "dockhand did not exit normally");
+    (libc::WEXITSTATUS(status), out, usage.ru_maxrss)
+}
+
+/// Peak RSS a `policy test` run may reach on the aliased-answer guest, KiB.
+/// Measured: about 28 MiB for the bundled default on the same fixture and
+/// 50 MiB with this guest (its 24 MiB region lives in guest memory). Under
+/// wasmtime's implicit 128 MiB hostcall fuel the host copied answer strings
+/// until 139 MB; copying even two of them (48 MiB each) breaks this bound.
+const ALIASED_ANSWER_PEAK_RSS_KIB: i64 = 100 * 1024;
+
+#[test]
+fn policy_answer_copy_is_bounded_by_the_hosts_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "aliased.wasm",
+        &guests::test_guest("hostile-aliased-answer").unwrap(),
+    );
+    let containers: Vec<String> = (0..16).map(|i| format!(r#"{{"id":"c{i}"}}"#)).collect();
+    write(
+        dir.path(),
+        "many.json",
+        format!(
+            r#"{{"containers":[{}],"expect":{{"c0":{{"ownership":"not-nomad","action":"ignore"}}}}}}"#,
+            containers.join(",")
+        )
+        .as_bytes(),
+    );
+    let fixtures = dir.path().join("many.json");
+    let (code, out, peak_kib) = run_measuring_peak_rss(&[
+        "policy",
+        "test",
+        &policy,
+        "--fixtures",
+        fixtures.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("policy call failed (answer-too-large)"),
+        "{out}"
+    );
+    eprintln!("dockhand policy test peak RSS: {peak_kib} KiB");
+    assert!(
+        peak_kib < ALIASED_ANSWER_PEAK_RSS_KIB,
+        "peak RSS {peak_kib} KiB, over {ALIASED_ANSWER_PEAK_RSS_KIB} KiB"
+    );
+}

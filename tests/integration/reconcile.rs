@@ -310,9 +310,10 @@ async fn a_failing_policy_means_no_action() {
     );
     let report = reconciler.sweep_once().await;
     assert_eq!(report.policy_failures, 1);
+    // The audited outcome names the failure's kind.
     assert!(matches!(
-        report.decision(&orphan).unwrap().outcome,
-        Outcome::PolicyFailed(_)
+        &report.decision(&orphan).unwrap().outcome,
+        Outcome::PolicyFailed(e) if e.contains("ownership policy (deadline)")
     ));
 
     // A kill policy that fails (an ownership component asked to decide).

@@ -1,9 +1,10 @@
 //! The only place `wasmtime::component::bindgen!` output lives.
 //!
 //! Both worlds share the `types` and `log` interfaces: the `kill` bindings
-//! reuse the `ownership` ones through `with`, so one set of WIT types, one
-//! `log` host implementation and one linker serve both. Nothing generated is
-//! re-exported outside the crate; `convert.rs` maps to the domain types.
+//! reuse the `ownership` ones through `with`, so one set of WIT types and one
+//! linker serve both (the `log` import itself is defined in `sandbox.rs`).
+//! Nothing generated is re-exported outside the crate; `convert.rs` maps to
+//! the domain types.
 
 /// Bindings of the `ownership` world (and the shared interfaces).
 pub(crate) mod ownership {
@@ -26,6 +27,6 @@ pub(crate) mod kill {
 }
 
 pub(crate) use kill::KillPre;
+pub(crate) use ownership::OwnershipPre;
 pub(crate) use ownership::dockhand::policy::log as wit_log;
 pub(crate) use ownership::dockhand::policy::types as wit;
-pub(crate) use ownership::{Ownership, OwnershipPre};

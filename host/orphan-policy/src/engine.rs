@@ -1,26 +1,27 @@
 //! The policy engine: one wasmtime `Engine`, one deny-by-default `Linker`,
-//! the compiled-policy caches and the concurrency slots.
+//! the compiled-policy caches, the compile permits and the concurrency slots.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
-use crate::bindings::Ownership;
 use crate::cache::{CacheError, PrecompiledCache};
 use crate::decision::PolicyKind;
 use crate::epoch::EpochTicker;
 use crate::limits::{
     DEFAULT_DEADLINE, DEFAULT_EPOCH_TICK, DEFAULT_MAX_CONCURRENT_EVALUATIONS, DEFAULT_MEMORY_LIMIT,
-    MAX_DEADLINE, MAX_MEMORY_LIMIT, MAX_TABLE_ELEMENTS, MAX_WASM_STACK,
+    MAX_CONCURRENT_COMPILES, MAX_DEADLINE, MAX_INSTANCES_PER_POLICY, MAX_MEMORIES_PER_POLICY,
+    MAX_MEMORY_LIMIT, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_POLICY, MAX_WASM_STACK,
+    SLOT_SHARE_DIVISOR,
 };
 use crate::load::{self, LoadError};
 use crate::policy::LoadedPolicy;
-use crate::sandbox::HostState;
+use crate::sandbox::{self, HostState};
 use crate::slots::Slots;
 
 /// Operator-tunable settings; `Default` gives the documented defaults.
@@ -79,6 +80,17 @@ pub enum EngineError {
     TickerSpawn(#[source] std::io::Error),
 }
 
+/// A compiled component and what every policy loaded from it shares: the
+/// engine's in-memory cache refers to it weakly, so it is dropped once no
+/// loaded policy (in force, in a sweep, in a dry run or an upload) uses it.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    /// The evaluation slots this component's calls may hold at once (see
+    /// [`SLOT_SHARE_DIVISOR`]), taken before an engine slot.
+    pub(crate) share: Slots,
+}
+
 /// State shared by the engine and every policy it loaded.
 pub(crate) struct EngineShared {
     pub(crate) engine: Engine,
@@ -86,10 +98,12 @@ pub(crate) struct EngineShared {
     pub(crate) config: EngineConfig,
     /// The deadline in epoch ticks.
     pub(crate) deadline_ticks: u64,
-    pub(crate) compiled: Mutex<HashMap<[u8; 32], Component>>,
+    pub(crate) compiled: Mutex<HashMap<[u8; 32], Weak<Compiled>>>,
     pub(crate) cache: Option<PrecompiledCache>,
     pub(crate) ticker_running: Arc<AtomicBool>,
     pub(crate) slots: Slots,
+    /// Permits to compile ([`MAX_CONCURRENT_COMPILES`]).
+    pub(crate) compile_permits: Slots,
 }
 
 impl std::fmt::Debug for EngineShared {
@@ -104,10 +118,32 @@ impl std::fmt::Debug for EngineShared {
 }
 
 impl EngineShared {
-    pub(crate) fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
+    fn compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<Compiled>>> {
         // The map only ever holds complete entries; a panic while holding the
         // lock cannot leave it half-updated.
         self.compiled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The compiled component of `digest`, if a loaded policy still uses it.
+    pub(crate) fn compiled_get(&self, digest: &[u8; 32]) -> Option<Arc<Compiled>> {
+        self.compiled().get(digest).and_then(Weak::upgrade)
+    }
+
+    /// Remembers `compiled` for as long as a loaded policy uses it, and
+    /// forgets entries nothing uses any more.
+    pub(crate) fn compiled_insert(&self, digest: [u8; 32], compiled: &Arc<Compiled>) {
+        let mut map = self.compiled();
+        map.retain(|_, entry| entry.strong_count() > 0);
+        map.insert(digest, Arc::downgrade(compiled));
+    }
+
+    /// A new entry for a freshly compiled or deserialised component.
+    pub(crate) fn new_compiled(&self, component: Component) -> Arc<Compiled> {
+        let share = (self.config.max_concurrent_evaluations / SLOT_SHARE_DIVISOR).max(1);
+        Arc::new(Compiled {
+            component,
+            share: Slots::new(share),
+        })
     }
 }
 
@@ -129,8 +165,7 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         // Deny by default: the linker defines the contract's imports and
         // nothing else, so instantiating anything that wants more fails.
-        Ownership::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| EngineError::Wasmtime(e.to_string()))?;
+        sandbox::add_to_linker(&mut linker).map_err(|e| EngineError::Wasmtime(e.to_string()))?;
         let cache = config
             .cache_dir
             .as_deref()
@@ -149,6 +184,7 @@ impl PolicyEngine {
                 cache,
                 ticker_running: Arc::new(AtomicBool::new(false)),
                 slots: Slots::new(config.max_concurrent_evaluations),
+                compile_permits: Slots::new(MAX_CONCURRENT_COMPILES),
                 config,
             }),
         })
@@ -195,8 +231,37 @@ impl PolicyEngine {
     /// components importing anything beyond the contract, components of the
     /// other world, and policies whose `describe()` fails or names another
     /// contract version. Needs a running epoch ticker (for `describe()`).
+    ///
+    /// Imports are checked by parsing, before anything is compiled; at most
+    /// [`MAX_CONCURRENT_COMPILES`] compiles run at once (others wait).
     pub fn load(&self, kind: PolicyKind, bytes: &[u8]) -> Result<LoadedPolicy, LoadError> {
-        load::load(&self.shared, kind, bytes)
+        load::load(&self.shared, kind, bytes, &AtomicBool::new(false))
+    }
+
+    /// [`load`](Self::load) for a caller that may go away (an upload whose
+    /// client hung up): once `cancelled` is set, a load still waiting for a
+    /// compile permit, or not yet compiling, stops with
+    /// [`LoadError::Cancelled`] without compiling. A compile already running
+    /// cannot be interrupted (wasmtime compiles are not preemptible); its
+    /// result is then discarded, neither cached nor checked further.
+    pub fn load_cancellable(
+        &self,
+        kind: PolicyKind,
+        bytes: &[u8],
+        cancelled: &AtomicBool,
+    ) -> Result<LoadedPolicy, LoadError> {
+        load::load(&self.shared, kind, bytes, cancelled)
+    }
+
+    /// How many compiled components the engine holds in memory: those some
+    /// loaded policy still uses. A component nobody uses is dropped with
+    /// its last [`LoadedPolicy`].
+    pub fn compiled_in_memory(&self) -> usize {
+        self.shared
+            .compiled()
+            .values()
+            .filter(|entry| entry.strong_count() > 0)
+            .count()
     }
 
     /// Loads the bundled default policy of `kind`.
@@ -256,13 +321,17 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     if config.pooling_allocator {
         let n = config.max_concurrent_evaluations;
         let mut pool = PoolingAllocationConfig::default();
+        // Room for `n` calls of the largest policy allowed at once, so one
+        // policy's instances cannot exhaust the pool for another call that
+        // holds a slot.
+        let per_policy = |max: usize| n * u32::try_from(max).unwrap_or(u32::MAX);
         pool.total_component_instances(n)
-            .total_core_instances(n * 4)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
+            .total_core_instances(per_policy(MAX_INSTANCES_PER_POLICY))
+            .total_memories(per_policy(MAX_MEMORIES_PER_POLICY))
+            .total_tables(per_policy(MAX_TABLES_PER_POLICY))
+            .max_memories_per_component(u32::try_from(MAX_MEMORIES_PER_POLICY).unwrap_or(2))
+            .max_tables_per_component(u32::try_from(MAX_TABLES_PER_POLICY).unwrap_or(8))
+            .max_core_instances_per_component(u32::try_from(MAX_INSTANCES_PER_POLICY).unwrap_or(16))
             .max_memory_size(config.memory_limit)
             .table_elements(MAX_TABLE_ELEMENTS)
             .max_unused_warm_slots(n)

@@ -76,8 +76,15 @@ impl GuestLog {
         }
     }
 
-    pub(crate) fn log(&mut self, level: Level, message: &str) {
+    #[cfg(test)]
+    fn log(&mut self, level: Level, message: &str) {
         let (line, truncated) = bounded_line(message);
+        self.emit(level, line, truncated);
+    }
+
+    /// Passes on a line already cut by [`bounded_line`], unless a per-call
+    /// or per-policy limit drops it.
+    pub(crate) fn emit(&mut self, level: Level, line: String, truncated: bool) {
         let over_batch = self.stats.emitted >= MAX_LOG_LINES_PER_BATCH
             || self.bytes + line.len() > MAX_LOG_BYTES_PER_BATCH;
         // A poisoned limiter only means another call panicked mid-update; the
@@ -120,8 +127,9 @@ impl GuestLog {
 
 /// Truncates to [`MAX_LOG_LINE_BYTES`] on a character boundary and escapes
 /// control, format and invisible characters ([`crate::display::escape`]); the
-/// escaped line is cut to the limit again.
-fn bounded_line(message: &str) -> (String, bool) {
+/// escaped line is cut to the limit again. Copies at most [`MAX_LOG_LINE_BYTES`] of
+/// `message` before escaping.
+pub(crate) fn bounded_line(message: &str) -> (String, bool) {
     let cut = |text: &str| {
         let mut end = text.len().min(MAX_LOG_LINE_BYTES);
         while !text.is_char_boundary(end) {

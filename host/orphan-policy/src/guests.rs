@@ -41,6 +41,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-bad-selection",
     "hostile-claim-everything",
     "hostile-remove-everything",
+    "hostile-aliased-answer",
     "probe-echo-inputs",
     "core-module",
 ];

@@ -38,6 +38,35 @@ pub const MAX_ALLOC_ID_BYTES: usize = 128;
 /// Longest field of `describe()`'s answer (name, version), in bytes.
 pub const MAX_POLICY_INFO_FIELD_BYTES: usize = 256;
 
+/// Most bytes one entry of an answer (a verdict or an action) may make the
+/// host allocate when it is copied out of the guest: its slot in the answer
+/// list plus its strings at their limits (allocation ID, signal name,
+/// reason). Part of [`hostcall_budget`].
+pub const MAX_ANSWER_BYTES_PER_INPUT: usize = 2 * 1024;
+
+/// Hostcall budget of every call on top of the per-input share: covers
+/// `describe()`'s largest legal answer (three 256-byte fields and two lists
+/// of [`MAX_SELECTED_KEYS`](crate::selection::MAX_SELECTED_KEYS) keys of
+/// [`MAX_SELECTED_KEY_BYTES`](crate::selection::MAX_SELECTED_KEY_BYTES)),
+/// and is the most one guest `log` message may span before it is cut.
+pub const MIN_HOSTCALL_BUDGET: usize = 64 * 1024;
+
+/// Most bytes a call's answer (or one of its log messages) may make the host
+/// copy out of guest memory, for a batch of `inputs`. wasmtime counts every
+/// string and list it lifts against this budget *before* copying it, so an
+/// answer whose strings all point at one large region of guest memory fails
+/// the call ([`EvalError::AnswerTooLarge`](crate::EvalError::AnswerTooLarge))
+/// instead of being copied many times over. With the defaults this is at
+/// most 2 MiB + 64 KiB per call, so 16 calls at once stay under 35 MiB.
+pub const fn hostcall_budget(inputs: usize) -> usize {
+    MIN_HOSTCALL_BUDGET + inputs * MAX_ANSWER_BYTES_PER_INPUT
+}
+
+/// Most policy compiles running at once in one engine. Compiling is not
+/// preemptible and uses every core (parallel compilation), so uploads queue
+/// for a permit rather than all compiling together.
+pub const MAX_CONCURRENT_COMPILES: u32 = 2;
+
 /// Longest stop timeout a kill policy may ask for. Stops a policy from
 /// parking the reaper on one container for hours.
 pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -82,8 +111,15 @@ pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
 /// Default number of calls that may run at once (the pooling allocator is
-/// sized for this many instances; further callers wait for a slot).
+/// sized for this many instances of the largest policy allowed; further
+/// callers wait for a slot).
 pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: u32 = 16;
+
+/// Share of the evaluation slots one policy may hold at once: at most
+/// `max(1, slots / SLOT_SHARE_DIVISOR)`. A policy that spins to its deadline
+/// or fills its memory in every call, called from many threads, then leaves
+/// the other slots to other policies (a sweep's, a dry run's).
+pub const SLOT_SHARE_DIVISOR: u32 = 4;
 
 /// Most core instances, memories and tables a single policy may create.
 /// Rust guests use one of each.
@@ -97,3 +133,10 @@ pub const MAX_TABLES_PER_POLICY: usize = 8;
 
 /// Most elements of one guest table.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+// One answer entry's share must hold its strings at their limits plus the
+// host-side list slot wasmtime counts for it.
+const _: () = assert!(
+    MAX_ANSWER_BYTES_PER_INPUT >= MAX_REASON_BYTES + MAX_ALLOC_ID_BYTES + 32 + 256,
+    "MAX_ANSWER_BYTES_PER_INPUT must cover a legal answer entry"
+);

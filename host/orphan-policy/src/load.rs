@@ -2,19 +2,23 @@
 //! not a component of the expected world importing only the contract.
 //!
 //! Checks run cheapest first: size, precompiled-code detection, the binary
-//! header (garbage vs core module vs component), then compilation (or a
-//! cache hit), the import allowlist, the expected exports, linking, and
-//! finally a `describe()` call under the usual limits.
+//! header (garbage vs core module vs component), the import allowlist (read
+//! by a parser, without compiling), then compilation under a permit (or a
+//! cache hit), the expected exports, linking, and finally a `describe()`
+//! call under the usual limits.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
+use wasmparser::{ComponentTypeRef, Parser, Payload, TypeBounds};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::bindings::{KillPre, OwnershipPre};
 use crate::decision::PolicyKind;
-use crate::engine::EngineShared;
+use crate::engine::{Compiled, EngineShared};
 use crate::limits::MAX_POLICY_BYTES;
 use crate::policy::{CompileSource, EvalError, LoadedPolicy, PolicyPre};
 
@@ -42,9 +46,17 @@ pub enum LoadError {
     /// Precompiled native code (`.cwasm`), which is never accepted from outside.
     #[error("precompiled (.cwasm) policies are refused; supply the .wasm component")]
     PrecompiledRejected,
+    /// The component's sections could not be read (before compiling).
+    #[error("not a readable WebAssembly component: {0}")]
+    Malformed(String),
     /// wasmtime could not compile it (invalid or unsupported component).
     #[error("compiling the policy failed: {0}")]
     Compile(String),
+    /// The caller gave up (see
+    /// [`PolicyEngine::load_cancellable`](crate::PolicyEngine::load_cancellable))
+    /// before the policy was compiled, or while it was.
+    #[error("loading the policy was cancelled; nothing was kept")]
+    Cancelled,
     /// Imports outside the contract (filesystem, sockets, ...).
     #[error("policy imports {} outside the dockhand:policy contract (allowed: {})", .imports.join(", "), ALLOWED_IMPORTS.join(", "))]
     ForbiddenImports { imports: Vec<String> },
@@ -73,6 +85,7 @@ pub(crate) fn load(
     shared: &Arc<EngineShared>,
     kind: PolicyKind,
     bytes: &[u8],
+    cancelled: &AtomicBool,
 ) -> Result<LoadedPolicy, LoadError> {
     if bytes.len() > MAX_POLICY_BYTES {
         return Err(LoadError::TooLarge {
@@ -81,29 +94,34 @@ pub(crate) fn load(
         });
     }
     check_binary_kind(bytes)?;
+    check_imports(&parsed_imports(bytes)?)?;
     let digest: [u8; 32] = Sha256::digest(bytes).into();
-    let (component, source) = compile_or_fetch(shared, &digest, bytes)?;
-    check_imports(&shared.engine, &component)?;
-    check_exports(&shared.engine, &component, kind)?;
+    let (compiled, source) = compile_or_fetch(shared, &digest, bytes, cancelled)?;
+    let component = &compiled.component;
+    // The parsed imports were checked above; wasmtime's own view of them is
+    // checked again, so a parser disagreement cannot let an import through.
+    check_imports(&component_imports(&shared.engine, component))?;
+    check_exports(&shared.engine, component, kind)?;
     let link = |e: wasmtime::Error| LoadError::Link {
         expected: kind,
         message: e.root_cause().to_string(),
     };
-    let pre = shared.linker.instantiate_pre(&component).map_err(link)?;
+    let pre = shared.linker.instantiate_pre(component).map_err(link)?;
     let pre = match kind {
         PolicyKind::Ownership => PolicyPre::Ownership(OwnershipPre::new(pre).map_err(link)?),
         PolicyKind::Kill => PolicyPre::Kill(KillPre::new(pre).map_err(link)?),
     };
-    let policy = LoadedPolicy::new(shared.clone(), kind, digest, pre, source)
+    let policy = LoadedPolicy::new(shared.clone(), compiled.clone(), kind, digest, pre, source)
         .map_err(LoadError::Describe)?;
     if !contract_compatible(&policy.info().contract_version) {
         return Err(LoadError::ContractVersion {
             found: policy.info().contract_version.clone(),
         });
     }
-    // Only policies that passed every check are kept compiled in memory, so
-    // rejected uploads do not accumulate.
-    shared.compiled().insert(digest, component);
+    // Only policies that passed every check are remembered, so rejected
+    // uploads do not accumulate; and only for as long as a loaded policy
+    // uses them.
+    shared.compiled_insert(digest, &compiled);
     tracing::info!(
         policy = %policy.digest_hex(),
         kind = %kind,
@@ -140,13 +158,17 @@ pub(crate) fn check_binary_kind(bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
+/// How often a load waiting for a compile permit looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
 fn compile_or_fetch(
     shared: &EngineShared,
     digest: &[u8; 32],
     bytes: &[u8],
-) -> Result<(Component, CompileSource), LoadError> {
-    if let Some(component) = shared.compiled().get(digest) {
-        return Ok((component.clone(), CompileSource::Memory));
+    cancelled: &AtomicBool,
+) -> Result<(Arc<Compiled>, CompileSource), LoadError> {
+    if let Some(compiled) = shared.compiled_get(digest) {
+        return Ok((compiled, CompileSource::Memory));
     }
     let (component, source) = match shared
         .cache
@@ -155,8 +177,7 @@ fn compile_or_fetch(
     {
         Some(component) => (component, CompileSource::DiskCache),
         None => {
-            let component = Component::new(&shared.engine, bytes)
-                .map_err(|e| LoadError::Compile(e.root_cause().to_string()))?;
+            let component = compile(shared, bytes, cancelled)?;
             if let Some(cache) = &shared.cache {
                 let stored = component
                     .serialize()
@@ -169,20 +190,85 @@ fn compile_or_fetch(
             (component, CompileSource::Compiled)
         }
     };
-    Ok((component, source))
+    Ok((shared.new_compiled(component), source))
 }
 
-fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
-    let imports: Vec<String> = component
+/// Compiles under one of [`MAX_CONCURRENT_COMPILES`](crate::limits::MAX_CONCURRENT_COMPILES) permits. A cancelled
+/// load stops while it waits, and does not start compiling; a compile that
+/// was running when the load was cancelled is discarded.
+fn compile(
+    shared: &EngineShared,
+    bytes: &[u8],
+    cancelled: &AtomicBool,
+) -> Result<Component, LoadError> {
+    let is_cancelled = || cancelled.load(Ordering::Acquire);
+    let _permit = loop {
+        if is_cancelled() {
+            return Err(LoadError::Cancelled);
+        }
+        if let Some(permit) = shared.compile_permits.acquire(CANCEL_POLL) {
+            break permit;
+        }
+    };
+    if is_cancelled() {
+        return Err(LoadError::Cancelled);
+    }
+    let component = Component::new(&shared.engine, bytes)
+        .map_err(|e| LoadError::Compile(e.root_cause().to_string()))?;
+    if is_cancelled() {
+        return Err(LoadError::Cancelled);
+    }
+    Ok(component)
+}
+
+/// The component's own imports (not those of the modules and components
+/// nested in it, which it satisfies itself), read without compiling.
+fn parsed_imports(bytes: &[u8]) -> Result<Vec<String>, LoadError> {
+    let malformed = |e: wasmparser::BinaryReaderError| LoadError::Malformed(e.to_string());
+    let mut imports = Vec::new();
+    // Nesting depth: the parser walks nested modules and components too.
+    let mut depth = 0_usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) if depth == 0 => break,
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    let import = import.map_err(malformed)?;
+                    // `(type (eq …))` imports name a type the component already
+                    // has (wit-component emits them for exported signatures);
+                    // they grant nothing, and wasmtime does not list them.
+                    if !matches!(import.ty, ComponentTypeRef::Type(TypeBounds::Eq(_))) {
+                        imports.push(import.name.name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(imports)
+}
+
+/// The compiled component's imports, as wasmtime sees them.
+fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
         .component_type()
         .imports(engine)
         .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+fn check_imports(imports: &[String]) -> Result<(), LoadError> {
+    let forbidden: Vec<String> = imports
+        .iter()
         .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()))
+        .cloned()
         .collect();
-    if imports.is_empty() {
+    if forbidden.is_empty() {
         Ok(())
     } else {
-        Err(LoadError::ForbiddenImports { imports })
+        Err(LoadError::ForbiddenImports { imports: forbidden })
     }
 }
 
@@ -218,7 +304,71 @@ fn contract_compatible(version: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+    use crate::guests::DEFAULT_OWNERSHIP;
+    use crate::limits::MAX_CONCURRENT_COMPILES;
+    use crate::{EngineConfig, PolicyEngine};
+
+    #[test]
+    fn compiles_are_bounded_and_a_cancelled_load_never_compiles() {
+        let engine = PolicyEngine::new(EngineConfig::default()).expect("engine");
+        let _ticker = engine.start_epoch_ticker().expect("ticker");
+        let held: Vec<_> = (0..MAX_CONCURRENT_COMPILES)
+            .map(|_| {
+                engine
+                    .shared
+                    .compile_permits
+                    .acquire(Duration::ZERO)
+                    .expect("a free permit")
+            })
+            .collect();
+        let cancelled = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let loading = s.spawn(|| {
+                engine.load_cancellable(PolicyKind::Ownership, DEFAULT_OWNERSHIP, &cancelled)
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(!loading.is_finished(), "compiled without a permit");
+            cancelled.store(true, Ordering::Release);
+            let started = Instant::now();
+            let result = loading.join().expect("load thread");
+            assert!(matches!(result, Err(LoadError::Cancelled)), "{result:?}");
+            assert!(started.elapsed() < Duration::from_secs(1));
+        });
+        assert_eq!(engine.compiled_in_memory(), 0);
+        drop(held);
+        // Cancelled before it starts: no compile either.
+        let result = engine.load_cancellable(PolicyKind::Ownership, DEFAULT_OWNERSHIP, &cancelled);
+        assert!(matches!(result, Err(LoadError::Cancelled)), "{result:?}");
+        // With a permit free and no cancellation, the same load compiles.
+        let policy = engine
+            .load_cancellable(
+                PolicyKind::Ownership,
+                DEFAULT_OWNERSHIP,
+                &AtomicBool::new(false),
+            )
+            .expect("load");
+        assert_eq!(policy.compile_source(), CompileSource::Compiled);
+        assert_eq!(engine.compiled_in_memory(), 1);
+    }
+
+    #[test]
+    fn imports_are_read_without_compiling() {
+        let imports = parsed_imports(DEFAULT_OWNERSHIP).expect("parses");
+        assert!(!imports.is_empty());
+        assert!(
+            imports
+                .iter()
+                .all(|i| ALLOWED_IMPORTS.contains(&i.as_str())),
+            "{imports:?}"
+        );
+        assert!(matches!(
+            parsed_imports(b"\0asm\x0d\0\x01\0\xff\xff"),
+            Err(LoadError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn headers_are_told_apart() {

@@ -9,9 +9,9 @@ use wasmtime::{Store, Trap};
 use crate::bindings::{KillPre, OwnershipPre, wit};
 use crate::convert::OutputError;
 use crate::decision::{Action, PolicyInfo, PolicyKind, Verdict};
-use crate::engine::EngineShared;
+use crate::engine::{Compiled, EngineShared};
 use crate::guest_log::{GuestLog, LogRateLimiter, LogStats};
-use crate::limits::{MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH};
+use crate::limits::{MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH, hostcall_budget};
 use crate::pack::{self, TooLarge};
 use crate::sandbox::{HostState, PolicyLimiter};
 use crate::selection::InputSelection;
@@ -45,6 +45,15 @@ pub enum EvalError {
     /// The guest tried to grow memory past its limit.
     #[error("policy exceeded its memory limit of {limit} bytes")]
     MemoryLimitExceeded { limit: usize },
+    /// The answer (or one log message) would have made the host copy more
+    /// than the call's hostcall budget out of guest memory
+    /// ([`hostcall_budget`](crate::limits::hostcall_budget)); refused before
+    /// copying.
+    #[error(
+        "policy answer too large: it asks the host to copy more than the {budget} bytes \
+         allowed for a batch of {inputs} (answer or log message)"
+    )]
+    AnswerTooLarge { inputs: usize, budget: usize },
     /// The guest exhausted its Wasm stack (runaway recursion).
     #[error("policy overflowed its stack")]
     StackOverflow,
@@ -77,6 +86,7 @@ impl EvalError {
             Self::Busy { .. } => "busy",
             Self::DeadlineExceeded { .. } => "deadline",
             Self::MemoryLimitExceeded { .. } => "memory",
+            Self::AnswerTooLarge { .. } => "answer-too-large",
             Self::StackOverflow => "stack-overflow",
             Self::Trap { .. } => "trap",
             Self::Failed { .. } => "failed",
@@ -135,6 +145,9 @@ impl std::fmt::Debug for PolicyPre {
 #[derive(Debug)]
 struct PolicyShared {
     engine: Arc<EngineShared>,
+    /// Keeps the compiled component in the engine's memory cache, and holds
+    /// this component's share of the evaluation slots.
+    compiled: Arc<Compiled>,
     kind: PolicyKind,
     digest: [u8; 32],
     /// Short digest used to tag the policy's log lines.
@@ -157,6 +170,7 @@ pub struct LoadedPolicy {
 impl LoadedPolicy {
     pub(crate) fn new(
         engine: Arc<EngineShared>,
+        compiled: Arc<Compiled>,
         kind: PolicyKind,
         digest: [u8; 32],
         pre: PolicyPre,
@@ -164,6 +178,7 @@ impl LoadedPolicy {
     ) -> Result<Self, EvalError> {
         let mut shared = PolicyShared {
             engine,
+            compiled,
             kind,
             digest,
             log_name: Arc::from(hex::encode(&digest[..8])),
@@ -178,7 +193,7 @@ impl LoadedPolicy {
             source,
             log_limiter: Arc::new(Mutex::new(LogRateLimiter::new())),
         };
-        let raw = Self::run(&shared, |store| match &shared.pre {
+        let raw = Self::run(&shared, 0, |store| match &shared.pre {
             PolicyPre::Ownership(pre) => pre.instantiate(&mut *store)?.call_describe(&mut *store),
             PolicyPre::Kill(pre) => pre.instantiate(&mut *store)?.call_describe(&mut *store),
         })?;
@@ -252,7 +267,7 @@ impl LoadedPolicy {
         }
         let batch = pack::container_batch(containers, &self.reads).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
-        let raw = Self::run(&self.shared, |store| {
+        let raw = Self::run(&self.shared, containers.len(), |store| {
             pre.instantiate(&mut *store)?
                 .call_classify(&mut *store, &wit_ctx, &batch)
         });
@@ -288,7 +303,7 @@ impl LoadedPolicy {
         }
         let batch = pack::candidate_batch(candidates, &self.reads).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
-        let raw = Self::run(&self.shared, |store| {
+        let raw = Self::run(&self.shared, candidates.len(), |store| {
             pre.instantiate(&mut *store)?
                 .call_decide(&mut *store, &wit_ctx, &batch)
         });
@@ -301,7 +316,7 @@ impl LoadedPolicy {
     /// benchmarking instantiation cost.
     #[doc(hidden)]
     pub fn instantiate_only(&self) -> Result<(), EvalError> {
-        Self::run(&self.shared, |store| match &self.shared.pre {
+        Self::run(&self.shared, 0, |store| match &self.shared.pre {
             PolicyPre::Ownership(pre) => pre.instantiate(&mut *store).map(drop),
             PolicyPre::Kill(pre) => pre.instantiate(&mut *store).map(drop),
         })
@@ -320,10 +335,13 @@ impl LoadedPolicy {
         Ok(bytes)
     }
 
-    /// Runs `call` in a fresh store with the memory limit, the epoch
-    /// deadline and a bounded log sink, and maps failures to [`EvalError`].
+    /// Runs `call` on `inputs` inputs in a fresh store with the memory
+    /// limit, the epoch deadline, the hostcall budget and a bounded log
+    /// sink, and maps failures to [`EvalError`]. Takes a slot of this
+    /// component's share first, then an engine slot.
     fn run<R>(
         shared: &PolicyShared,
+        inputs: usize,
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<Evaluation<R>, EvalError> {
         let engine = &shared.engine;
@@ -331,9 +349,13 @@ impl LoadedPolicy {
             return Err(EvalError::EpochTickerStopped);
         }
         let wait = engine.config.deadline * 10;
+        let until = Instant::now() + wait;
+        let busy = EvalError::Busy { waited: wait };
+        let _share = shared.compiled.share.acquire(wait).ok_or(busy)?;
+        let left = until.saturating_duration_since(Instant::now());
         let _slot = engine
             .slots
-            .acquire(wait)
+            .acquire(left)
             .ok_or(EvalError::Busy { waited: wait })?;
         let start = Instant::now();
         let state = HostState {
@@ -344,6 +366,10 @@ impl LoadedPolicy {
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(engine.deadline_ticks);
         store.epoch_deadline_trap();
+        // wasmtime counts every string and list it lifts out of the guest
+        // (the answer, each log message) against this budget before copying.
+        let budget = hostcall_budget(inputs);
+        store.set_hostcall_fuel(budget);
         let result = call(&mut store);
         let elapsed = start.elapsed();
         let log = store.data().log.finish();
@@ -354,7 +380,8 @@ impl LoadedPolicy {
                 elapsed,
             }),
             Err(err) => {
-                let error = classify_failure(&err, store.data().limiter.memory_exceeded, engine);
+                let error = classify_failure(&err, store.data().limiter.memory_exceeded, engine)
+                    .unwrap_or(EvalError::AnswerTooLarge { inputs, budget });
                 tracing::warn!(policy = &*shared.log_name, kind = error.kind(), error = %error, "policy call failed");
                 tracing::debug!(policy = &*shared.log_name, detail = ?err, "policy call failure detail");
                 Err(error)
@@ -363,17 +390,30 @@ impl LoadedPolicy {
     }
 }
 
+/// What wasmtime 48 says when a lift runs out of hostcall fuel (its error
+/// type is private, so its text is all there is to recognise it by; the
+/// `aliased_answers_fail_as_too_large` tests pin it).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// The failure's [`EvalError`]; `None` for an exhausted hostcall budget,
+/// which the caller reports with its figures.
 fn classify_failure(
     err: &wasmtime::Error,
     memory_exceeded: bool,
     engine: &EngineShared,
-) -> EvalError {
+) -> Option<EvalError> {
     if memory_exceeded {
-        return EvalError::MemoryLimitExceeded {
+        return Some(EvalError::MemoryLimitExceeded {
             limit: engine.config.memory_limit,
-        };
+        });
     }
-    match err.downcast_ref::<Trap>() {
+    if err
+        .chain()
+        .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+    {
+        return None;
+    }
+    Some(match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => EvalError::DeadlineExceeded {
             deadline: engine.config.deadline,
         },
@@ -384,7 +424,7 @@ fn classify_failure(
         None => EvalError::Failed {
             message: err.root_cause().to_string(),
         },
-    }
+    })
 }
 
 fn check_count(count: usize) -> Result<(), EvalError> {

@@ -1,9 +1,11 @@
-//! Per-call store state: the resource limiter and the guest log sink.
+//! Per-call store state (the resource limiter and the guest log sink) and
+//! the linker's only definitions: the contract's imports.
 
-use wasmtime::ResourceLimiter;
+use wasmtime::component::{Linker, WasmStr};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 
-use crate::bindings::{wit, wit_log};
-use crate::guest_log::GuestLog;
+use crate::bindings::wit_log;
+use crate::guest_log::{GuestLog, bounded_line};
 use crate::limits::{
     MAX_INSTANCES_PER_POLICY, MAX_MEMORIES_PER_POLICY, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_POLICY,
 };
@@ -15,13 +17,26 @@ pub(crate) struct HostState {
     pub(crate) log: GuestLog,
 }
 
-impl wit_log::Host for HostState {
-    fn log(&mut self, level: wit_log::Level, message: String) {
-        self.log.log(level, &message);
-    }
+/// Defines the contract's imports and nothing else (deny by default).
+///
+/// `log` is defined by hand rather than through the generated bindings so
+/// that its message is taken as a [`WasmStr`]: a view of guest memory that
+/// is cut to [`MAX_LOG_LINE_BYTES`](crate::limits::MAX_LOG_LINE_BYTES)
+/// before a byte of it is copied into the host. (wasmtime still checks the
+/// message's length against the call's hostcall budget.)
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    // `types` has no functions: an empty instance satisfies the import.
+    linker.instance("dockhand:policy/types@0.3.0")?;
+    linker.instance("dockhand:policy/log@0.3.0")?.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, HostState>, (level, message): (wit_log::Level, WasmStr)| {
+            let (line, truncated) = bounded_line(&message.to_str(&store)?);
+            store.data_mut().log.emit(level, line, truncated);
+            Ok(())
+        },
+    )?;
+    Ok(())
 }
-
-impl wit::Host for HostState {}
 
 /// Caps guest memory and tables, and remembers whether the memory cap was
 /// hit so the failure can be reported as such (the trap itself is generic).

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use orphan_policy::limits::MAX_POLICY_BYTES;
@@ -155,9 +156,20 @@ impl Service {
     }
 
     /// Validates and compiles `bytes` as a `kind` policy off the async threads.
+    /// If the request is dropped (the client hung up), the load is cancelled:
+    /// it does not start compiling, and a compile under way is discarded.
     async fn load(&self, kind: PolicyKind, bytes: Arc<Vec<u8>>) -> Result<LoadedPolicy, Status> {
+        /// Sets the flag when the request's future is dropped.
+        struct CancelOnDrop(Arc<AtomicBool>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
         let engine = self.state.engine.clone();
-        tokio::task::spawn_blocking(move || engine.load(kind, &bytes))
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(cancelled.clone());
+        tokio::task::spawn_blocking(move || engine.load_cancellable(kind, &bytes, &cancelled))
             .await
             .map_err(join_status)?
             .map_err(|e| load_status(kind, &e))

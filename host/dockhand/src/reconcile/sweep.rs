@@ -372,14 +372,16 @@ where
                             policy = self.kind,
                             digest = %self.policy.digest_hex(),
                             batch = piece.len(),
+                            error_kind = error.kind(),
                             error = %error,
                             "{} policy failed; no action for its batch",
                             self.kind
                         );
                         for &i in piece {
                             work[i].fail(Outcome::PolicyFailed(format!(
-                                "{} policy: {error}",
-                                self.kind
+                                "{} policy ({}): {error}",
+                                self.kind,
+                                error.kind()
                             )));
                         }
                     }

@@ -1,6 +1,7 @@
 //! Tests of the policy host against real components built from
 //! `guest-policies/` (no Docker involved). One binary, one module per area.
 
+mod budgets;
 mod cache;
 mod defaults;
 mod hostile;
