@@ -11,12 +11,13 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 use crate::bindings::Ownership;
-use crate::cache::{CacheError, PrecompiledCache};
+use crate::cache::PrecompiledCache;
 use crate::decision::PolicyKind;
 use crate::epoch::EpochTicker;
 use crate::limits::{
     DEFAULT_DEADLINE, DEFAULT_EPOCH_TICK, DEFAULT_MAX_CONCURRENT_EVALUATIONS, DEFAULT_MEMORY_LIMIT,
-    MAX_DEADLINE, MAX_MEMORY_LIMIT, MAX_TABLE_ELEMENTS, MAX_WASM_STACK,
+    MAX_DEADLINE, MAX_INSTANCES_PER_POLICY, MAX_MEMORIES_PER_POLICY, MAX_MEMORY_LIMIT,
+    MAX_TABLE_ELEMENTS, MAX_TABLES_PER_POLICY, MAX_WASM_STACK,
 };
 use crate::load::{self, LoadError};
 use crate::policy::LoadedPolicy;
@@ -39,7 +40,9 @@ pub struct EngineConfig {
     /// Use wasmtime's pooling allocator (fast instantiation). Turn off on
     /// hosts with little address space or RAM (some VMs, QEMU).
     pub pooling_allocator: bool,
-    /// Directory for compiled policies; `None` compiles on every start.
+    /// Directory for compiled policies, keyed by digest and engine version;
+    /// `None` compiles on every start. The cache is an optimisation: a
+    /// directory that cannot be used is logged and the engine runs without.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -68,9 +71,6 @@ pub enum EngineError {
     /// wasmtime refused the configuration.
     #[error("creating the wasmtime engine: {0}")]
     Wasmtime(String),
-    /// The cache directory is unusable.
-    #[error(transparent)]
-    Cache(#[from] CacheError),
     /// `start_epoch_ticker` was called while a ticker runs.
     #[error("the epoch ticker is already running for this engine")]
     TickerAlreadyRunning,
@@ -131,11 +131,13 @@ impl PolicyEngine {
         // nothing else, so instantiating anything that wants more fails.
         Ownership::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| EngineError::Wasmtime(e.to_string()))?;
-        let cache = config
-            .cache_dir
-            .as_deref()
-            .map(|dir| PrecompiledCache::open(dir, &engine))
-            .transpose()?;
+        let cache = config.cache_dir.as_deref().and_then(|dir| {
+            PrecompiledCache::open(dir, &engine)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "compiled-policy cache unusable; compiling at every load");
+                })
+                .ok()
+        });
         let tick_ns = config.epoch_tick.as_nanos().max(1);
         let deadline_ticks = u64::try_from(config.deadline.as_nanos().div_ceil(tick_ns))
             .unwrap_or(u64::MAX)
@@ -205,6 +207,20 @@ impl PolicyEngine {
     }
 }
 
+/// The per-user cache of compiled policies for one-shot commands:
+/// `$XDG_CACHE_HOME/dockhand/policies`, else `$HOME/.cache/dockhand/policies`.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("dockhand").join("policies"))
+}
+
 fn validate(config: &EngineConfig) -> Result<(), EngineError> {
     let invalid = |field, problem: String| Err(EngineError::InvalidConfig { field, problem });
     if config.memory_limit < 2 * 1024 * 1024 || config.memory_limit > MAX_MEMORY_LIMIT {
@@ -256,14 +272,17 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     if config.pooling_allocator {
         let n = config.max_concurrent_evaluations;
         let mut pool = PoolingAllocationConfig::default();
+        // Sized so that every slot can hold the largest policy the limits
+        // allow (an embedded interpreter's dozens of core instances); an
+        // unused core-instance slot costs address space, not memory.
         pool.total_component_instances(n)
-            .total_core_instances(n * 4)
-            .total_memories(n * 2)
+            .total_core_instances(n * MAX_INSTANCES_PER_POLICY as u32)
+            .total_memories(n * MAX_MEMORIES_PER_POLICY as u32)
             .total_tables(n * 4)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
-            .max_memory_size(config.memory_limit)
+            .max_memories_per_component(MAX_MEMORIES_PER_POLICY as u32)
+            .max_tables_per_component(MAX_TABLES_PER_POLICY as u32)
+            .max_core_instances_per_component(MAX_INSTANCES_PER_POLICY as u32)
+            .max_memory_size(MAX_MEMORY_LIMIT)
             .table_elements(MAX_TABLE_ELEMENTS)
             .max_unused_warm_slots(n)
             // A batch's input is about a megabyte: resetting that much of a
