@@ -123,7 +123,7 @@ fn main() {
     ];
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
     println!(
-        "{:<8} {:>12} {:>10} {:>14} {:>12} {:>14} {:>12} {:>14}",
+        "{:<8} {:>14} {:>10} {:>14} {:>12} {:>14} {:>12} {:>14}",
         "policy",
         "size",
         "mem limit",
@@ -135,9 +135,9 @@ fn main() {
     );
     for r in rows {
         println!(
-            "{:<8} {:>10.1} M {:>8} M {:>14} {:>12} {:>14} {:>12} {:>14}",
+            "{:<8} {:>10} KiB {:>8} M {:>14} {:>12} {:>14} {:>12} {:>14}",
             r.name,
-            r.size as f64 / (1024.0 * 1024.0),
+            r.size / 1024,
             r.memory_limit / (1024 * 1024),
             ms(r.first_compile),
             ms(r.cached_load),
