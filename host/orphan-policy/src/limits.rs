@@ -11,8 +11,8 @@ use std::time::Duration;
 /// Largest policy component accepted by `load`, in bytes. Rust policies are
 /// tens of KiB; a Python policy built by `componentize-py` carries its
 /// interpreter and is about 18 MiB. This stops compile-time denial of service
-/// through huge uploads (compiling is not preemptible; Cranelift compiles
-/// about 1 MiB of component per second per core), and a compiled policy is
+/// through huge uploads (compiling is not preemptible; an 18 MiB Python
+/// policy takes about half a minute on 2 cores), and a compiled policy is
 /// cached by digest so the cost is paid once per engine version.
 pub const MAX_POLICY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -136,3 +136,38 @@ pub const MAX_TABLES_PER_POLICY: usize = 8;
 
 /// Most elements of one guest table.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn a_policy_that_starts_small_gets_exactly_the_configured_memory() {
+        assert_eq!(
+            policy_memory_limit(32 * MIB, MIB + MIB / 10),
+            Some(32 * MIB)
+        );
+        assert_eq!(policy_memory_limit(8 * MIB, 2 * MIB), Some(8 * MIB));
+    }
+
+    #[test]
+    fn a_policy_that_starts_large_gets_room_for_its_batches_under_the_ceiling() {
+        assert_eq!(policy_memory_limit(32 * MIB, 40 * MIB), Some(56 * MIB));
+        assert_eq!(
+            policy_memory_limit(32 * MIB, 112 * MIB),
+            Some(MAX_MEMORY_LIMIT)
+        );
+        assert_eq!(policy_memory_limit(32 * MIB, 113 * MIB), None);
+    }
+
+    #[test]
+    fn only_components_embedding_an_interpreter_get_smaller_batches() {
+        assert_eq!(policy_batch_size(40 * 1024), MAX_CONTAINERS_PER_BATCH);
+        assert_eq!(
+            policy_batch_size(18 * MIB),
+            MAX_CONTAINERS_PER_INTERPRETED_BATCH
+        );
+    }
+}
