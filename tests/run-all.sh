@@ -51,6 +51,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# componentize-py builds the Python example policy for the differential tests; the pinned
+# version is installed when it is missing or another version is on PATH.
+step "test prerequisites: componentize-py (guest-policies/python/requirements-build.txt)"
+pin="$(sed -n 's/^componentize-py==//p' guest-policies/python/requirements-build.txt)"
+if [ "$(componentize-py --version 2>/dev/null)" != "componentize-py $pin" ]; then
+  python3 -m pip install --quiet -r guest-policies/python/requirements-build.txt
+fi
+componentize-py --version
+
 if [ "${DOCKHAND_REQUIRE_DOCKER:-}" = 1 ]; then
   step "docker daemon"
   docker version --format 'server {{.Server.Version}} (API {{.Server.APIVersion}})'

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
-use crate::cache::{CacheError, PrecompiledCache};
+use crate::cache::PrecompiledCache;
 use crate::decision::PolicyKind;
 use crate::epoch::EpochTicker;
 use crate::limits::{
@@ -40,7 +40,9 @@ pub struct EngineConfig {
     /// Use wasmtime's pooling allocator (fast instantiation). Turn off on
     /// hosts with little address space or RAM (some VMs, QEMU).
     pub pooling_allocator: bool,
-    /// Directory for compiled policies; `None` compiles on every start.
+    /// Directory for compiled policies, keyed by digest and engine version;
+    /// `None` compiles on every start. The cache is an optimisation: a
+    /// directory that cannot be used is logged and the engine runs without.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -69,9 +71,6 @@ pub enum EngineError {
     /// wasmtime refused the configuration.
     #[error("creating the wasmtime engine: {0}")]
     Wasmtime(String),
-    /// The cache directory is unusable.
-    #[error(transparent)]
-    Cache(#[from] CacheError),
     /// `start_epoch_ticker` was called while a ticker runs.
     #[error("the epoch ticker is already running for this engine")]
     TickerAlreadyRunning,
@@ -166,11 +165,13 @@ impl PolicyEngine {
         // Deny by default: the linker defines the contract's imports and
         // nothing else, so instantiating anything that wants more fails.
         sandbox::add_to_linker(&mut linker).map_err(|e| EngineError::Wasmtime(e.to_string()))?;
-        let cache = config
-            .cache_dir
-            .as_deref()
-            .map(|dir| PrecompiledCache::open(dir, &engine))
-            .transpose()?;
+        let cache = config.cache_dir.as_deref().and_then(|dir| {
+            PrecompiledCache::open(dir, &engine)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "compiled-policy cache unusable; compiling at every load");
+                })
+                .ok()
+        });
         let tick_ns = config.epoch_tick.as_nanos().max(1);
         let deadline_ticks = u64::try_from(config.deadline.as_nanos().div_ceil(tick_ns))
             .unwrap_or(u64::MAX)
@@ -270,6 +271,20 @@ impl PolicyEngine {
     }
 }
 
+/// The per-user cache of compiled policies for one-shot commands:
+/// `$XDG_CACHE_HOME/dockhand/policies`, else `$HOME/.cache/dockhand/policies`.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("dockhand").join("policies"))
+}
+
 fn validate(config: &EngineConfig) -> Result<(), EngineError> {
     let invalid = |field, problem: String| Err(EngineError::InvalidConfig { field, problem });
     if config.memory_limit < 2 * 1024 * 1024 || config.memory_limit > MAX_MEMORY_LIMIT {
@@ -321,9 +336,10 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     if config.pooling_allocator {
         let n = config.max_concurrent_evaluations;
         let mut pool = PoolingAllocationConfig::default();
-        // Room for `n` calls of the largest policy allowed at once, so one
-        // policy's instances cannot exhaust the pool for another call that
-        // holds a slot.
+        // Room for `n` calls of the largest policy allowed at once (an
+        // embedded interpreter's dozens of core instances), so one policy's
+        // instances cannot exhaust the pool for another call that holds a
+        // slot; an unused core-instance slot costs address space, not memory.
         let per_policy = |max: usize| n * u32::try_from(max).unwrap_or(u32::MAX);
         pool.total_component_instances(n)
             .total_core_instances(per_policy(MAX_INSTANCES_PER_POLICY))
@@ -331,8 +347,8 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
             .total_tables(per_policy(MAX_TABLES_PER_POLICY))
             .max_memories_per_component(u32::try_from(MAX_MEMORIES_PER_POLICY).unwrap_or(2))
             .max_tables_per_component(u32::try_from(MAX_TABLES_PER_POLICY).unwrap_or(8))
-            .max_core_instances_per_component(u32::try_from(MAX_INSTANCES_PER_POLICY).unwrap_or(16))
-            .max_memory_size(config.memory_limit)
+            .max_core_instances_per_component(u32::try_from(MAX_INSTANCES_PER_POLICY).unwrap_or(48))
+            .max_memory_size(MAX_MEMORY_LIMIT)
             .table_elements(MAX_TABLE_ELEMENTS)
             .max_unused_warm_slots(n)
             // A batch's input is about a megabyte: resetting that much of a

@@ -9,9 +9,12 @@
 use std::time::Duration;
 
 /// Largest policy component accepted by `load`, in bytes. Rust policies are
-/// tens of KiB; this stops compile-time denial of service through huge
-/// uploads (compiling is not preemptible).
-pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
+/// tens of KiB; a Python policy built by `componentize-py` carries its
+/// interpreter and is about 18 MiB. This stops compile-time denial of service
+/// through huge uploads (compiling is not preemptible; an 18 MiB Python
+/// policy takes about half a minute on 2 cores), and a compiled policy is
+/// cached by digest so the cost is paid once per engine version.
+pub const MAX_POLICY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Most containers (or candidates) in one call. Every call pays for a fresh
 /// instance, so bigger batches cost less per container; this bound keeps a
@@ -21,6 +24,28 @@ pub const MAX_POLICY_BYTES: usize = 16 * 1024 * 1024;
 /// [`MAX_BATCH_INPUT_BYTES`] for ordinary snapshots. Callers split larger
 /// sets into batches.
 pub const MAX_CONTAINERS_PER_BATCH: usize = 1024;
+
+/// Components at least this large embed an interpreter (a Rust policy is
+/// tens of KiB, a `componentize-py` one about 18 MiB).
+pub const INTERPRETER_POLICY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most containers (or candidates) in one call of a policy of at least
+/// [`INTERPRETER_POLICY_BYTES`]. Interpreted code is about a hundred times
+/// slower per container than compiled code (measured for the default rules
+/// in Python: about 0.17 ms per container against 2 µs); batches this size
+/// keep each call well inside [`DEFAULT_DEADLINE`]. Larger batches are split
+/// into several calls, each with its own deadline.
+pub const MAX_CONTAINERS_PER_INTERPRETED_BATCH: usize = 128;
+
+/// Most containers per call of a policy whose component is `component_bytes`
+/// long.
+pub fn policy_batch_size(component_bytes: usize) -> usize {
+    if component_bytes >= INTERPRETER_POLICY_BYTES {
+        MAX_CONTAINERS_PER_INTERPRETED_BATCH
+    } else {
+        MAX_CONTAINERS_PER_BATCH
+    }
+}
 
 /// Most bytes of strings (IDs, names, labels, env, mounts) in one batch's
 /// input. A batch of snapshots bigger than this could not fit a guest's
@@ -91,9 +116,21 @@ pub const LOG_BURST_LINES: u32 = 200;
 /// 1.1 MiB; the rest is room for the batch and its answers.
 pub const DEFAULT_MEMORY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// Highest memory limit an operator may configure; also the size of each
-/// pooling-allocator memory slot.
+/// Highest memory limit an operator may configure, and the ceiling of every
+/// policy's derived limit (see [`policy_memory_limit`]); also the size of
+/// each pooling-allocator memory slot.
 pub const MAX_MEMORY_LIMIT: usize = 128 * 1024 * 1024;
+
+/// The memory limit of one policy: the configured `memory_limit`, or, for a
+/// policy whose memory starts larger (an embedded interpreter's
+/// pre-initialised heap), its initial size plus half the configured limit as
+/// room for batches and answers. A policy that starts small thus gets exactly
+/// the configured limit; none gets more than [`MAX_MEMORY_LIMIT`] (`None`:
+/// the policy cannot run within the ceiling).
+pub fn policy_memory_limit(configured: usize, initial: usize) -> Option<usize> {
+    let limit = configured.max(initial.saturating_add(configured / 2));
+    (limit <= MAX_MEMORY_LIMIT).then_some(limit)
+}
 
 /// Default wall-clock budget of one call. Decisions take microseconds; the
 /// deadline is the kill switch for loops.
@@ -122,8 +159,10 @@ pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: u32 = 16;
 pub const SLOT_SHARE_DIVISOR: u32 = 4;
 
 /// Most core instances, memories and tables a single policy may create.
-/// Rust guests use one of each.
-pub const MAX_INSTANCES_PER_POLICY: usize = 16;
+/// Rust guests use one of each; a Python policy built by `componentize-py`
+/// links its interpreter from 38 core instances (libc, libpython, the
+/// bindings, stubs for every WASI function) sharing one memory and one table.
+pub const MAX_INSTANCES_PER_POLICY: usize = 48;
 
 /// See [`MAX_INSTANCES_PER_POLICY`].
 pub const MAX_MEMORIES_PER_POLICY: usize = 2;
@@ -140,3 +179,37 @@ const _: () = assert!(
     MAX_ANSWER_BYTES_PER_INPUT >= MAX_REASON_BYTES + MAX_ALLOC_ID_BYTES + 32 + 256,
     "MAX_ANSWER_BYTES_PER_INPUT must cover a legal answer entry"
 );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn a_policy_that_starts_small_gets_exactly_the_configured_memory() {
+        assert_eq!(
+            policy_memory_limit(32 * MIB, MIB + MIB / 10),
+            Some(32 * MIB)
+        );
+        assert_eq!(policy_memory_limit(8 * MIB, 2 * MIB), Some(8 * MIB));
+    }
+
+    #[test]
+    fn a_policy_that_starts_large_gets_room_for_its_batches_under_the_ceiling() {
+        assert_eq!(policy_memory_limit(32 * MIB, 40 * MIB), Some(56 * MIB));
+        assert_eq!(
+            policy_memory_limit(32 * MIB, 112 * MIB),
+            Some(MAX_MEMORY_LIMIT)
+        );
+        assert_eq!(policy_memory_limit(32 * MIB, 113 * MIB), None);
+    }
+
+    #[test]
+    fn only_components_embedding_an_interpreter_get_smaller_batches() {
+        assert_eq!(policy_batch_size(40 * 1024), MAX_CONTAINERS_PER_BATCH);
+        assert_eq!(
+            policy_batch_size(18 * MIB),
+            MAX_CONTAINERS_PER_INTERPRETED_BATCH
+        );
+    }
+}

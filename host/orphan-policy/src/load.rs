@@ -111,7 +111,15 @@ pub(crate) fn load(
         PolicyKind::Ownership => PolicyPre::Ownership(OwnershipPre::new(pre).map_err(link)?),
         PolicyKind::Kill => PolicyPre::Kill(KillPre::new(pre).map_err(link)?),
     };
-    let policy = LoadedPolicy::new(shared.clone(), compiled.clone(), kind, digest, pre, source)
+    let policy = LoadedPolicy::new(
+        shared.clone(),
+        compiled.clone(),
+        kind,
+        digest,
+        pre,
+        source,
+        bytes.len(),
+    )
         .map_err(LoadError::Describe)?;
     if !contract_compatible(&policy.info().contract_version) {
         return Err(LoadError::ContractVersion {

@@ -11,7 +11,9 @@ use crate::convert::OutputError;
 use crate::decision::{Action, PolicyInfo, PolicyKind, Verdict};
 use crate::engine::{Compiled, EngineShared};
 use crate::guest_log::{GuestLog, LogRateLimiter, LogStats};
-use crate::limits::{MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH, hostcall_budget};
+use crate::limits::{
+    self, MAX_BATCH_INPUT_BYTES, MAX_CONTAINERS_PER_BATCH, MAX_MEMORY_LIMIT, hostcall_budget,
+};
 use crate::pack::{self, TooLarge};
 use crate::sandbox::{HostState, PolicyLimiter};
 use crate::selection::InputSelection;
@@ -156,6 +158,12 @@ struct PolicyShared {
     pre: PolicyPre,
     source: CompileSource,
     log_limiter: Arc<Mutex<LogRateLimiter>>,
+    /// This policy's memory limit, derived at load from what it declares
+    /// (see [`limits::policy_memory_limit`]).
+    memory_limit: usize,
+    /// Most inputs per call (see [`limits::policy_batch_size`]); larger
+    /// batches are split into several calls.
+    batch_size: usize,
 }
 
 /// A validated, pre-instantiated policy. Cheap to clone; `Send + Sync`, so
@@ -175,6 +183,7 @@ impl LoadedPolicy {
         digest: [u8; 32],
         pre: PolicyPre,
         source: CompileSource,
+        component_bytes: usize,
     ) -> Result<Self, EvalError> {
         let mut shared = PolicyShared {
             engine,
@@ -192,7 +201,25 @@ impl LoadedPolicy {
             pre,
             source,
             log_limiter: Arc::new(Mutex::new(LogRateLimiter::new())),
+            // Probe under the ceiling first: instantiating tells what the
+            // policy's memories start with, from which its limit follows.
+            memory_limit: MAX_MEMORY_LIMIT,
+            batch_size: MAX_CONTAINERS_PER_BATCH,
         };
+        let probe = Self::run(&shared, 0, |store| {
+            match &shared.pre {
+                PolicyPre::Ownership(pre) => pre.instantiate(&mut *store).map(drop),
+                PolicyPre::Kill(pre) => pre.instantiate(&mut *store).map(drop),
+            }?;
+            Ok(store.data().limiter.largest_initial_memory)
+        })?;
+        shared.memory_limit =
+            limits::policy_memory_limit(shared.engine.config.memory_limit, probe.output).ok_or(
+                EvalError::MemoryLimitExceeded {
+                    limit: MAX_MEMORY_LIMIT,
+                },
+            )?;
+        shared.batch_size = limits::policy_batch_size(component_bytes);
         let raw = Self::run(&shared, 0, |store| match &shared.pre {
             PolicyPre::Ownership(pre) => pre.instantiate(&mut *store)?.call_describe(&mut *store),
             PolicyPre::Kill(pre) => pre.instantiate(&mut *store)?.call_describe(&mut *store),
@@ -235,6 +262,17 @@ impl LoadedPolicy {
         self.shared.kind
     }
 
+    /// The memory limit each call of this policy runs under.
+    pub fn memory_limit(&self) -> usize {
+        self.shared.memory_limit
+    }
+
+    /// Most inputs one call carries; `classify` and `decide` split larger
+    /// batches into calls of this size, each with its own deadline.
+    pub fn batch_size(&self) -> usize {
+        self.shared.batch_size
+    }
+
     /// Whether this load compiled, or hit the memory or disk cache.
     pub fn compile_source(&self) -> CompileSource {
         self.shared.source
@@ -264,6 +302,11 @@ impl LoadedPolicy {
         check_count(containers.len())?;
         if containers.is_empty() {
             return Ok(Evaluation::empty());
+        }
+        if containers.len() > self.shared.batch_size {
+            return in_calls_of(containers, self.shared.batch_size, |part| {
+                self.classify_with_stats(ctx, part)
+            });
         }
         let batch = pack::container_batch(containers, &self.reads).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
@@ -300,6 +343,11 @@ impl LoadedPolicy {
         check_count(candidates.len())?;
         if candidates.is_empty() {
             return Ok(Evaluation::empty());
+        }
+        if candidates.len() > self.shared.batch_size {
+            return in_calls_of(candidates, self.shared.batch_size, |part| {
+                self.decide_with_stats(ctx, part)
+            });
         }
         let batch = pack::candidate_batch(candidates, &self.reads).map_err(too_large)?;
         let wit_ctx = wit::EvalContext::from(ctx);
@@ -359,7 +407,7 @@ impl LoadedPolicy {
             .ok_or(EvalError::Busy { waited: wait })?;
         let start = Instant::now();
         let state = HostState {
-            limiter: PolicyLimiter::new(engine.config.memory_limit),
+            limiter: PolicyLimiter::new(shared.memory_limit),
             log: GuestLog::new(shared.log_name.clone(), shared.log_limiter.clone()),
         };
         let mut store = Store::new(&engine.engine, state);
@@ -380,7 +428,12 @@ impl LoadedPolicy {
                 elapsed,
             }),
             Err(err) => {
-                let error = classify_failure(&err, store.data().limiter.memory_exceeded, engine)
+                let memory_exceeded = store
+                    .data()
+                    .limiter
+                    .memory_exceeded
+                    .then_some(shared.memory_limit);
+                let error = classify_failure(&err, memory_exceeded, engine)
                     .unwrap_or(EvalError::AnswerTooLarge { inputs, budget });
                 tracing::warn!(policy = &*shared.log_name, kind = error.kind(), error = %error, "policy call failed");
                 tracing::debug!(policy = &*shared.log_name, detail = ?err, "policy call failure detail");
@@ -399,13 +452,11 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 /// which the caller reports with its figures.
 fn classify_failure(
     err: &wasmtime::Error,
-    memory_exceeded: bool,
+    memory_exceeded: Option<usize>,
     engine: &EngineShared,
 ) -> Option<EvalError> {
-    if memory_exceeded {
-        return Some(EvalError::MemoryLimitExceeded {
-            limit: engine.config.memory_limit,
-        });
+    if let Some(limit) = memory_exceeded {
+        return Some(EvalError::MemoryLimitExceeded { limit });
     }
     if err
         .chain()
@@ -425,6 +476,35 @@ fn classify_failure(
             message: err.root_cause().to_string(),
         },
     })
+}
+
+/// One call per `size` items, answers concatenated; the first failure fails
+/// the whole batch (an invalid answer is reported at its index in `items`).
+fn in_calls_of<T, O>(
+    items: &[T],
+    size: usize,
+    mut call: impl FnMut(&[T]) -> Result<Evaluation<Vec<O>>, EvalError>,
+) -> Result<Evaluation<Vec<O>>, EvalError> {
+    let mut all = Evaluation {
+        output: Vec::with_capacity(items.len()),
+        log: crate::guest_log::LogStats::default(),
+        elapsed: Duration::ZERO,
+    };
+    for (n, part) in items.chunks(size).enumerate() {
+        let answer = call(part).map_err(|e| match e {
+            EvalError::MalformedOutput { index, error } => EvalError::MalformedOutput {
+                index: index + n * size,
+                error,
+            },
+            other => other,
+        })?;
+        all.output.extend(answer.output);
+        all.log.emitted += answer.log.emitted;
+        all.log.dropped += answer.log.dropped;
+        all.log.truncated += answer.log.truncated;
+        all.elapsed += answer.elapsed;
+    }
+    Ok(all)
 }
 
 fn check_count(count: usize) -> Result<(), EvalError> {

@@ -44,6 +44,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 pub(crate) struct PolicyLimiter {
     memory_limit: usize,
     pub(crate) memory_exceeded: bool,
+    /// Largest size a memory was created with (its declared minimum, or the
+    /// size of its pre-initialised image): what the policy needs at start.
+    pub(crate) largest_initial_memory: usize,
 }
 
 impl PolicyLimiter {
@@ -51,6 +54,7 @@ impl PolicyLimiter {
         Self {
             memory_limit,
             memory_exceeded: false,
+            largest_initial_memory: 0,
         }
     }
 }
@@ -66,10 +70,13 @@ pub(crate) struct MemoryLimitHit {
 impl ResourceLimiter for PolicyLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if current == 0 {
+            self.largest_initial_memory = self.largest_initial_memory.max(desired);
+        }
         if desired > self.memory_limit {
             self.memory_exceeded = true;
             // Trapping (rather than letting `memory.grow` return -1) makes the

@@ -94,10 +94,12 @@ pub struct OfflineEngine {
 impl OfflineEngine {
     /// Builds the engine with the default limits. The pooling allocator is
     /// off: a one-shot command gains nothing from it and it reserves a lot
-    /// of address space.
+    /// of address space. Compiled policies are cached per user
+    /// ([`orphan_policy::user_cache_dir`]), so a large policy is compiled once.
     pub fn start() -> Result<Self, PolicyCliError> {
         let engine = PolicyEngine::new(EngineConfig {
             pooling_allocator: false,
+            cache_dir: orphan_policy::user_cache_dir(),
             ..EngineConfig::default()
         })?;
         let ticker = engine.start_epoch_ticker()?;

@@ -217,6 +217,7 @@ impl ReconcileArgs {
                 .unwrap_or(usize::MAX)
                 .saturating_mul(1024 * 1024),
             deadline: config.dockhand.policy_deadline,
+            cache_dir: orphan_policy::user_cache_dir(),
             ..EngineConfig::default()
         })
         .map_err(|e| ReconcileError::Policy(format!("cannot start the policy engine: {e}")))?;

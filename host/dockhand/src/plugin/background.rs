@@ -63,6 +63,10 @@ pub(crate) struct ReconcilerInputs {
 
 /// Builds and spawns the reconciler when `gc.dangling_containers.enabled`; `None` when it is
 /// disabled or could not be set up (logged).
+/// Compiled policies, under `data_dir`: a large policy is compiled once per engine version,
+/// not at every start.
+pub(crate) const POLICY_CACHE_DIR_NAME: &str = "policy-cache";
+
 pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHandle> {
     let config = &inputs.config;
     if !config.gc.dangling_containers.enabled {
@@ -74,6 +78,7 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
             .unwrap_or(usize::MAX)
             .saturating_mul(1024 * 1024),
         deadline: config.dockhand.policy_deadline,
+        cache_dir: Some(config.dockhand.data_dir.join(POLICY_CACHE_DIR_NAME)),
         ..EngineConfig::default()
     };
     let engine = match PolicyEngine::new(engine_config) {

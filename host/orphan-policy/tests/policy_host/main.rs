@@ -6,4 +6,6 @@ mod cache;
 mod defaults;
 mod hostile;
 mod inputs;
+mod python;
+mod python_build;
 mod support;
