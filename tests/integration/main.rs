@@ -14,6 +14,7 @@ mod network;
 mod plugin_crash_sweep;
 mod plugin_reconciler;
 mod policy_cli;
+mod policy_new;
 mod reconcile;
 mod reconcile_cli;
 mod recover;

@@ -5,16 +5,18 @@
 //! gentler than Nomad's reaper, which force-removes at once. Anything not
 //! `owned` is ignored.
 
-dockhand_policy_sdk::kill_world!("../../wit");
+use std::time::Duration;
 
-use dockhand_policy_sdk::{InputSelection, Ownership};
+use dockhand_policy_sdk::{
+    Action, CandidateBatch, EvalContext, InputSelection, KillPolicy, Ownership, PolicyInfo, Signal,
+};
 
 /// Grace period between SIGTERM and SIGKILL.
-const STOP_TIMEOUT_MS: u64 = 30_000;
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct DefaultKill;
 
-impl Guest for DefaultKill {
+impl KillPolicy for DefaultKill {
     fn describe() -> PolicyInfo {
         // The ownership verdict is all it looks at.
         PolicyInfo::new("default-kill", env!("CARGO_PKG_VERSION"))
@@ -25,16 +27,13 @@ impl Guest for DefaultKill {
         batch
             .candidates()
             .map(|c| match c.ownership {
-                Ownership::Owned(alloc) => Action::stop(
-                    "SIGTERM",
-                    STOP_TIMEOUT_MS,
-                    true,
-                    format!("orphan of allocation {alloc}"),
-                ),
+                Ownership::Owned(alloc) => Action::stop(Signal::Term, STOP_TIMEOUT)
+                    .and_remove()
+                    .because(format!("orphan of allocation {alloc}")),
                 _ => Action::ignore("not owned by a Nomad allocation of this node"),
             })
             .collect()
     }
 }
 
-export!(DefaultKill);
+dockhand_policy_sdk::export_kill!(DefaultKill);

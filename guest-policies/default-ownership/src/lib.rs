@@ -18,15 +18,15 @@
 //! 4. Anything else ⇒ `not-nomad` (or `unknown` when the environment names
 //!    an allocation without any other sign of Nomad).
 
-dockhand_policy_sdk::ownership_world!("../../wit");
+use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 
-use dockhand_policy_sdk::helpers::{env, has_alloc_mounts, label, nomad_name_alloc_id};
+use dockhand_policy_sdk::helpers::{has_alloc_mounts, nomad_name_alloc_id};
 use dockhand_policy_sdk::labels::{ALLOC_ID, ENV_ALLOC_ID, NODE_ID};
 use dockhand_policy_sdk::{ContainerRef, InputSelection};
 
 struct DefaultOwnership;
 
-impl Guest for DefaultOwnership {
+impl OwnershipPolicy for DefaultOwnership {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("default-ownership", env!("CARGO_PKG_VERSION")).reading(
             InputSelection::nothing()
@@ -43,7 +43,7 @@ impl Guest for DefaultOwnership {
 }
 
 fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
-    if let Some(node) = label(c, NODE_ID) {
+    if let Some(node) = c.label(NODE_ID) {
         if ctx.node.id.is_empty() {
             return Verdict::unknown(format!(
                 "node_id label ({node}) but this node's id is not known yet"
@@ -53,8 +53,8 @@ fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
             return Verdict::not_nomad(format!("node_id label names another node ({node})"));
         }
     }
-    let env_alloc = env(c, ENV_ALLOC_ID);
-    if let Some(alloc) = label(c, ALLOC_ID) {
+    let env_alloc = c.env_var(ENV_ALLOC_ID);
+    if let Some(alloc) = c.label(ALLOC_ID) {
         if alloc.is_empty() {
             return Verdict::unknown("alloc_id label is empty");
         }
@@ -84,4 +84,4 @@ fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
     Verdict::not_nomad("no Nomad label, and not both alloc mounts and a Nomad name")
 }
 
-export!(DefaultOwnership);
+dockhand_policy_sdk::export_ownership!(DefaultOwnership);

@@ -3,22 +3,6 @@
 use crate::batch::ContainerRef;
 use crate::labels::ALLOC_MOUNTS;
 
-/// Value of the label `key`, if present.
-pub fn label<'a>(container: &ContainerRef<'a>, key: &str) -> Option<&'a str> {
-    container.label(key)
-}
-
-/// Value of the environment variable `name`. `None` both when it is unset and
-/// when the environment is not known yet (see [`env_known`]).
-pub fn env<'a>(container: &ContainerRef<'a>, name: &str) -> Option<&'a str> {
-    container.env_var(name)
-}
-
-/// Whether the host has inspected the container and filled in its environment.
-pub fn env_known(container: &ContainerRef<'_>) -> bool {
-    container.env_known()
-}
-
 /// Whether the mounts include `/alloc`, `/local` and `/secrets` (exact match on
 /// the destination), as every Nomad task container has.
 pub fn has_alloc_mounts(container: &ContainerRef<'_>) -> bool {

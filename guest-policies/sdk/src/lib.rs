@@ -12,25 +12,26 @@
 //! and [`CandidateBatch::candidates`] iterate over borrowed views
 //! ([`ContainerRef`], [`CandidateRef`]) that resolve them (see [`batch`]).
 //!
-//! This crate owns the contract's shared types and the `log` import, so that
-//! every policy uses the same Rust types and the helpers below work for both
-//! worlds. A policy crate declares its world with [`ownership_world!`] or
-//! [`kill_world!`], implements the generated `Guest` trait and calls the
-//! generated `export!` macro:
+//! This crate carries the contract itself (its bindings are generated from
+//! the `wit/` directory next to it when it compiles), so a policy crate needs
+//! no copy of the WIT: it implements [`OwnershipPolicy`] or [`KillPolicy`]
+//! and exports it with [`export_ownership!`] or [`export_kill!`]:
 //!
 //! ```ignore
-//! dockhand_policy_sdk::ownership_world!("../wit");
-//! use dockhand_policy_sdk::{ContainerBatch, EvalContext, PolicyInfo, Verdict};
+//! use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 //!
 //! struct MyPolicy;
-//! impl Guest for MyPolicy {
+//! impl OwnershipPolicy for MyPolicy {
 //!     fn describe() -> PolicyInfo { PolicyInfo::new("my-policy", "1.0.0") }
 //!     fn classify(ctx: EvalContext, batch: ContainerBatch) -> Vec<Verdict> {
 //!         batch.containers().map(|c| Verdict::unknown("no opinion")).collect()
 //!     }
 //! }
-//! export!(MyPolicy);
+//! dockhand_policy_sdk::export_ownership!(MyPolicy);
 //! ```
+//!
+//! A kill policy answers with [`Action`]s:
+//! `Action::stop(Signal::Term, Duration::from_secs(30)).and_remove().because("orphan")`.
 //!
 //! Rules the host enforces (a policy breaking them gets no effect at all for
 //! the batch): exactly one output per input, in order; reasons at most
@@ -53,6 +54,12 @@ pub mod mem;
 
 pub use wit_bindgen;
 
+use std::time::Duration;
+
+// The generated export glue names this crate by its absolute path, which
+// must resolve inside the crate too.
+extern crate self as dockhand_policy_sdk;
+
 /// The `log` import (`dockhand:policy/log`); see [`logging`] for shorthands.
 pub use bindings::dockhand::policy::log;
 /// The contract's shared types (`dockhand:policy/types`).
@@ -72,38 +79,65 @@ pub const CONTRACT_VERSION: &str = "0.3.0";
 /// whole batch).
 pub const MAX_REASON_BYTES: usize = 1024;
 
-/// Declares an ownership policy: expands to the `wit-bindgen` bindings of the
-/// `ownership` world (a `Guest` trait and an `export!` macro) reusing this
-/// SDK's types. The argument is the path of the contract's `wit/` directory,
-/// relative to the policy crate's `Cargo.toml`.
+/// Bindings of the `ownership` world, generated from the contract this crate
+/// embeds (`wit/` of the dockhand repository, read when the SDK compiles).
+/// A policy implements [`OwnershipPolicy`] and exports it with
+/// [`export_ownership!`].
+pub mod ownership {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "dockhand:policy/ownership@0.3.0",
+        with: {
+            "dockhand:policy/types@0.3.0": crate::types,
+            "dockhand:policy/log@0.3.0": crate::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_ownership_world",
+        default_bindings_module: "::dockhand_policy_sdk::ownership",
+        runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
+    });
+}
+
+/// Bindings of the `kill` world; a policy implements [`KillPolicy`] and
+/// exports it with [`export_kill!`].
+pub mod kill {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "dockhand:policy/kill@0.3.0",
+        with: {
+            "dockhand:policy/types@0.3.0": crate::types,
+            "dockhand:policy/log@0.3.0": crate::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_kill_world",
+        default_bindings_module: "::dockhand_policy_sdk::kill",
+        runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
+    });
+}
+
+/// A kill policy: `describe` and `decide` (one [`Action`] per candidate, in
+/// input order).
+pub use kill::Guest as KillPolicy;
+/// An ownership policy: `describe` and `classify` (one [`Verdict`] per
+/// container, in input order).
+pub use ownership::Guest as OwnershipPolicy;
+
+/// Exports a type implementing [`OwnershipPolicy`] as the policy of this
+/// component: `dockhand_policy_sdk::export_ownership!(MyPolicy);`, once per
+/// crate, at its root.
 #[macro_export]
-macro_rules! ownership_world {
-    ($wit:literal) => {
-        $crate::wit_bindgen::generate!({
-            path: $wit,
-            world: "dockhand:policy/ownership@0.3.0",
-            with: {
-                "dockhand:policy/types@0.3.0": ::dockhand_policy_sdk::types,
-                "dockhand:policy/log@0.3.0": ::dockhand_policy_sdk::log,
-            },
-            runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
-        });
+macro_rules! export_ownership {
+    ($policy:ident) => {
+        $crate::ownership::export_ownership_world!($policy with_types_in $crate::ownership);
     };
 }
 
-/// Declares a kill policy: like [`ownership_world!`] for the `kill` world.
+/// Exports a type implementing [`KillPolicy`] as the policy of this
+/// component: `dockhand_policy_sdk::export_kill!(MyPolicy);`.
 #[macro_export]
-macro_rules! kill_world {
-    ($wit:literal) => {
-        $crate::wit_bindgen::generate!({
-            path: $wit,
-            world: "dockhand:policy/kill@0.3.0",
-            with: {
-                "dockhand:policy/types@0.3.0": ::dockhand_policy_sdk::types,
-                "dockhand:policy/log@0.3.0": ::dockhand_policy_sdk::log,
-            },
-            runtime_path: "::dockhand_policy_sdk::wit_bindgen::rt",
-        });
+macro_rules! export_kill {
+    ($policy:ident) => {
+        $crate::kill::export_kill_world!($policy with_types_in $crate::kill);
     };
 }
 
@@ -247,6 +281,50 @@ impl Verdict {
     }
 }
 
+/// A signal the host accepts in a kill action (the names Docker takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Hup,
+    Int,
+    Quit,
+    Kill,
+    Usr1,
+    Usr2,
+    Term,
+    Alrm,
+    Stop,
+    Cont,
+    Winch,
+}
+
+impl Signal {
+    /// The name on the wire, such as `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hup => "SIGHUP",
+            Self::Int => "SIGINT",
+            Self::Quit => "SIGQUIT",
+            Self::Kill => "SIGKILL",
+            Self::Usr1 => "SIGUSR1",
+            Self::Usr2 => "SIGUSR2",
+            Self::Term => "SIGTERM",
+            Self::Alrm => "SIGALRM",
+            Self::Stop => "SIGSTOP",
+            Self::Cont => "SIGCONT",
+            Self::Winch => "SIGWINCH",
+        }
+    }
+}
+
+/// Longest stop timeout the host accepts; a longer one fails the batch.
+pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Milliseconds of `d`, saturating (the host refuses anything above
+/// [`MAX_STOP_TIMEOUT`] anyway).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Action {
     /// Leave the container alone.
     pub fn ignore(reason: impl Into<String>) -> Self {
@@ -256,37 +334,58 @@ impl Action {
         }
     }
 
-    /// Send `signal`, wait up to `timeout_ms`, SIGKILL, and optionally remove.
-    pub fn stop(
-        signal: &str,
-        timeout_ms: u64,
-        then_remove: bool,
-        reason: impl Into<String>,
-    ) -> Self {
+    /// Send `signal`, wait up to `timeout` for the container to exit, then
+    /// SIGKILL it (as `docker stop` does). Add [`Action::and_remove`] to
+    /// remove it afterwards and [`Action::because`] to give the reason.
+    pub fn stop(signal: Signal, timeout: Duration) -> Self {
         Self {
             kind: ActionKind::Stop(StopSpec {
-                signal: signal.to_owned(),
-                timeout_ms,
-                then_remove,
+                signal: signal.name().to_owned(),
+                timeout_ms: millis(timeout),
+                then_remove: false,
             }),
-            reason: reason.into(),
+            reason: String::new(),
         }
     }
 
     /// Send `signal` and nothing else.
-    pub fn kill(signal: &str, reason: impl Into<String>) -> Self {
+    pub fn kill(signal: Signal) -> Self {
         Self {
-            kind: ActionKind::Kill(signal.to_owned()),
-            reason: reason.into(),
+            kind: ActionKind::Kill(signal.name().to_owned()),
+            reason: String::new(),
         }
     }
 
-    /// Remove the container (`force` kills it first if it runs).
-    pub fn remove(force: bool, reason: impl Into<String>) -> Self {
+    /// Remove the container; one that still runs is left alone by Docker
+    /// (see [`Action::force_remove`]).
+    pub fn remove() -> Self {
         Self {
-            kind: ActionKind::Remove(RemoveSpec { force }),
-            reason: reason.into(),
+            kind: ActionKind::Remove(RemoveSpec { force: false }),
+            reason: String::new(),
         }
+    }
+
+    /// Remove the container, killing it first if it runs.
+    pub fn force_remove() -> Self {
+        Self {
+            kind: ActionKind::Remove(RemoveSpec { force: true }),
+            reason: String::new(),
+        }
+    }
+
+    /// For a stop: remove the container once it has stopped. No effect on
+    /// other actions.
+    pub fn and_remove(mut self) -> Self {
+        if let ActionKind::Stop(spec) = &mut self.kind {
+            spec.then_remove = true;
+        }
+        self
+    }
+
+    /// Sets the reason, logged and audited with the action.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
     }
 }
 
@@ -318,5 +417,24 @@ mod tests {
         assert!(matches!(all.env, KeySelection::All));
         let narrowed = PolicyInfo::new("p", "1").reading(reads);
         assert!(!narrowed.reads.image);
+    }
+
+    #[test]
+    fn actions_carry_typed_signals_and_durations() {
+        let stop = Action::stop(Signal::Term, Duration::from_secs(30))
+            .and_remove()
+            .because("orphan");
+        assert_eq!(stop.reason, "orphan");
+        assert!(matches!(
+            &stop.kind,
+            ActionKind::Stop(StopSpec { signal, timeout_ms: 30_000, then_remove: true })
+                if signal == "SIGTERM"
+        ));
+        let kill = Action::kill(Signal::Kill).and_remove();
+        assert!(matches!(&kill.kind, ActionKind::Kill(s) if s == "SIGKILL"));
+        assert!(matches!(
+            Action::force_remove().kind,
+            ActionKind::Remove(RemoveSpec { force: true })
+        ));
     }
 }

@@ -3,14 +3,14 @@
 //! Useful to watch a new ownership policy in production before letting it
 //! reap anything.
 
-dockhand_policy_sdk::kill_world!("../../../wit");
+use dockhand_policy_sdk::{Action, CandidateBatch, EvalContext, KillPolicy, PolicyInfo};
 
 use dockhand_policy_sdk::logging::info;
 use dockhand_policy_sdk::{InputSelection, Ownership};
 
 struct AuditOnly;
 
-impl Guest for AuditOnly {
+impl KillPolicy for AuditOnly {
     fn describe() -> PolicyInfo {
         // It logs IDs and allocations only.
         PolicyInfo::new("example-audit-only", env!("CARGO_PKG_VERSION"))
@@ -33,4 +33,4 @@ impl Guest for AuditOnly {
     }
 }
 
-export!(AuditOnly);
+dockhand_policy_sdk::export_kill!(AuditOnly);

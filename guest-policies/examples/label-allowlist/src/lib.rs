@@ -4,9 +4,8 @@
 //! Stricter than the default: it needs Nomad's `extra_labels` to include
 //! `node_id` and `namespace`, and never uses name or mount heuristics.
 
-dockhand_policy_sdk::ownership_world!("../../../wit");
+use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 
-use dockhand_policy_sdk::helpers::label;
 use dockhand_policy_sdk::labels::{ALLOC_ID, NAMESPACE, NODE_ID};
 use dockhand_policy_sdk::{ContainerRef, InputSelection};
 
@@ -15,7 +14,7 @@ const ALLOWED_NAMESPACES: &[&str] = &["default", "batch"];
 
 struct LabelAllowlist;
 
-impl Guest for LabelAllowlist {
+impl OwnershipPolicy for LabelAllowlist {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("example-label-allowlist", env!("CARGO_PKG_VERSION"))
             .reading(InputSelection::nothing().with_labels(&[ALLOC_ID, NODE_ID, NAMESPACE]))
@@ -27,15 +26,15 @@ impl Guest for LabelAllowlist {
 }
 
 fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
-    let Some(alloc) = label(c, ALLOC_ID).filter(|a| !a.is_empty()) else {
+    let Some(alloc) = c.label(ALLOC_ID).filter(|a| !a.is_empty()) else {
         return Verdict::not_nomad("no alloc_id label");
     };
-    match label(c, NODE_ID) {
+    match c.label(NODE_ID) {
         Some(node) if node == ctx.node.id => {}
         Some(_) => return Verdict::not_nomad("labelled for another node"),
         None => return Verdict::unknown("no node_id label"),
     }
-    match label(c, NAMESPACE) {
+    match c.label(NAMESPACE) {
         Some(ns) if ALLOWED_NAMESPACES.contains(&ns) => {
             Verdict::owned(alloc, format!("namespace {ns} is allow-listed"))
         }
@@ -44,4 +43,4 @@ fn classify_one(ctx: &EvalContext, c: &ContainerRef<'_>) -> Verdict {
     }
 }
 
-export!(LabelAllowlist);
+dockhand_policy_sdk::export_ownership!(LabelAllowlist);

@@ -3,13 +3,13 @@
 //!
 //! Used by the host's tests to check that loading refuses it; never shipped.
 
-dockhand_policy_sdk::kill_world!("../../../wit");
+use dockhand_policy_sdk::{Action, CandidateBatch, EvalContext, KillPolicy, PolicyInfo};
 
 use dockhand_policy_sdk::InputSelection;
 
 struct Hostile;
 
-impl Guest for Hostile {
+impl KillPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-bad-selection", "0.1.0")
             .reading(InputSelection::nothing().with_labels(&["com.*.alloc_id"]))
@@ -23,4 +23,4 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_kill!(Hostile);

@@ -3,11 +3,14 @@
 //! Used by the host's tests to check that the sandbox contains it; never
 //! shipped.
 
-dockhand_policy_sdk::kill_world!("../../../wit");
+// The SDK only builds known signals; the raw contract type can say anything.
+use dockhand_policy_sdk::{
+    Action, ActionKind, CandidateBatch, EvalContext, KillPolicy, PolicyInfo,
+};
 
 struct Hostile;
 
-impl Guest for Hostile {
+impl KillPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-bad-signal", "0.1.0")
     }
@@ -15,9 +18,12 @@ impl Guest for Hostile {
     fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {
         batch
             .candidates()
-            .map(|_| Action::kill("SIGBOGUS", "no such signal"))
+            .map(|_| Action {
+                kind: ActionKind::Kill("SIGBOGUS".to_owned()),
+                reason: "no such signal".to_owned(),
+            })
             .collect()
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_kill!(Hostile);

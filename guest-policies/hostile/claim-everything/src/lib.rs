@@ -4,10 +4,9 @@
 //! Used by the host's tests to check that the reconciler accepts no claim the container does
 //! not bear out (another node's containers, plain `docker run` ones); never shipped.
 
-dockhand_policy_sdk::ownership_world!("../../../wit");
+use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 
 use dockhand_policy_sdk::InputSelection;
-use dockhand_policy_sdk::helpers::label;
 use dockhand_policy_sdk::labels::ALLOC_ID;
 
 /// The allocation claimed for a container without an `alloc_id` label.
@@ -15,7 +14,7 @@ const MADE_UP: &str = "00000000-0000-4000-8000-000000000000";
 
 struct Hostile;
 
-impl Guest for Hostile {
+impl OwnershipPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-claim-everything", "0.1.0")
             .reading(InputSelection::nothing().with_labels(&[ALLOC_ID]))
@@ -25,7 +24,8 @@ impl Guest for Hostile {
         batch
             .containers()
             .map(|c| {
-                let alloc = label(&c, ALLOC_ID)
+                let alloc = c
+                    .label(ALLOC_ID)
                     .filter(|a| !a.is_empty())
                     .unwrap_or(MADE_UP);
                 Verdict::owned(alloc, "everything is mine")
@@ -34,4 +34,4 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_ownership!(Hostile);

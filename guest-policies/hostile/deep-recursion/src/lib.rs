@@ -3,7 +3,7 @@
 //! Used by the host's tests to check that the sandbox contains it; never
 //! shipped.
 
-dockhand_policy_sdk::ownership_world!("../../../wit");
+use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 
 struct Hostile;
 
@@ -15,7 +15,7 @@ fn descend(depth: u64) -> u64 {
     descend(next).wrapping_add(std::hint::black_box(depth))
 }
 
-impl Guest for Hostile {
+impl OwnershipPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-deep-recursion", "0.1.0")
     }
@@ -29,4 +29,4 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_ownership!(Hostile);

@@ -4,13 +4,13 @@
 //! Used by the host's tests, beside a policy that claims everything, to check that only the
 //! claims the host accepts ever reach a kill policy; never shipped.
 
-dockhand_policy_sdk::kill_world!("../../../wit");
+use dockhand_policy_sdk::{Action, CandidateBatch, EvalContext, KillPolicy, PolicyInfo};
 
 use dockhand_policy_sdk::InputSelection;
 
 struct Hostile;
 
-impl Guest for Hostile {
+impl KillPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-remove-everything", "0.1.0").reading(InputSelection::nothing())
     }
@@ -18,9 +18,9 @@ impl Guest for Hostile {
     fn decide(_ctx: EvalContext, batch: CandidateBatch) -> Vec<Action> {
         batch
             .candidates()
-            .map(|_| Action::remove(true, "everything goes"))
+            .map(|_| Action::force_remove().because("everything goes"))
             .collect()
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_kill!(Hostile);

@@ -3,11 +3,11 @@
 //! Used by the host's tests to check that the sandbox contains it; never
 //! shipped.
 
-dockhand_policy_sdk::ownership_world!("../../../wit");
+use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 
 struct Hostile;
 
-impl Guest for Hostile {
+impl OwnershipPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-spin-loop", "0.1.0")
     }
@@ -24,4 +24,4 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_ownership!(Hostile);

@@ -6,13 +6,13 @@
 //! host's tests can check that nothing unselected reaches a policy. Never
 //! shipped.
 
-dockhand_policy_sdk::ownership_world!("../../../wit");
+use dockhand_policy_sdk::{ContainerBatch, EvalContext, OwnershipPolicy, PolicyInfo, Verdict};
 
 use dockhand_policy_sdk::{ContainerRef, InputSelection};
 
 struct Probe;
 
-impl Guest for Probe {
+impl OwnershipPolicy for Probe {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("probe-echo-inputs", "0.1.0").reading(
             InputSelection::nothing()
@@ -53,4 +53,4 @@ fn echo(c: &ContainerRef<'_>) -> String {
     )
 }
 
-export!(Probe);
+dockhand_policy_sdk::export_ownership!(Probe);

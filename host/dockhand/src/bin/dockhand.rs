@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use dockhand::cli::admin::{
     ActivateArgs, DryRunArgs, ListArgs, RollbackArgs, StatusArgs, UploadArgs,
 };
-use dockhand::cli::policy::{check::CheckArgs, test::TestArgs};
+use dockhand::cli::policy::{build::BuildArgs, check::CheckArgs, new::NewArgs, test::TestArgs};
 use dockhand::cli::{
     config_validate::ValidateArgs, fingerprint::FingerprintArgs, reconcile::ReconcileArgs,
     record::RecordArgs,
@@ -46,6 +46,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
+    /// Start a policy project (Rust or Python) that builds and passes `policy test` as written.
+    New(NewArgs),
+    /// Build a policy project into a component and check it.
+    Build(BuildArgs),
     /// Load a policy component as the plugin would and show its identity, or why it is refused.
     Check(CheckArgs),
     /// Run a policy over JSON fixtures and compare its answers with their expectations.
@@ -76,6 +80,12 @@ fn main() -> ExitCode {
         } => args.execute(),
         Command::Fingerprint(args) => runtime().block_on(args.execute()),
         Command::Reconcile(args) => runtime().block_on(args.execute()),
+        Command::Policy {
+            command: PolicyCommand::New(args),
+        } => args.execute(),
+        Command::Policy {
+            command: PolicyCommand::Build(args),
+        } => args.execute(),
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => args.execute(),

@@ -6,11 +6,18 @@
 //!   ([`fixtures::Fixture`]) and compares its answers with the expectations
 //!   written in them.
 //!
-//! Both accept `bundled:ownership` / `bundled:kill` instead of a path to use
-//! the defaults embedded in the driver. Nothing here talks to Docker.
+//! * `new NAME` writes a policy project (Rust or Python) and `build [DIR]`
+//!   builds one into a checked component ([`project`]).
+//!
+//! `check` and `test` accept `bundled:ownership` / `bundled:kill` instead of
+//! a path to use the defaults embedded in the driver, or a project directory
+//! for the component `build` wrote in it. Nothing here talks to Docker.
 
+pub mod build;
 pub mod check;
 pub mod fixtures;
+pub mod new;
+pub mod project;
 pub mod test;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +46,9 @@ pub enum PolicyCliError {
     /// The engine refused the policy.
     #[error("{}", describe_load_error(.0))]
     Load(#[source] LoadError),
+    /// A project directory was given but is not usable.
+    #[error(transparent)]
+    Project(#[from] project::ProjectError),
     /// The component exports neither world.
     #[error("not a dockhand policy: it exports neither `classify` (ownership) nor `decide` (kill)")]
     NoWorld,
@@ -58,6 +68,8 @@ pub struct PolicySource {
 impl PolicySource {
     /// Reads `file`, or an embedded default for `bundled:ownership|kill`.
     pub fn open(file: &Path) -> Result<Self, PolicyCliError> {
+        let (file, _) = project::resolve_component(file)?;
+        let file = file.as_path();
         let label = file.display().to_string();
         if let Some(name) = label.strip_prefix(BUNDLED_PREFIX) {
             let kind = match name {

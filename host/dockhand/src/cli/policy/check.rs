@@ -29,7 +29,8 @@ impl From<KindArg> for PolicyKind {
 /// Arguments of `dockhand policy check`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
-    /// The policy component (`.wasm`), or `bundled:ownership` / `bundled:kill`.
+    /// The policy component (`.wasm`), `bundled:ownership` / `bundled:kill`, or a project
+    /// directory (the component `dockhand policy build` wrote in it).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// The kind the policy must be; inferred from its exports when absent.

@@ -26,12 +26,14 @@ use super::{OfflineEngine, PolicyCliError, PolicySource};
 /// Arguments of `dockhand policy test`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TestArgs {
-    /// The policy component (`.wasm`), or `bundled:ownership` / `bundled:kill`.
-    #[arg(value_name = "FILE")]
+    /// The policy component (`.wasm`), `bundled:ownership` / `bundled:kill`, or a project
+    /// directory (its built component and, by default, its `fixtures/`).
+    #[arg(value_name = "FILE", default_value = ".")]
     pub file: PathBuf,
-    /// A directory of `*.json` fixtures (or a single fixture file).
+    /// A directory of `*.json` fixtures (or a single fixture file); required unless FILE is a
+    /// project directory.
     #[arg(long, value_name = "DIR")]
-    pub fixtures: PathBuf,
+    pub fixtures: Option<PathBuf>,
     /// The kind the policy must be; inferred from its exports when absent.
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
@@ -68,6 +70,9 @@ pub enum TestError {
     /// One or more fixtures are unusable.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Fixtures(Vec<FixtureError>),
+    /// No fixtures were named and FILE is not a project directory.
+    #[error("no fixtures: pass --fixtures DIR (or a project directory as FILE)")]
+    NoFixtures,
     /// The report could not be written.
     #[error("writing the report: {0}")]
     Write(#[from] io::Error),
@@ -118,7 +123,15 @@ pub fn run(args: &TestArgs, out: &mut dyn Write) -> Result<Outcome, TestError> {
     let source = PolicySource::open(&args.file)?;
     let engine = OfflineEngine::start()?;
     let policy = engine.load(&source, args.kind.map(PolicyKind::from))?;
-    let fixtures = read_fixtures(&args.fixtures)?;
+    let fixtures_dir = match (
+        &args.fixtures,
+        super::project::resolve_component(&args.file),
+    ) {
+        (Some(dir), _) => dir.clone(),
+        (None, Ok((_, Some(project)))) => project.fixtures(),
+        (None, _) => return Err(TestError::NoFixtures),
+    };
+    let fixtures = read_fixtures(&fixtures_dir)?;
     let default_ownership = match policy.kind() {
         PolicyKind::Kill => Some(engine.load(
             &PolicySource::open(Path::new("bundled:ownership"))?,
