@@ -70,7 +70,7 @@ pub enum AdminError {
     #[error("admin socket path {} must be absolute and name a file", .0.display())]
     BadPath(PathBuf),
     /// The socket's directory could not be created.
-    #[error("cannot create the admin socket directory {}: {source}", .path.display())]
+    #[error("cannot create the admin socket directory {}", .path.display())]
     CreateDir {
         /// The directory.
         path: PathBuf,
@@ -85,7 +85,7 @@ pub enum AdminError {
     #[error("admin socket {} is in use by another running process", .0.display())]
     InUse(PathBuf),
     /// A socket file operation failed.
-    #[error("admin socket {}: cannot {op}: {source}", .path.display())]
+    #[error("admin socket {}: cannot {op}", .path.display())]
     Socket {
         /// What was being done.
         op: &'static str,
@@ -96,13 +96,13 @@ pub enum AdminError {
         source: io::Error,
     },
     /// The gRPC server failed.
-    #[error("admin server: {0}")]
+    #[error("admin server failed")]
     Serve(#[from] tonic::transport::Error),
     /// The policy store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A policy activated in the store no longer loads.
-    #[error("stored active {kind} policy {digest} no longer loads: {source}")]
+    #[error("stored active {kind} policy {digest} no longer loads")]
     Load {
         /// Its kind.
         kind: PolicyKind,

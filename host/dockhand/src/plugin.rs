@@ -245,7 +245,7 @@ impl Dockhand {
         let rt = Arc::new(DriverRuntime::new(&settings.config).map_err(|e| {
             PluginError::Unavailable(format!(
                 "failed to initialize docker client: {}",
-                tasks::chain(&e)
+                nomad_plugin::error_chain(&e)
             ))
         })?);
         *slot = Some(Arc::clone(&rt));

@@ -539,7 +539,7 @@ impl Reconciler {
         if let Err(error) = written {
             self.metrics.record_audit_failure();
             tracing::error!(
-                error = %execute::error_chain(&error),
+                error = %nomad_plugin::error_chain(&error),
                 "failed to append to the reconciler audit file"
             );
         }

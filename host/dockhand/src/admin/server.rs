@@ -128,13 +128,10 @@ fn store_status(e: StoreError) -> Status {
 }
 
 fn load_status(kind: PolicyKind, e: &LoadError) -> Status {
-    let mut text = format!("{kind} policy refused: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    Status::invalid_argument(text)
+    Status::invalid_argument(format!(
+        "{kind} policy refused: {}",
+        nomad_plugin::error_chain(e)
+    ))
 }
 
 fn join_status(e: tokio::task::JoinError) -> Status {

@@ -122,7 +122,7 @@ pub enum ReconcileError {
     #[error("cannot set up the Docker client: {0}")]
     Docker(String),
     /// The output could not be written.
-    #[error("cannot write the report: {0}")]
+    #[error("cannot write the report")]
     Write(#[from] io::Error),
 }
 
@@ -131,10 +131,7 @@ impl ReconcileArgs {
     pub async fn execute(&self) -> ExitCode {
         match self.run(&mut io::stdout().lock()).await {
             Ok(output) => ExitCode::from(output.exit_code()),
-            Err(error) => {
-                eprintln!("dockhand reconcile: {error}");
-                ExitCode::from(2)
-            }
+            Err(error) => super::fail("dockhand reconcile", &error, super::EXIT_ERROR),
         }
     }
 

@@ -79,14 +79,14 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     let engine = match PolicyEngine::new(engine_config) {
         Ok(engine) => engine,
         Err(e) => {
-            tracing::error!(error = %e, "policy engine failed to start; reconciler not started");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), "policy engine failed to start; reconciler not started");
             return None;
         }
     };
     let ticker = match engine.start_epoch_ticker() {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "policy epoch ticker failed to start; reconciler not started");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), "policy epoch ticker failed to start; reconciler not started");
             return None;
         }
     };
@@ -171,7 +171,7 @@ fn policy_or_default(
     match engine.load_default(kind) {
         Ok(policy) => Some(policy),
         Err(e) => {
-            tracing::error!(kind = ?kind, error = %e, "bundled policy failed to load; reconciler not started");
+            tracing::error!(kind = ?kind, error = %nomad_plugin::error_chain(&e), "bundled policy failed to load; reconciler not started");
             None
         }
     }
@@ -210,7 +210,7 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
     let store = match PolicyStore::open(&store_dir, DEFAULT_KEEP_REVISIONS) {
         Ok(store) => Arc::new(store),
         Err(e) => {
-            tracing::error!(error = %e, dir = %store_dir.display(), "policy store unavailable; admin API not started");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), dir = %store_dir.display(), "policy store unavailable; admin API not started");
             return;
         }
     };
@@ -230,7 +230,7 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
         }
         Ok(None) => ActiveEntry::from_config(configured.clone(), mode),
         Err(e) => {
-            tracing::error!(kind = ?kind, error = %e, "stored activation unusable; keeping the configured policy");
+            tracing::error!(kind = ?kind, error = %nomad_plugin::error_chain(&e), "stored activation unusable; keeping the configured policy");
             ActiveEntry::from_config(configured.clone(), mode)
         }
     };
@@ -257,7 +257,7 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
         )
         .await
         {
-            tracing::error!(error = %e, socket = %socket.display(), "admin API stopped");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), socket = %socket.display(), "admin API stopped");
         }
     });
 }

@@ -171,19 +171,7 @@ async fn append(audit: &Arc<AuditLog>, record: AuditRecord) -> Result<(), String
     tokio::task::spawn_blocking(move || audit.append(&[AuditLine::Record(record)]))
         .await
         .map_err(|join| format!("the writer did not complete: {join}"))?
-        .map_err(|e| error_chain(&e))
-}
-
-/// `e` and its sources, joined with `: `.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+        .map_err(|e| nomad_plugin::error_chain(&e))
 }
 
 /// Carries out one action against container `id`: each Docker call bounded by `limit` (a stop
