@@ -11,9 +11,10 @@
 //! accessor other parts (the reconciler) use.
 //!
 //! Start-once: the agent launches the binary several times, and the validation launch only
-//! ever sees `SetConfig`. So `SetConfig` validates and stores; the background work (today the
-//! fingerprint loop) starts from the first `Fingerprint` or `Init` of the process, exactly
-//! once, and logs `background tasks started` when it does. Every `Fingerprint` stream is a
+//! ever sees `SetConfig`. So `SetConfig` validates and stores; the background work (the
+//! fingerprint loop and, in the configured long-lived instance, the start-up scan of group
+//! network sandboxes, the reconciler and the admin API) starts from the first `Fingerprint` or
+//! `Init` of the process, exactly once, and logs `background tasks started` when it does. Every `Fingerprint` stream is a
 //! subscriber to that one loop: it receives the latest result at once and each later one.
 //!
 //! The fingerprint period is 30 s, like Nomad's docker driver; the environment variable
@@ -43,6 +44,7 @@ use nomad_plugin::{
 };
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
+use tracing::Instrument as _;
 
 use crate::config::{self, PluginConfig};
 use crate::fingerprint::{FingerprintOutcome, FingerprintSettings, Fingerprinter, Health};
@@ -484,10 +486,18 @@ impl DriverPlugin for Dockhand {
     }
 
     async fn recover_task(&self, request: RecoverTaskRequest) -> Result<(), PluginError> {
-        if let Some(task) = request.handle.as_ref().and_then(|h| h.config.as_ref()) {
+        let config = request.handle.as_ref().and_then(|h| h.config.as_ref());
+        if let Some(task) = config {
             self.node.learn(&task.node_id, &task.node_name);
         }
-        tasks::recover(&self.engine()?, request).await
+        let span = task_span(
+            "recover_task",
+            &request.task_id,
+            config.map_or("", |c| c.alloc_id.as_str()),
+        );
+        async { tasks::recover(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn start_task(
@@ -497,41 +507,66 @@ impl DriverPlugin for Dockhand {
         if let Some(task) = request.task.as_ref() {
             self.node.learn(&task.node_id, &task.node_name);
         }
-        tasks::start(&self.engine()?, &self.plugin_config(), request).await
+        let span = request.task.as_ref().map_or_else(
+            || task_span("start_task", "", ""),
+            |t| task_span("start_task", &t.id, &t.alloc_id),
+        );
+        async { tasks::start(&self.engine()?, &self.plugin_config(), request).await }
+            .instrument(span)
+            .await
     }
 
     async fn wait_task(&self, request: WaitTaskRequest) -> Result<WaitTaskResponse, PluginError> {
-        tasks::wait(&self.engine()?, request).await
+        let span = task_span("wait_task", &request.task_id, "");
+        async { tasks::wait(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn stop_task(&self, request: StopTaskRequest) -> Result<(), PluginError> {
-        tasks::stop(&self.engine()?, request).await
+        let span = task_span("stop_task", &request.task_id, "");
+        async { tasks::stop(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn destroy_task(&self, request: DestroyTaskRequest) -> Result<(), PluginError> {
-        tasks::destroy(&self.engine()?, request).await
+        let span = task_span("destroy_task", &request.task_id, "");
+        async { tasks::destroy(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn inspect_task(
         &self,
         request: InspectTaskRequest,
     ) -> Result<InspectTaskResponse, PluginError> {
-        tasks::inspect(&self.engine()?, request).await
+        let span = task_span("inspect_task", &request.task_id, "");
+        async { tasks::inspect(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn task_stats(
         &self,
         request: TaskStatsRequest,
     ) -> Result<ResponseStream<TaskStatsResponse>, PluginError> {
+        let _entered = task_span("task_stats", &request.task_id, "").entered();
         tasks::stats(&self.engine()?, request)
     }
 
     async fn signal_task(&self, request: SignalTaskRequest) -> Result<(), PluginError> {
-        tasks::signal(&self.engine()?, request).await
+        let span = task_span("signal_task", &request.task_id, "");
+        async { tasks::signal(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn exec_task(&self, request: ExecTaskRequest) -> Result<ExecTaskResponse, PluginError> {
-        tasks::exec(&self.engine()?, request).await
+        let span = task_span("exec_task", &request.task_id, "");
+        async { tasks::exec(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn exec_task_streaming(
@@ -546,12 +581,38 @@ impl DriverPlugin for Dockhand {
         request: CreateNetworkRequest,
     ) -> Result<CreateNetworkResponse, PluginError> {
         let node_id = self.node.get().id;
-        network::create(&self.engine()?, request, &node_id).await
+        let span = task_span("create_network", "", &request.alloc_id);
+        async { network::create(&self.engine()?, request, &node_id).await }
+            .instrument(span)
+            .await
     }
 
     async fn destroy_network(&self, request: DestroyNetworkRequest) -> Result<(), PluginError> {
-        network::destroy(&self.engine()?, request).await
+        let span = task_span("destroy_network", "", &request.alloc_id);
+        async { network::destroy(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
+}
+
+/// The span of one task operation, named `op`, with the task's `task_id` and the allocation's
+/// `alloc_id` when the request names them: every line logged while serving it carries them, so
+/// one task can be followed in the log. At `ERROR` level so that no log filter that lets any
+/// line through drops the span (and with it those fields).
+fn task_span(op: &'static str, task_id: &str, alloc_id: &str) -> tracing::Span {
+    let span = tracing::error_span!(
+        "task",
+        op,
+        task_id = tracing::field::Empty,
+        alloc_id = tracing::field::Empty
+    );
+    if !task_id.is_empty() {
+        span.record("task_id", task_id);
+    }
+    if !alloc_id.is_empty() {
+        span.record("alloc_id", alloc_id);
+    }
+    span
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use orphan_policy::{ActionKind, Signal};
+use tracing::Instrument as _;
 
 use super::Reconciler;
 use super::audit::{AuditLine, AuditLog, AuditRecord, SweepFacts};
@@ -87,7 +88,15 @@ pub(super) async fn carry_out(
     let facts = SweepFacts::of(report);
     let views: &[WorkView<'_>] = work;
     let outcomes: Vec<(usize, Outcome)> = futures::stream::iter(chosen)
-        .map(|i| async move { (i, act(rec, docker, &views[i], facts, limit).await) })
+        .map(|i| async move {
+            let span = tracing::error_span!("action", container_id = %views[i].id);
+            (
+                i,
+                act(rec, docker, &views[i], facts, limit)
+                    .instrument(span)
+                    .await,
+            )
+        })
         .buffer_unordered(ACTION_CONCURRENCY)
         .collect()
         .await;

@@ -196,7 +196,7 @@ fn dns_servers(spec: &TaskSpec) -> Vec<String> {
         .filter(|ip| {
             let valid = ip.parse::<std::net::IpAddr>().is_ok();
             if !valid {
-                tracing::error!(task_id = spec.id, ip = %ip, "invalid ip address for container dns server; skipped");
+                tracing::error!(ip = %ip, "invalid ip address for container dns server; skipped");
             }
             valid
         })
