@@ -35,10 +35,10 @@
 //! (the learnt one), so it reports what enforce mode would do.
 
 pub mod client;
+mod on_demand;
 pub mod peer;
 mod proto;
 mod server;
-mod sweep;
 
 use std::future::Future;
 use std::io;
@@ -55,13 +55,13 @@ use crate::reconcile::{
     ActivePolicies, Metrics, ModeSwitch, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
 };
 
+pub use on_demand::sweep_response;
 pub use proto::{
     ActivePolicy as ActivePolicyMsg, DryRunResponse, DryRunRow, ListResponse,
     PolicyKind as PolicyKindMsg, PolicyMode as PolicyModeMsg, StatusResponse,
     StoredPolicy as StoredPolicyMsg, SweepDecision as SweepDecisionMsg, SweepResponse,
     UploadResponse,
 };
-pub use sweep::sweep_response;
 
 /// Why the admin server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +264,7 @@ impl ActivePolicySet {
     /// every activation before the activation returns — switching to audit stops the sweep
     /// in flight from acting further (the reconciler reads the switch before each action).
     pub fn with_mode_switch(mut self, switch: Arc<ModeSwitch>) -> Self {
-        switch.set(reconciler_mode(self.modes().effective()));
+        switch.set(self.modes().effective());
         self.switch = Some(switch);
         self
     }
@@ -322,7 +322,7 @@ impl ActivePolicySet {
         if effective == PolicyMode::Audit
             && let Some(switch) = &self.switch
         {
-            switch.set(reconciler_mode(effective));
+            switch.set(effective);
         }
         let pair = {
             let mut entries = self.lock();
@@ -341,7 +341,7 @@ impl ActivePolicySet {
         };
         self.modes.send_replace(modes);
         if let Some(switch) = &self.switch {
-            switch.set(reconciler_mode(effective));
+            switch.set(effective);
         }
         applied
     }
@@ -349,14 +349,6 @@ impl ActivePolicySet {
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The guarded value is replaced whole; a panic cannot leave it half-written.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The reconciler's form of a policy mode.
-fn reconciler_mode(mode: PolicyMode) -> crate::config::PolicyMode {
-    match mode {
-        PolicyMode::Audit => crate::config::PolicyMode::Audit,
-        PolicyMode::Enforce => crate::config::PolicyMode::Enforce,
     }
 }
 

@@ -148,20 +148,13 @@ impl DockhandOptions {
     }
 }
 
-/// `500ms`, `2s`, `1m`, or a plain number of seconds.
+/// A plain number of seconds (`7`) or a Go duration (`500ms`, `2s`, `1m`).
 pub fn parse_period(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1000)
-    };
-    let value: u64 = number.trim().parse().ok()?;
-    Some(Duration::from_millis(value.checked_mul(unit_ms)?))
+    match text.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => config::duration::parse_go_duration(text).ok(),
+    }
 }
 
 /// The validated agent-side configuration stored by `SetConfig`.
@@ -629,6 +622,7 @@ mod tests {
         assert_eq!(parse_period("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_period("1m"), Some(Duration::from_secs(60)));
         assert_eq!(parse_period("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_period("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_period("fast"), None);
     }
 

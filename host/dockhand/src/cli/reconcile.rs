@@ -46,7 +46,7 @@ use crate::admin::client::{AdminClient, ClientError};
 use crate::admin::{SweepResponse, sweep_response};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
 use crate::config::hcl_file;
-use crate::config::{PluginConfig, PolicySource};
+use crate::config::{PluginConfig, PolicyFile};
 use crate::docker::{BollardDocker, DockerApi};
 use crate::reconcile::{
     ActivePolicies, NODE_FILE_NAME, PolicySlot, ReconcileSettings, TrackedFn, dry_run_report,
@@ -307,7 +307,7 @@ fn load_config(path: &Path) -> Result<(PluginConfig, String), ReconcileError> {
 fn load_policy(
     engine: &PolicyEngine,
     kind: PolicyKind,
-    source: Option<&PolicySource>,
+    source: Option<&PolicyFile>,
 ) -> Result<LoadedPolicy, ReconcileError> {
     let Some(source) = source else {
         return engine

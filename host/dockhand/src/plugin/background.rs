@@ -18,12 +18,12 @@ use tokio::sync::watch;
 use crate::admin::{
     ActiveEntry, ActivePolicySet, AdminState, DryRunSource, restore_from_store, serve_admin,
 };
-use crate::config::{self, PluginConfig, PolicySource};
+use crate::config::{PluginConfig, PolicyFile};
 use crate::reconcile::{
     ActivePolicies, HealthProbe, Metrics, ModeSwitch, NodeCell, PolicySlot, ReconcileSettings,
     Reconciler, TrackedSource,
 };
-use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyMode, PolicyStore, STORE_DIR_NAME};
+use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyStore, STORE_DIR_NAME};
 
 /// What stays alive while the reconciler runs.
 #[derive(Debug)]
@@ -148,7 +148,7 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
 fn policy_or_default(
     engine: &PolicyEngine,
     kind: PolicyKind,
-    source: Option<&PolicySource>,
+    source: Option<&PolicyFile>,
 ) -> Option<LoadedPolicy> {
     if let Some(source) = source {
         match load_configured(engine, kind, source) {
@@ -180,7 +180,7 @@ fn policy_or_default(
 fn load_configured(
     engine: &PolicyEngine,
     kind: PolicyKind,
-    source: &PolicySource,
+    source: &PolicyFile,
 ) -> Result<LoadedPolicy, String> {
     let bytes = std::fs::read(&source.path).map_err(|e| format!("cannot read it: {e}"))?;
     if let Some(pin) = &source.sha256 {
@@ -214,10 +214,7 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
             return;
         }
     };
-    let mode = match config.dockhand.mode {
-        config::PolicyMode::Audit => PolicyMode::Audit,
-        config::PolicyMode::Enforce => PolicyMode::Enforce,
-    };
+    let mode = config.dockhand.mode;
     let current = inputs.policies.current();
     let entry = |kind: PolicyKind, configured: &LoadedPolicy| match restore_from_store(
         inputs.engine,
