@@ -18,29 +18,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `(cargo lib name, output name)` of every guest the host uses.
-const GUESTS: &[(&str, &str)] = &[
-    ("default_ownership", "default-ownership"),
-    ("default_kill", "default-kill"),
-    ("example_label_allowlist", "example-label-allowlist"),
-    ("example_audit_only", "example-audit-only"),
-    ("hostile_spin_loop", "hostile-spin-loop"),
-    ("hostile_memory_bomb", "hostile-memory-bomb"),
-    ("hostile_deep_recursion", "hostile-deep-recursion"),
-    ("hostile_panic", "hostile-panic"),
-    ("hostile_oversized_output", "hostile-oversized-output"),
-    ("hostile_wrong_count", "hostile-wrong-count"),
-    ("hostile_bad_verdict", "hostile-bad-verdict"),
-    ("hostile_bad_signal", "hostile-bad-signal"),
-    ("hostile_log_flood", "hostile-log-flood"),
-    ("hostile_wasi_import", "hostile-wasi-import"),
-    ("hostile_bad_selection", "hostile-bad-selection"),
-    ("hostile_claim_everything", "hostile-claim-everything"),
-    ("hostile_remove_everything", "hostile-remove-everything"),
-    ("hostile_aliased_answer", "hostile-aliased-answer"),
-    ("probe_echo_inputs", "probe-echo-inputs"),
-];
-
 /// The core module (not componentized) kept for the "not a component" test.
 const CORE_MODULE_SOURCE: &str = "default_ownership";
 
@@ -66,18 +43,15 @@ fn run() -> Result<(), String> {
     let wit_dir = repo_root.join("wit");
 
     println!("cargo::rerun-if-changed={}", wit_dir.display());
-    for entry in [
-        ".cargo",
-        "Cargo.toml",
-        "Cargo.lock",
-        "sdk",
-        "default-ownership",
-        "default-kill",
-        "examples",
-        "hostile",
-    ] {
+    let members = workspace_members(&guest_ws)?;
+    for entry in [".cargo", "Cargo.toml", "Cargo.lock"]
+        .into_iter()
+        .chain(members.iter().map(String::as_str))
+    {
         println!("cargo::rerun-if-changed={}", guest_ws.join(entry).display());
     }
+    let guests = guests(&guest_ws, &members)?;
+    check_every_test_guest_is_tested(&repo_root, &guests)?;
 
     check_wasm_target()?;
 
@@ -87,7 +61,11 @@ fn run() -> Result<(), String> {
     let built = guest_target.join(WASM_TARGET).join("release");
     let dest = out_dir.join("guests");
     fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-    for (lib, name) in GUESTS {
+    write_if_changed(
+        &out_dir.join("test_guests.rs"),
+        test_guests_source(&guests).as_bytes(),
+    )?;
+    for (lib, name) in &guests {
         let core = read(&built.join(format!("{lib}.wasm")))?;
         let component = wit_component::ComponentEncoder::default()
             .module(&core)
@@ -226,4 +204,154 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), String> {
         return Ok(());
     }
     fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The guests bundled as defaults; every other guest is a test guest.
+const DEFAULT_GUESTS: &[&str] = &["default-ownership", "default-kill"];
+
+/// The name [`test_guest`](../src/guests.rs) gives the plain core module.
+const CORE_MODULE_NAME: &str = "core-module";
+
+/// The `members` of the guest workspace's `Cargo.toml`: the one list of guests. Directories
+/// that are not members are ignored.
+fn workspace_members(guest_ws: &Path) -> Result<Vec<String>, String> {
+    let manifest = read_text(&guest_ws.join("Cargo.toml"))?;
+    let start = manifest
+        .find("members = [")
+        .ok_or("guest-policies/Cargo.toml has no `members = [` list")?;
+    let rest = &manifest[start + "members = [".len()..];
+    let end = rest.find(']').ok_or("unterminated `members` list")?;
+    Ok(rest[..end]
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .flat_map(|line| line.split(','))
+        .map(|item| item.trim().trim_matches('"').to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
+/// `(cargo lib name, output name)` of every member that builds a `cdylib` (the SDK does not).
+fn guests(guest_ws: &Path, members: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut guests = Vec::new();
+    for member in members {
+        let path = guest_ws.join(member).join("Cargo.toml");
+        let manifest = read_text(&path)?;
+        if !manifest.contains("\"cdylib\"") {
+            continue;
+        }
+        let name = manifest
+            .lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == "name").then(|| value.trim().trim_matches('"').to_owned())
+            })
+            .ok_or_else(|| format!("{}: no package name", path.display()))?;
+        guests.push((name.replace('-', "_"), name));
+    }
+    Ok(guests)
+}
+
+/// Rust source of `TEST_GUESTS`, included by `src/guests.rs`.
+fn test_guests_source(guests: &[(String, String)]) -> String {
+    let mut source = String::from(
+        "/// Names accepted by [`test_guest`]: every guest of the guest workspace but the two\n\
+         /// defaults, and `core-module` (a plain core module, not a component). Generated by\n\
+         /// `build.rs` from the workspace's members.\n\
+         pub const TEST_GUESTS: &[&str] = &[\n",
+    );
+    for name in test_guest_names(guests) {
+        source.push_str(&format!("    {name:?},\n"));
+    }
+    source.push_str("];\n");
+    source
+}
+
+fn test_guest_names(guests: &[(String, String)]) -> Vec<&str> {
+    guests
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .filter(|name| !DEFAULT_GUESTS.contains(name))
+        .chain([CORE_MODULE_NAME])
+        .collect()
+}
+
+/// Where tests name guests: this crate's tests and benches, the driver's sources and benches,
+/// and the integration tests.
+const TEST_SOURCE_DIRS: &[&str] = &[
+    "host/orphan-policy/tests",
+    "host/orphan-policy/benches",
+    "host/dockhand/src",
+    "host/dockhand/benches",
+    "tests/integration",
+];
+
+/// Fails the build when a test guest is named by no test, or a test names (as a
+/// `"example-…"`, `"hostile-…"` or `"probe-…"` string) a guest the workspace does not have.
+fn check_every_test_guest_is_tested(
+    repo_root: &Path,
+    guests: &[(String, String)],
+) -> Result<(), String> {
+    let mut text = String::new();
+    for dir in TEST_SOURCE_DIRS {
+        let dir = repo_root.join(dir);
+        println!("cargo::rerun-if-changed={}", dir.display());
+        collect_rust_sources(&dir, &mut text)?;
+    }
+    let names = test_guest_names(guests);
+    let untested: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| *name != CORE_MODULE_NAME && !text.contains(&format!("\"{name}\"")))
+        .collect();
+    if !untested.is_empty() {
+        return Err(format!(
+            "test guests named by no test ({}): {}",
+            TEST_SOURCE_DIRS.join(", "),
+            untested.join(", ")
+        ));
+    }
+    let mut missing: Vec<&str> = Vec::new();
+    for prefix in ["\"example-", "\"hostile-", "\"probe-"] {
+        for (at, _) in text.match_indices(prefix) {
+            let literal = &text[at + 1..];
+            let Some(end) = literal.find('"') else {
+                continue;
+            };
+            let name = &literal[..end];
+            let is_name = name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if is_name && !names.contains(&name) && !missing.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "tests name guests that are not members of guest-policies/Cargo.toml: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the text of every `.rs` file under `dir` (recursively) to `out`.
+fn collect_rust_sources(dir: &Path, out: &mut String) -> Result<(), String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("reading {}: {e}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            collect_rust_sources(&path, out)?;
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push_str(&read_text(&path)?);
+            out.push('\n');
+        }
+    }
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
 }

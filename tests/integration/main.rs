@@ -22,6 +22,7 @@ mod registry;
 mod restart;
 mod support;
 mod task_options;
+mod task_spans;
 mod tasks;
 mod wedged;
 mod wire;

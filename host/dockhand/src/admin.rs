@@ -35,10 +35,10 @@
 //! (the learnt one), so it reports what enforce mode would do.
 
 pub mod client;
+mod on_demand;
 pub mod peer;
 mod proto;
 mod server;
-mod sweep;
 
 use std::future::Future;
 use std::io;
@@ -55,13 +55,13 @@ use crate::reconcile::{
     ActivePolicies, Metrics, ModeSwitch, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
 };
 
+pub use on_demand::sweep_response;
 pub use proto::{
     ActivePolicy as ActivePolicyMsg, DryRunResponse, DryRunRow, ListResponse,
     PolicyKind as PolicyKindMsg, PolicyMode as PolicyModeMsg, StatusResponse,
     StoredPolicy as StoredPolicyMsg, SweepDecision as SweepDecisionMsg, SweepResponse,
     UploadResponse,
 };
-pub use sweep::sweep_response;
 
 /// Why the admin server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub enum AdminError {
     #[error("admin socket path {} must be absolute and name a file", .0.display())]
     BadPath(PathBuf),
     /// The socket's directory could not be created.
-    #[error("cannot create the admin socket directory {}: {source}", .path.display())]
+    #[error("cannot create the admin socket directory {}", .path.display())]
     CreateDir {
         /// The directory.
         path: PathBuf,
@@ -85,7 +85,7 @@ pub enum AdminError {
     #[error("admin socket {} is in use by another running process", .0.display())]
     InUse(PathBuf),
     /// A socket file operation failed.
-    #[error("admin socket {}: cannot {op}: {source}", .path.display())]
+    #[error("admin socket {}: cannot {op}", .path.display())]
     Socket {
         /// What was being done.
         op: &'static str,
@@ -96,13 +96,13 @@ pub enum AdminError {
         source: io::Error,
     },
     /// The gRPC server failed.
-    #[error("admin server: {0}")]
+    #[error("admin server failed")]
     Serve(#[from] tonic::transport::Error),
     /// The policy store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A policy activated in the store no longer loads.
-    #[error("stored active {kind} policy {digest} no longer loads: {source}")]
+    #[error("stored active {kind} policy {digest} no longer loads")]
     Load {
         /// Its kind.
         kind: PolicyKind,
@@ -264,7 +264,7 @@ impl ActivePolicySet {
     /// every activation before the activation returns — switching to audit stops the sweep
     /// in flight from acting further (the reconciler reads the switch before each action).
     pub fn with_mode_switch(mut self, switch: Arc<ModeSwitch>) -> Self {
-        switch.set(reconciler_mode(self.modes().effective()));
+        switch.set(self.modes().effective());
         self.switch = Some(switch);
         self
     }
@@ -322,7 +322,7 @@ impl ActivePolicySet {
         if effective == PolicyMode::Audit
             && let Some(switch) = &self.switch
         {
-            switch.set(reconciler_mode(effective));
+            switch.set(effective);
         }
         let pair = {
             let mut entries = self.lock();
@@ -341,7 +341,7 @@ impl ActivePolicySet {
         };
         self.modes.send_replace(modes);
         if let Some(switch) = &self.switch {
-            switch.set(reconciler_mode(effective));
+            switch.set(effective);
         }
         applied
     }
@@ -349,14 +349,6 @@ impl ActivePolicySet {
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The guarded value is replaced whole; a panic cannot leave it half-written.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The reconciler's form of a policy mode.
-fn reconciler_mode(mode: PolicyMode) -> crate::config::PolicyMode {
-    match mode {
-        PolicyMode::Audit => crate::config::PolicyMode::Audit,
-        PolicyMode::Enforce => crate::config::PolicyMode::Enforce,
     }
 }
 

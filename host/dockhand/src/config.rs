@@ -50,7 +50,7 @@ use nomad_plugin::cty::{self, CtyError, Cursor};
 
 pub use plugin::{
     AdminConfig, AllowedModes, DaemonSharing, DanglingConfig, DockhandConfig, GcConfig,
-    LoggingConfig, PluginConfig, PolicyMode, PolicySource, RegistryAuth, TlsConfig, VolumesConfig,
+    LoggingConfig, PluginConfig, PolicyFile, PolicyMode, RegistryAuth, TlsConfig, VolumesConfig,
 };
 pub use plugin_spec::plugin_config_spec;
 pub use raw::{RawPluginConfig, RawTaskConfig};

@@ -11,9 +11,10 @@
 //! accessor other parts (the reconciler) use.
 //!
 //! Start-once: the agent launches the binary several times, and the validation launch only
-//! ever sees `SetConfig`. So `SetConfig` validates and stores; the background work (today the
-//! fingerprint loop) starts from the first `Fingerprint` or `Init` of the process, exactly
-//! once, and logs `background tasks started` when it does. Every `Fingerprint` stream is a
+//! ever sees `SetConfig`. So `SetConfig` validates and stores; the background work (the
+//! fingerprint loop and, in the configured long-lived instance, the start-up scan of group
+//! network sandboxes, the reconciler and the admin API) starts from the first `Fingerprint` or
+//! `Init` of the process, exactly once, and logs `background tasks started` when it does. Every `Fingerprint` stream is a
 //! subscriber to that one loop: it receives the latest result at once and each later one.
 //!
 //! The fingerprint period is 30 s, like Nomad's docker driver; the environment variable
@@ -43,6 +44,7 @@ use nomad_plugin::{
 };
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
+use tracing::Instrument as _;
 
 use crate::config::{self, PluginConfig};
 use crate::fingerprint::{FingerprintOutcome, FingerprintSettings, Fingerprinter, Health};
@@ -146,20 +148,13 @@ impl DockhandOptions {
     }
 }
 
-/// `500ms`, `2s`, `1m`, or a plain number of seconds.
+/// A plain number of seconds (`7`) or a Go duration (`500ms`, `2s`, `1m`).
 pub fn parse_period(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (text, 1000)
-    };
-    let value: u64 = number.trim().parse().ok()?;
-    Some(Duration::from_millis(value.checked_mul(unit_ms)?))
+    match text.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => config::duration::parse_go_duration(text).ok(),
+    }
 }
 
 /// The validated agent-side configuration stored by `SetConfig`.
@@ -245,7 +240,7 @@ impl Dockhand {
         let rt = Arc::new(DriverRuntime::new(&settings.config).map_err(|e| {
             PluginError::Unavailable(format!(
                 "failed to initialize docker client: {}",
-                tasks::chain(&e)
+                nomad_plugin::error_chain(&e)
             ))
         })?);
         *slot = Some(Arc::clone(&rt));
@@ -484,10 +479,18 @@ impl DriverPlugin for Dockhand {
     }
 
     async fn recover_task(&self, request: RecoverTaskRequest) -> Result<(), PluginError> {
-        if let Some(task) = request.handle.as_ref().and_then(|h| h.config.as_ref()) {
+        let config = request.handle.as_ref().and_then(|h| h.config.as_ref());
+        if let Some(task) = config {
             self.node.learn(&task.node_id, &task.node_name);
         }
-        tasks::recover(&self.engine()?, request).await
+        let span = task_span(
+            "recover_task",
+            &request.task_id,
+            config.map_or("", |c| c.alloc_id.as_str()),
+        );
+        async { tasks::recover(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn start_task(
@@ -497,41 +500,66 @@ impl DriverPlugin for Dockhand {
         if let Some(task) = request.task.as_ref() {
             self.node.learn(&task.node_id, &task.node_name);
         }
-        tasks::start(&self.engine()?, &self.plugin_config(), request).await
+        let span = request.task.as_ref().map_or_else(
+            || task_span("start_task", "", ""),
+            |t| task_span("start_task", &t.id, &t.alloc_id),
+        );
+        async { tasks::start(&self.engine()?, &self.plugin_config(), request).await }
+            .instrument(span)
+            .await
     }
 
     async fn wait_task(&self, request: WaitTaskRequest) -> Result<WaitTaskResponse, PluginError> {
-        tasks::wait(&self.engine()?, request).await
+        let span = task_span("wait_task", &request.task_id, "");
+        async { tasks::wait(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn stop_task(&self, request: StopTaskRequest) -> Result<(), PluginError> {
-        tasks::stop(&self.engine()?, request).await
+        let span = task_span("stop_task", &request.task_id, "");
+        async { tasks::stop(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn destroy_task(&self, request: DestroyTaskRequest) -> Result<(), PluginError> {
-        tasks::destroy(&self.engine()?, request).await
+        let span = task_span("destroy_task", &request.task_id, "");
+        async { tasks::destroy(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn inspect_task(
         &self,
         request: InspectTaskRequest,
     ) -> Result<InspectTaskResponse, PluginError> {
-        tasks::inspect(&self.engine()?, request).await
+        let span = task_span("inspect_task", &request.task_id, "");
+        async { tasks::inspect(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn task_stats(
         &self,
         request: TaskStatsRequest,
     ) -> Result<ResponseStream<TaskStatsResponse>, PluginError> {
+        let _entered = task_span("task_stats", &request.task_id, "").entered();
         tasks::stats(&self.engine()?, request)
     }
 
     async fn signal_task(&self, request: SignalTaskRequest) -> Result<(), PluginError> {
-        tasks::signal(&self.engine()?, request).await
+        let span = task_span("signal_task", &request.task_id, "");
+        async { tasks::signal(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn exec_task(&self, request: ExecTaskRequest) -> Result<ExecTaskResponse, PluginError> {
-        tasks::exec(&self.engine()?, request).await
+        let span = task_span("exec_task", &request.task_id, "");
+        async { tasks::exec(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
 
     async fn exec_task_streaming(
@@ -546,12 +574,38 @@ impl DriverPlugin for Dockhand {
         request: CreateNetworkRequest,
     ) -> Result<CreateNetworkResponse, PluginError> {
         let node_id = self.node.get().id;
-        network::create(&self.engine()?, request, &node_id).await
+        let span = task_span("create_network", "", &request.alloc_id);
+        async { network::create(&self.engine()?, request, &node_id).await }
+            .instrument(span)
+            .await
     }
 
     async fn destroy_network(&self, request: DestroyNetworkRequest) -> Result<(), PluginError> {
-        network::destroy(&self.engine()?, request).await
+        let span = task_span("destroy_network", "", &request.alloc_id);
+        async { network::destroy(&self.engine()?, request).await }
+            .instrument(span)
+            .await
     }
+}
+
+/// The span of one task operation, named `op`, with the task's `task_id` and the allocation's
+/// `alloc_id` when the request names them: every line logged while serving it carries them, so
+/// one task can be followed in the log. At `ERROR` level so that no log filter that lets any
+/// line through drops the span (and with it those fields).
+fn task_span(op: &'static str, task_id: &str, alloc_id: &str) -> tracing::Span {
+    let span = tracing::error_span!(
+        "task",
+        op,
+        task_id = tracing::field::Empty,
+        alloc_id = tracing::field::Empty
+    );
+    if !task_id.is_empty() {
+        span.record("task_id", task_id);
+    }
+    if !alloc_id.is_empty() {
+        span.record("alloc_id", alloc_id);
+    }
+    span
 }
 
 #[cfg(test)]
@@ -568,6 +622,7 @@ mod tests {
         assert_eq!(parse_period("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_period("1m"), Some(Duration::from_secs(60)));
         assert_eq!(parse_period("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_period("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_period("fast"), None);
     }
 

@@ -55,11 +55,12 @@ mod sweep;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use orphan_policy::{LoadedPolicy, NodeInfo};
+use tracing::Instrument as _;
 
 use crate::config::{DaemonSharing, PluginConfig, PolicyMode};
 use crate::docker::DockerApi;
@@ -488,12 +489,20 @@ impl Reconciler {
         self.sweep_locked().await
     }
 
-    /// One sweep; the caller holds `gate`.
+    /// One sweep; the caller holds `gate`. Everything it logs carries its `sweep_id` (one
+    /// number per sweep of the process, periodic or on-demand). The span is at `ERROR` level so
+    /// that no log filter that lets any line through drops it.
     async fn sweep_locked(&self) -> SweepReport {
-        let mut report = sweep::run(self).await;
-        self.finish_sweep(&mut report);
-        self.write_audit(&report).await;
-        report
+        static NEXT_SWEEP_ID: AtomicU64 = AtomicU64::new(1);
+        let sweep_id = NEXT_SWEEP_ID.fetch_add(1, Ordering::Relaxed);
+        async {
+            let mut report = sweep::run(self).await;
+            self.finish_sweep(&mut report);
+            self.write_audit(&report).await;
+            report
+        }
+        .instrument(tracing::error_span!("sweep", sweep_id))
+        .await
     }
 
     /// Logs the streak warning and updates the counters for `report`.
@@ -539,7 +548,7 @@ impl Reconciler {
         if let Err(error) = written {
             self.metrics.record_audit_failure();
             tracing::error!(
-                error = %execute::error_chain(&error),
+                error = %nomad_plugin::error_chain(&error),
                 "failed to append to the reconciler audit file"
             );
         }

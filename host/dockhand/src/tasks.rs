@@ -59,8 +59,7 @@ pub use auth::AuthSources;
 pub use container::{
     ContainerSettings, DRIVER_LABEL_VALUE, LABEL_ALLOC_ID, LABEL_DRIVER, LABEL_JOB_ID,
     LABEL_JOB_NAME, LABEL_NAMESPACE, LABEL_NODE_ID, LABEL_NODE_NAME, LABEL_PARENT_JOB_ID,
-    LABEL_TASK_GROUP_NAME, LABEL_TASK_NAME, container_config, glob_match, identity_labels,
-    nomad_labels,
+    LABEL_TASK_GROUP_NAME, LABEL_TASK_NAME, container_config, identity_labels, nomad_labels,
 };
 pub use error::TaskError;
 pub use exec::{EXEC_UNKNOWN_EXIT, ExecControl, ExecOutput, ExecSession, MAX_EXEC_OUTPUT_BYTES};

@@ -98,13 +98,18 @@ impl PluginError {
     }
 }
 
-/// The message followed by every cause, `": "`-separated (what an operator sees in Nomad).
-fn display_chain(err: &dyn StdError) -> String {
+/// `err` followed by every cause, `": "`-separated: the one rendering of an error chain (what an
+/// operator sees in Nomad, the CLI and the log). A cause whose text already ends the rendering so
+/// far is skipped, for foreign errors (hyper, io) that repeat their source in their own text.
+pub fn error_chain(err: &dyn StdError) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -128,7 +133,7 @@ pub fn recoverable_status_details(code: tonic::Code, message: &str, recoverable:
 impl From<PluginError> for tonic::Status {
     fn from(err: PluginError) -> Self {
         let code = err.code();
-        let message = display_chain(&err);
+        let message = error_chain(&err);
         match err {
             PluginError::Recoverable { recoverable, .. } => {
                 let details = recoverable_status_details(code, &message, recoverable);
@@ -149,6 +154,38 @@ mod tests {
         let status = tonic::Status::from(PluginError::internal("writing state", io));
         assert_eq!(status.code(), tonic::Code::Internal);
         assert_eq!(status.message(), "writing state: disk on fire");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| {
+                Some(Layer {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .expect("at least one layer")
+    }
+
+    #[test]
+    fn error_chain_joins_every_cause_once() {
+        assert_eq!(error_chain(&layers(&["a"])), "a");
+        assert_eq!(error_chain(&layers(&["a", "b", "c"])), "a: b: c");
+        // A foreign error that repeats its source in its own text: the repeat is not shown twice.
+        assert_eq!(
+            error_chain(&layers(&["connect: refused", "refused"])),
+            "connect: refused"
+        );
     }
 
     #[test]

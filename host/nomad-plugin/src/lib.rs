@@ -39,7 +39,7 @@ mod serve;
 mod services;
 
 pub use driver::{DRIVER_API_VERSION, DriverPlugin, PluginInfo, RequestStream, ResponseStream};
-pub use error::PluginError;
+pub use error::{PluginError, error_chain};
 pub use logging::setup_tracing;
 pub use once::BackgroundOnce;
 pub use serve::{

@@ -129,14 +129,8 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        self.0.insert(field.name().to_owned(), text.into());
+        self.0
+            .insert(field.name().to_owned(), crate::error_chain(value).into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.0

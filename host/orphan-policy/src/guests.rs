@@ -22,29 +22,8 @@ pub fn default_policy(kind: PolicyKind) -> &'static [u8] {
     }
 }
 
-/// Names accepted by [`test_guest`]: the examples, the hostile guests, the
-/// input probe and `core-module` (a plain core module, not a component).
 #[cfg(feature = "test-guests")]
-pub const TEST_GUESTS: &[&str] = &[
-    "example-label-allowlist",
-    "example-audit-only",
-    "hostile-spin-loop",
-    "hostile-memory-bomb",
-    "hostile-deep-recursion",
-    "hostile-panic",
-    "hostile-oversized-output",
-    "hostile-wrong-count",
-    "hostile-bad-verdict",
-    "hostile-bad-signal",
-    "hostile-log-flood",
-    "hostile-wasi-import",
-    "hostile-bad-selection",
-    "hostile-claim-everything",
-    "hostile-remove-everything",
-    "hostile-aliased-answer",
-    "probe-echo-inputs",
-    "core-module",
-];
+include!(concat!(env!("OUT_DIR"), "/test_guests.rs"));
 
 /// Bytes of a test guest built alongside this crate (see [`TEST_GUESTS`]).
 #[cfg(feature = "test-guests")]

@@ -28,7 +28,7 @@ pub enum ClientError {
     )]
     SocketAccess(PathBuf),
     /// The socket exists but nothing accepts connections on it.
-    #[error("cannot connect to admin socket {}: {source}", .path.display())]
+    #[error("cannot connect to admin socket {}", .path.display())]
     Connect {
         /// The socket.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The gRPC channel could not be set up.
-    #[error("admin socket {}: {source}", .path.display())]
+    #[error("admin socket {}", .path.display())]
     Transport {
         /// The socket.
         path: PathBuf,

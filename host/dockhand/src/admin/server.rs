@@ -129,13 +129,10 @@ fn store_status(e: StoreError) -> Status {
 }
 
 fn load_status(kind: PolicyKind, e: &LoadError) -> Status {
-    let mut text = format!("{kind} policy refused: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    Status::invalid_argument(text)
+    Status::invalid_argument(format!(
+        "{kind} policy refused: {}",
+        nomad_plugin::error_chain(e)
+    ))
 }
 
 fn join_status(e: tokio::task::JoinError) -> Status {
@@ -413,7 +410,7 @@ impl PolicyAdmin for Service {
         &self,
         request: Request<proto::SweepRequest>,
     ) -> Result<Response<proto::SweepResponse>, Status> {
-        super::sweep::sweep(&self.state, request.into_inner())
+        super::on_demand::sweep(&self.state, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -447,10 +444,13 @@ impl PolicyAdmin for Service {
 }
 
 fn row(d: &Decision) -> proto::DryRunRow {
-    let (ownership, alloc_id, verdict_reason) = super::sweep::verdict_parts(d.verdict.as_ref());
+    let (ownership, alloc_id, verdict_reason) = super::on_demand::verdict_parts(d.verdict.as_ref());
     let (action, reason) = match &d.action {
         None => (String::new(), verdict_reason),
-        Some(a) => (super::sweep::action_kind(a).to_owned(), a.reason.clone()),
+        Some(a) => (
+            super::on_demand::action_kind(a).to_owned(),
+            a.reason.clone(),
+        ),
     };
     let outcome = match d.outcome.detail() {
         Some(e) => format!("{}: {e}", d.outcome.label()),

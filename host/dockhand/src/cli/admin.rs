@@ -127,8 +127,7 @@ pub struct StatusArgs {
 }
 
 fn fail(e: &ClientError) -> ExitCode {
-    eprintln!("dockhand: {e}");
-    ExitCode::FAILURE
+    super::fail("dockhand", e, 1)
 }
 
 /// Connects, runs `call`, prints its output; errors become one line on stderr.
@@ -243,8 +242,11 @@ impl UploadArgs {
         let bytes = match std::fs::read(&self.file) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("dockhand: {}: cannot read: {e}", self.file.display());
-                return ExitCode::FAILURE;
+                return super::fail(
+                    &format!("dockhand: {}: cannot read", self.file.display()),
+                    &e,
+                    1,
+                );
             }
         };
         let (kind, sha, name, version) = (

@@ -153,10 +153,11 @@ impl ValidateArgs {
         let mut lock = stdout.lock();
         match run(&self.files, &mut lock) {
             Ok(outcome) => outcome.into(),
-            Err(e) => {
-                eprintln!("dockhand config validate: cannot write report: {e}");
-                std::process::ExitCode::from(2)
-            }
+            Err(e) => super::fail(
+                "dockhand config validate: cannot write report",
+                &e,
+                super::EXIT_ERROR,
+            ),
         }
     }
 }

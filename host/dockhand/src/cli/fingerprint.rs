@@ -34,8 +34,11 @@ impl FingerprintArgs {
         let docker: Arc<dyn DockerApi> = match BollardDocker::new(connection) {
             Ok(d) => Arc::new(d),
             Err(e) => {
-                eprintln!("dockhand: cannot set up the Docker client: {e}");
-                return ExitCode::from(2);
+                return super::fail(
+                    "dockhand: cannot set up the Docker client",
+                    &e,
+                    super::EXIT_ERROR,
+                );
             }
         };
         let settings = FingerprintSettings {
@@ -48,8 +51,7 @@ impl FingerprintArgs {
             .await;
         let mut out = io::stdout().lock();
         if let Err(e) = render(&outcome, &mut out) {
-            eprintln!("dockhand: cannot write the report: {e}");
-            return ExitCode::from(2);
+            return super::fail("dockhand: cannot write the report", &e, super::EXIT_ERROR);
         }
         if outcome.health == Health::Healthy {
             ExitCode::SUCCESS

@@ -46,7 +46,7 @@ use crate::admin::client::{AdminClient, ClientError};
 use crate::admin::{SweepResponse, sweep_response};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
 use crate::config::hcl_file;
-use crate::config::{PluginConfig, PolicySource};
+use crate::config::{PluginConfig, PolicyFile};
 use crate::docker::{BollardDocker, DockerApi};
 use crate::reconcile::{
     ActivePolicies, NODE_FILE_NAME, PolicySlot, ReconcileSettings, TrackedFn, dry_run_report,
@@ -122,7 +122,7 @@ pub enum ReconcileError {
     #[error("cannot set up the Docker client: {0}")]
     Docker(String),
     /// The output could not be written.
-    #[error("cannot write the report: {0}")]
+    #[error("cannot write the report")]
     Write(#[from] io::Error),
 }
 
@@ -131,10 +131,7 @@ impl ReconcileArgs {
     pub async fn execute(&self) -> ExitCode {
         match self.run(&mut io::stdout().lock()).await {
             Ok(output) => ExitCode::from(output.exit_code()),
-            Err(error) => {
-                eprintln!("dockhand reconcile: {error}");
-                ExitCode::from(2)
-            }
+            Err(error) => super::fail("dockhand reconcile", &error, super::EXIT_ERROR),
         }
     }
 
@@ -311,7 +308,7 @@ fn load_config(path: &Path) -> Result<(PluginConfig, String), ReconcileError> {
 fn load_policy(
     engine: &PolicyEngine,
     kind: PolicyKind,
-    source: Option<&PolicySource>,
+    source: Option<&PolicyFile>,
 ) -> Result<LoadedPolicy, ReconcileError> {
     let Some(source) = source else {
         return engine

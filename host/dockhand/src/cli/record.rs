@@ -61,8 +61,8 @@ impl RecordArgs {
                 ExitCode::SUCCESS
             }
             Err(message) => {
-                eprintln!("dockhand record: {message}");
-                ExitCode::from(2)
+                let message: Box<dyn std::error::Error> = message.into();
+                super::fail("dockhand record", &*message, super::EXIT_ERROR)
             }
         }
     }

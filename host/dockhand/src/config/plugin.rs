@@ -97,18 +97,13 @@ pub struct AllowedModes {
     pub uts: Vec<String>,
 }
 
-/// Whether policy decisions are carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyMode {
-    /// Decisions are logged and counted, never executed.
-    Audit,
-    /// Decisions are executed (subject to the per-sweep cap and dry_run).
-    Enforce,
-}
+/// Whether policy decisions are carried out: `dockhand.mode`, the policy store's mode and the
+/// reconciler's switch are one type.
+pub use orphan_policy::store::PolicyMode;
 
 /// A policy component on disk, optionally pinned by digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicySource {
+pub struct PolicyFile {
     /// Absolute path of the component.
     pub path: PathBuf,
     /// Expected lowercase hex sha256 of the file; a mismatch refuses the policy.
@@ -150,9 +145,9 @@ pub struct DockhandConfig {
     /// State directory (policy store, persisted refcounts).
     pub data_dir: PathBuf,
     /// Ownership policy; `None` uses the bundled default.
-    pub ownership_policy: Option<PolicySource>,
+    pub ownership_policy: Option<PolicyFile>,
     /// Kill policy; `None` uses the bundled default.
-    pub kill_policy: Option<PolicySource>,
+    pub kill_policy: Option<PolicyFile>,
     /// Memory limit per policy evaluation, MiB.
     pub policy_memory_mib: u32,
     /// Wall-clock deadline per policy evaluation.
@@ -287,7 +282,7 @@ fn policy_source(
     p: &mut Problems,
     field: &str,
     raw: Option<RawPolicySource>,
-) -> Option<PolicySource> {
+) -> Option<PolicyFile> {
     let raw = raw?;
     let Some(path) = raw.path else {
         p.add(&format!("{field}.path"), "is required");
@@ -303,7 +298,7 @@ fn policy_source(
             format!("must be 64 hex digits, found {s:?}"),
         );
     }
-    Some(PolicySource { path, sha256 })
+    Some(PolicyFile { path, sha256 })
 }
 
 fn strip_https(image: String) -> String {

@@ -143,7 +143,8 @@ pub fn capability_delta(
     Ok((add, drop))
 }
 
-/// Glob match with `*` (any run of characters), as Nomad's `allowed_modes` patterns.
+/// Glob match with `*` (any run of characters; every other character, `?` included, matches
+/// itself), as Nomad's `allowed_modes` and `extra_labels` patterns.
 pub fn glob_match(pattern: &str, value: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
@@ -384,6 +385,11 @@ mod tests {
         assert!(glob_match("a*b*c", "axxbyyc"));
         assert!(!glob_match("a*b*c", "axxc"));
         assert!(!glob_match("ab*ba", "aba"));
+        assert!(glob_match("a*c", "abbbc"));
+        assert!(!glob_match("a*c", "abbbd"));
+        assert!(!glob_match("", "a"));
+        assert!(!glob_match("?b", "ab"), "`?` is no wildcard");
+        assert!(glob_match("?b", "?b"));
     }
 
     #[test]

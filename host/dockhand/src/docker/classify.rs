@@ -37,7 +37,7 @@ pub(super) fn map_error(err: BollardError) -> DockerError {
         e @ (BollardError::HyperLegacyError { .. }
         | BollardError::HyperResponseError { .. }
         | BollardError::IOError { .. }) => DockerError::Unavailable {
-            message: error_chain(&e),
+            message: nomad_plugin::error_chain(&e),
         },
         e @ (BollardError::CertPathError { .. }
         | BollardError::CertParseError { .. }
@@ -49,24 +49,9 @@ pub(super) fn map_error(err: BollardError) -> DockerError {
         },
         other => DockerError::Api {
             status: 0,
-            message: error_chain(&other),
+            message: nomad_plugin::error_chain(&other),
         },
     }
-}
-
-/// `err` and its sources, joined with `: ` (hyper hides the OS error in its source chain).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -18,12 +18,12 @@ use tokio::sync::watch;
 use crate::admin::{
     ActiveEntry, ActivePolicySet, AdminState, DryRunSource, restore_from_store, serve_admin,
 };
-use crate::config::{self, PluginConfig, PolicySource};
+use crate::config::{PluginConfig, PolicyFile};
 use crate::reconcile::{
     ActivePolicies, HealthProbe, Metrics, ModeSwitch, NodeCell, PolicySlot, ReconcileSettings,
     Reconciler, TrackedSource,
 };
-use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyMode, PolicyStore, STORE_DIR_NAME};
+use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyStore, STORE_DIR_NAME};
 
 /// What stays alive while the reconciler runs.
 #[derive(Debug)]
@@ -84,14 +84,14 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     let engine = match PolicyEngine::new(engine_config) {
         Ok(engine) => engine,
         Err(e) => {
-            tracing::error!(error = %e, "policy engine failed to start; reconciler not started");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), "policy engine failed to start; reconciler not started");
             return None;
         }
     };
     let ticker = match engine.start_epoch_ticker() {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "policy epoch ticker failed to start; reconciler not started");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), "policy epoch ticker failed to start; reconciler not started");
             return None;
         }
     };
@@ -153,7 +153,7 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
 fn policy_or_default(
     engine: &PolicyEngine,
     kind: PolicyKind,
-    source: Option<&PolicySource>,
+    source: Option<&PolicyFile>,
 ) -> Option<LoadedPolicy> {
     if let Some(source) = source {
         match load_configured(engine, kind, source) {
@@ -176,7 +176,7 @@ fn policy_or_default(
     match engine.load_default(kind) {
         Ok(policy) => Some(policy),
         Err(e) => {
-            tracing::error!(kind = ?kind, error = %e, "bundled policy failed to load; reconciler not started");
+            tracing::error!(kind = ?kind, error = %nomad_plugin::error_chain(&e), "bundled policy failed to load; reconciler not started");
             None
         }
     }
@@ -185,7 +185,7 @@ fn policy_or_default(
 fn load_configured(
     engine: &PolicyEngine,
     kind: PolicyKind,
-    source: &PolicySource,
+    source: &PolicyFile,
 ) -> Result<LoadedPolicy, String> {
     let bytes = std::fs::read(&source.path).map_err(|e| format!("cannot read it: {e}"))?;
     if let Some(pin) = &source.sha256 {
@@ -215,14 +215,11 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
     let store = match PolicyStore::open(&store_dir, DEFAULT_KEEP_REVISIONS) {
         Ok(store) => Arc::new(store),
         Err(e) => {
-            tracing::error!(error = %e, dir = %store_dir.display(), "policy store unavailable; admin API not started");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), dir = %store_dir.display(), "policy store unavailable; admin API not started");
             return;
         }
     };
-    let mode = match config.dockhand.mode {
-        config::PolicyMode::Audit => PolicyMode::Audit,
-        config::PolicyMode::Enforce => PolicyMode::Enforce,
-    };
+    let mode = config.dockhand.mode;
     let current = inputs.policies.current();
     let entry = |kind: PolicyKind, configured: &LoadedPolicy| match restore_from_store(
         inputs.engine,
@@ -235,7 +232,7 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
         }
         Ok(None) => ActiveEntry::from_config(configured.clone(), mode),
         Err(e) => {
-            tracing::error!(kind = ?kind, error = %e, "stored activation unusable; keeping the configured policy");
+            tracing::error!(kind = ?kind, error = %nomad_plugin::error_chain(&e), "stored activation unusable; keeping the configured policy");
             ActiveEntry::from_config(configured.clone(), mode)
         }
     };
@@ -262,7 +259,7 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
         )
         .await
         {
-            tracing::error!(error = %e, socket = %socket.display(), "admin API stopped");
+            tracing::error!(error = %nomad_plugin::error_chain(&e), socket = %socket.display(), "admin API stopped");
         }
     });
 }

@@ -16,8 +16,8 @@ use nomad_plugin::proto::drivers::{
 };
 
 use super::convert::SANDBOX_CONTAINER_LABEL;
-use super::tasks::chain;
 use crate::tasks::{NetworkError, Sandbox, TaskEngine};
+use nomad_plugin::error_chain;
 
 /// Pause between attempts of the start-up sandbox scan while Docker does not answer.
 pub const SANDBOX_SCAN_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -41,7 +41,7 @@ pub(super) fn spawn_sandbox_scan(engine: TaskEngine, node_id: String) {
                 }
                 Err(e) => {
                     if !warned {
-                        tracing::warn!(error = %chain(&e), "start-up scan of group network sandboxes failed; retrying (no sweep runs meanwhile)");
+                        tracing::warn!(error = %error_chain(&e), "start-up scan of group network sandboxes failed; retrying (no sweep runs meanwhile)");
                         warned = true;
                     }
                 }
@@ -72,7 +72,7 @@ pub fn isolation_spec(sandbox: &Sandbox) -> NetworkIsolationSpec {
 }
 
 fn network_error(err: NetworkError) -> PluginError {
-    let message = chain(&err);
+    let message = error_chain(&err);
     match err {
         NetworkError::InvalidAllocId(_) => PluginError::InvalidArgument(message),
         NetworkError::NameTaken { .. } => PluginError::AlreadyExists(message),

@@ -5,7 +5,6 @@
 //! `RecoverableError{recoverable: true}` detail so Nomad retries the task; everything else is
 //! `FAILED_PRECONDITION` or `INTERNAL` with the full cause chain in the message.
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -16,6 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::convert;
 use crate::config::{ConfigErrors, PluginConfig, TaskConfig, TaskContext};
 use crate::tasks::{DRIVER_STATE_VERSION, TaskEngine, TaskError, TaskState};
+use nomad_plugin::error_chain;
 
 /// Timeout of a buffered exec when the request has none.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,24 +23,9 @@ pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default stats interval when the request has none.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The message followed by every cause.
-pub(super) fn chain(err: &dyn StdError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Maps an engine error to what the agent sees.
 pub(super) fn task_error(err: TaskError) -> PluginError {
-    let message = chain(&err);
+    let message = error_chain(&err);
     if err.is_recoverable() {
         return PluginError::recoverable(message);
     }
@@ -152,8 +137,9 @@ pub(super) async fn recover(
             "handle.driver_state: empty for task {task_id}; cannot recover"
         )));
     }
-    let state = TaskState::decode(&handle.driver_state)
-        .map_err(|e| PluginError::InvalidArgument(format!("handle.driver_state: {}", chain(&e))))?;
+    let state = TaskState::decode(&handle.driver_state).map_err(|e| {
+        PluginError::InvalidArgument(format!("handle.driver_state: {}", error_chain(&e)))
+    })?;
     if state.task_id != task_id {
         // Recovering under another id would track a task the agent can never address.
         return Err(PluginError::InvalidArgument(format!(

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use orphan_policy::{ActionKind, Signal};
+use tracing::Instrument as _;
 
 use super::Reconciler;
 use super::audit::{AuditLine, AuditLog, AuditRecord, SweepFacts};
@@ -87,7 +88,15 @@ pub(super) async fn carry_out(
     let facts = SweepFacts::of(report);
     let views: &[WorkView<'_>] = work;
     let outcomes: Vec<(usize, Outcome)> = futures::stream::iter(chosen)
-        .map(|i| async move { (i, act(rec, docker, &views[i], facts, limit).await) })
+        .map(|i| async move {
+            let span = tracing::error_span!("action", container_id = %views[i].id);
+            (
+                i,
+                act(rec, docker, &views[i], facts, limit)
+                    .instrument(span)
+                    .await,
+            )
+        })
         .buffer_unordered(ACTION_CONCURRENCY)
         .collect()
         .await;
@@ -171,19 +180,7 @@ async fn append(audit: &Arc<AuditLog>, record: AuditRecord) -> Result<(), String
     tokio::task::spawn_blocking(move || audit.append(&[AuditLine::Record(record)]))
         .await
         .map_err(|join| format!("the writer did not complete: {join}"))?
-        .map_err(|e| error_chain(&e))
-}
-
-/// `e` and its sources, joined with `: `.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+        .map_err(|e| nomad_plugin::error_chain(&e))
 }
 
 /// Carries out one action against container `id`: each Docker call bounded by `limit` (a stop

@@ -349,9 +349,17 @@ where
         for chunk in indices.chunks(POLICY_BATCH_SIZE) {
             let batch: Vec<T> = chunk.iter().map(|&i| (self.input)(&work[i])).collect();
             let (p, c, call) = (self.policy.clone(), self.ctx.clone(), self.call.clone());
+            // One span per policy call, inside the sweep's (at `ERROR` level like it).
+            let span = tracing::error_span!(
+                "policy_call",
+                policy = self.kind,
+                digest = %self.policy.digest_hex(),
+                batch = chunk.len()
+            );
+            let call_span = span.clone();
             // Off the async threads; a panicked or cancelled task is a policy failure.
             let pieces = tokio::task::spawn_blocking(move || {
-                split_to_fit(&batch, |piece| call(&p, &c, piece))
+                call_span.in_scope(|| split_to_fit(&batch, |piece| call(&p, &c, piece)))
             })
             .await
             .unwrap_or_else(|join| {
@@ -368,6 +376,7 @@ where
                     }
                     Err(error) => {
                         report.policy_failures += 1;
+                        let _in_call = span.enter();
                         tracing::error!(
                             policy = self.kind,
                             digest = %self.policy.digest_hex(),

@@ -13,6 +13,7 @@ use super::host_options::{self, HOSTS_FILE, HOSTS_TARGET};
 use super::ports::{port_bindings, port_map_env};
 use super::resolv;
 use super::spec::TaskSpec;
+use crate::config::validate::glob_match;
 
 /// Label present on every task and pause container: the ownership marker.
 pub const LABEL_ALLOC_ID: &str = "com.hashicorp.nomad.alloc_id";
@@ -88,29 +89,6 @@ pub fn nomad_labels(spec: &TaskSpec, extra_label_globs: &[String]) -> BTreeMap<S
         }
     }
     labels
-}
-
-/// Shell-style glob with `*` and `?`.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 const MIB: i64 = 1024 * 1024;
@@ -196,7 +174,7 @@ fn dns_servers(spec: &TaskSpec) -> Vec<String> {
         .filter(|ip| {
             let valid = ip.parse::<std::net::IpAddr>().is_ok();
             if !valid {
-                tracing::error!(task_id = spec.id, ip = %ip, "invalid ip address for container dns server; skipped");
+                tracing::error!(ip = %ip, "invalid ip address for container dns server; skipped");
             }
             valid
         })
@@ -477,7 +455,9 @@ mod tests {
 
     #[test]
     fn extra_label_globs_select_identity_labels() {
-        let l = nomad_labels(&spec(), &["job_*".into(), "node_?d".into()]);
+        // `?` is no wildcard (Nomad matches with go-glob, `*` only).
+        assert!(!nomad_labels(&spec(), &["node_?d".into()]).contains_key(LABEL_NODE_ID));
+        let l = nomad_labels(&spec(), &["job_*".into(), "node_id".into()]);
         assert_eq!(l[LABEL_JOB_NAME], "job");
         assert_eq!(l[LABEL_JOB_ID], "job-id");
         assert_eq!(l[LABEL_NODE_ID], "node-1");
@@ -487,15 +467,6 @@ mod tests {
             "empty parent id is never written"
         );
         assert_eq!(nomad_labels(&spec(), &["*".into()]).len(), 8);
-    }
-
-    #[test]
-    fn glob_matching() {
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("a*c", "abbbc"));
-        assert!(!glob_match("a*c", "abbbd"));
-        assert!(glob_match("?b", "ab"));
-        assert!(!glob_match("", "a"));
     }
 
     #[test]

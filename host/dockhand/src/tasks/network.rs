@@ -282,7 +282,7 @@ impl TaskEngine {
         let inspected = match self.docker.inspect_container(&target).await {
             Ok(i) => i,
             Err(e) if e.is_not_found() => {
-                tracing::debug!(alloc_id, container = target, "sandbox already gone");
+                tracing::debug!(alloc_id, container_id = target, "sandbox already gone");
                 return Ok(());
             }
             Err(source) => {
@@ -351,7 +351,7 @@ impl TaskEngine {
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => {
-                tracing::warn!(alloc_id, container = joined, error = %e, "could not inspect the network container a task joins; tracking it as named");
+                tracing::warn!(alloc_id, container_id = joined, error = %e, "could not inspect the network container a task joins; tracking it as named");
                 self.store.track_sandbox(alloc_id, joined);
             }
         }

@@ -1,4 +1,5 @@
-//! The `Sweep` method: one sweep of the running reconciler now, reported per container.
+//! On-demand sweeps (the admin `Sweep` method): one sweep of the running reconciler now,
+//! reported per container. The periodic sweep itself is `reconcile::sweep`.
 
 use orphan_policy::{Action, ActionKind, Ownership, Verdict};
 use tonic::Status;
