@@ -7,9 +7,9 @@
 //! Used by the host's tests to check that the sandbox contains it; never
 //! shipped.
 
-dockhand_policy_sdk::ownership_world!("../../../wit");
-
-use dockhand_policy_sdk::{Ownership, logging};
+use dockhand_policy_sdk::{
+    ContainerBatch, EvalContext, Ownership, OwnershipPolicy, PolicyInfo, Verdict, logging,
+};
 
 struct Hostile;
 
@@ -33,7 +33,7 @@ fn alias(region: &'static str) -> String {
     unsafe { String::from_raw_parts(region.as_ptr().cast_mut(), region.len(), region.len()) }
 }
 
-impl Guest for Hostile {
+impl OwnershipPolicy for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile-aliased-answer", "0.1.0")
     }
@@ -57,4 +57,4 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+dockhand_policy_sdk::export_ownership!(Hostile);
