@@ -209,7 +209,7 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// The guests bundled as defaults; every other guest is a test guest.
 const DEFAULT_GUESTS: &[&str] = &["default-ownership", "default-kill"];
 
-/// The name [`test_guest`](../src/guests.rs) gives the plain core module.
+/// The name `guests::test_guest` gives the plain core module.
 const CORE_MODULE_NAME: &str = "core-module";
 
 /// The `members` of the guest workspace's `Cargo.toml`: the one list of guests. Directories
