@@ -120,7 +120,7 @@ pub(crate) fn load(
         source,
         bytes.len(),
     )
-        .map_err(LoadError::Describe)?;
+    .map_err(LoadError::Describe)?;
     if !contract_compatible(&policy.info().contract_version) {
         return Err(LoadError::ContractVersion {
             found: policy.info().contract_version.clone(),

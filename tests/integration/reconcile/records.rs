@@ -18,7 +18,7 @@ use orphan_policy::store::{PolicyMode, PolicyStore};
 use orphan_policy::{NodeInfo, PolicyKind, guests};
 
 use super::fixtures::{
-    ALLOC_LABEL, Kind, NODE, NODE_LABEL, STUBBORN, default_policies, engine, labelled_orphan, make,
+    Kind, NODE, STUBBORN, default_policies, dockhand_labels, engine, labelled_orphan, make,
     no_tracked, plain_container, settings, state, uuid_for,
 };
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
@@ -212,7 +212,7 @@ async fn switching_to_audit_mid_sweep_stops_the_sweep_from_acting_further() {
                 &guard,
                 Kind {
                     name: format!("{case}-web-{alloc}"),
-                    labels: vec![(ALLOC_LABEL, alloc), (NODE_LABEL, NODE.to_owned())],
+                    labels: dockhand_labels(alloc, NODE),
                     start: true,
                     script: Some(STUBBORN),
                     ..Kind::default()
