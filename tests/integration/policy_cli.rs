@@ -362,38 +362,38 @@ async fn record_saves_the_live_snapshot_and_policy_test_replays_it() {
     );
 }
 
-/// Runs `dockhand args`; its exit code, stdout and peak resident set size in
-/// KiB, read from wait4(2) for this child alone (other tests' children, and
-/// this process, do not count).
-// The child is reaped by wait4 below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
+/// Starts `dockhand` with the arguments after the script and reports its peak resident set
+/// size (KiB) on stderr; its own stdout goes through, its stderr is dropped.
+const PEAK_RSS_WRAPPER: &str = "import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL)
+sys.stderr.write('%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(r.returncode)";
+
+/// Runs `dockhand args`; its exit code, stdout and peak resident set size in KiB.
+///
+/// A child spawned straight from this test process would report this process's resident
+/// pages as its own peak (it shares them until it execs, and Linux keeps that high-water
+/// mark), so the run is started from a small `python3` process that reads its children's
+/// peak.
 fn run_measuring_peak_rss(args: &[&str]) -> (i32, String, i64) {
-    use std::io::Read as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dockhand"))
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(PEAK_RSS_WRAPPER)
+        .arg(env!("CARGO_BIN_EXE_dockhand"))
         .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawning the dockhand binary");
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped stdout")
-        .read_to_string(&mut out)
-        .expect("reading stdout");
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-    let mut status = 0;
-    // std has no way to read one child's rusage; wait4 reaps it and fills
-    // the (plain-data, zero-initialised) struct.
-    #[allow(unsafe_code)]
-    let (reaped, usage) = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        (libc::wait4(pid, &mut status, 0, &mut usage), usage)
-    };
-    assert_eq!(reaped, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status), "dockhand did not exit normally");
-    (libc::WEXITSTATUS(status), out, usage.ru_maxrss)
+        .output()
+        .expect("running python3 (the peak-RSS wrapper)");
+    let reported = String::from_utf8_lossy(&out.stderr);
+    let peak_kib = reported
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("the peak-RSS wrapper reported {reported:?}: {e}"));
+    let code = out.status.code().expect("dockhand exited normally");
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        peak_kib,
+    )
 }
 
 /// Peak RSS a `policy test` run may reach on the aliased-answer guest, KiB.
