@@ -97,7 +97,17 @@ pub trait TrackedSource: Send + Sync + std::fmt::Debug {
     fn is_complete(&self) -> bool {
         true
     }
+
+    /// Right before an action on container `id`: `None` if it is tracked now (leave it
+    /// alone), else a guard held until the action has ended, during which the driver does not
+    /// adopt the container (see [`TaskStore::hold_for_action`]).
+    fn hold_for_action(&self, id: &str) -> Option<ActionGuard> {
+        (!self.tracked_ids().contains(id)).then(|| Box::new(()) as ActionGuard)
+    }
 }
+
+/// What [`TrackedSource::hold_for_action`] returns: dropped when the action has ended.
+pub type ActionGuard = Box<dyn Send>;
 
 impl TrackedSource for TaskStore {
     fn tracked_ids(&self) -> BTreeSet<String> {
@@ -106,6 +116,10 @@ impl TrackedSource for TaskStore {
 
     fn is_complete(&self) -> bool {
         TaskStore::is_complete(self)
+    }
+
+    fn hold_for_action(&self, id: &str) -> Option<ActionGuard> {
+        TaskStore::hold_for_action(self, id).map(|hold| Box::new(hold) as ActionGuard)
     }
 }
 
@@ -116,6 +130,12 @@ impl TrackedSource for TaskEngine {
 
     fn is_complete(&self) -> bool {
         self.store().is_complete()
+    }
+
+    fn hold_for_action(&self, id: &str) -> Option<ActionGuard> {
+        self.store()
+            .hold_for_action(id)
+            .map(|hold| Box::new(hold) as ActionGuard)
     }
 }
 

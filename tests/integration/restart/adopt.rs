@@ -3,6 +3,10 @@
 //! for an orphan while the adoption is under way. Checked deterministically: a Docker client
 //! that forwards every call to the real daemon records, at each inspection of the adopted
 //! container by id, whether the tracked set held it.
+//!
+//! The other order: a sweep that has begun stopping the container when StartTask finds it.
+//! The same forwarding client holds the sweep's stop call until the test releases it, and
+//! StartTask must wait for that action instead of adopting a container about to die.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -20,7 +24,12 @@ use dockhand::fingerprint::RuntimeCatalog;
 use dockhand::tasks::{EngineSettings, TaskEngine, TaskStore};
 use futures::stream::BoxStream;
 
-use crate::reconcile::{ALLOC_LABEL, Kind, make, state, task_spec};
+use dockhand::reconcile::{AlwaysHealthy, Reconciler};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::reconcile::{
+    ALLOC_LABEL, Kind, NODE, default_policies, dockhand_labels, make, settings, state, task_spec,
+};
 use crate::support::TestContainers;
 use crate::support::docker_with_image;
 
@@ -31,6 +40,26 @@ struct Spy {
     store: OnceLock<TaskStore>,
     /// `(id, tracked at that moment)` for each inspection by a 64-hex-digit id.
     inspections: Mutex<Vec<(String, bool)>>,
+    /// When set, every stop call waits for a permit of this gate.
+    stop_gate: Option<StopGate>,
+}
+
+/// Holds stop calls: `entered` is notified as one arrives, which then waits for a permit.
+#[derive(Debug)]
+struct StopGate {
+    entered: Notify,
+    release: Semaphore,
+}
+
+impl Spy {
+    fn new(inner: Arc<dyn DockerApi>, stop_gate: Option<StopGate>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            store: OnceLock::new(),
+            inspections: Mutex::new(Vec::new()),
+            stop_gate,
+        })
+    }
 }
 
 impl Spy {
@@ -78,6 +107,10 @@ impl DockerApi for Spy {
         self.inner.start_container(id).await
     }
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
+        if let Some(gate) = &self.stop_gate {
+            gate.entered.notify_one();
+            gate.release.acquire().await.expect("gate open").forget();
+        }
         self.inner.stop_container(id, grace).await
     }
     async fn kill_container(&self, id: &str, signal: &str) -> Result<(), DockerError> {
@@ -166,11 +199,7 @@ async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
         },
     )
     .await;
-    let spy = Arc::new(Spy {
-        inner: docker.clone(),
-        store: OnceLock::new(),
-        inspections: Mutex::new(Vec::new()),
-    });
+    let spy = Spy::new(docker.clone(), None);
     let engine = TaskEngine::new(
         spy.clone(),
         EngineSettings::default(),
@@ -204,4 +233,97 @@ async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
     engine.destroy(&spec.id, true).await.expect("DestroyTask");
     assert_eq!(state(&docker, &existing).await, None);
     assert!(engine.store().tracked_container_ids().is_empty());
+}
+
+#[tokio::test]
+async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended() {
+    let case = "restart_adopt_during_action";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = task_spec(&guard, dir.path());
+    // This task's container from an earlier start, untracked: an orphan to the reconciler.
+    let existing = make(
+        &docker,
+        &guard,
+        Kind {
+            name: spec.container_name(),
+            labels: dockhand_labels(spec.alloc_id.clone(), NODE),
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await;
+    let engine = TaskEngine::new(
+        docker.clone(),
+        EngineSettings::default(),
+        RuntimeCatalog::new(),
+    );
+    // The reconciler's Docker calls go through the gate; the engine's go straight to Docker.
+    let spy = Spy::new(
+        docker.clone(),
+        Some(StopGate {
+            entered: Notify::new(),
+            release: Semaphore::new(0),
+        }),
+    );
+    let gate = spy.stop_gate.as_ref().expect("gated");
+    let rec = Arc::new(Reconciler::new(
+        spy.clone(),
+        Arc::new(engine.clone()),
+        default_policies(),
+        settings(&guard, Duration::ZERO),
+        Arc::new(AlwaysHealthy),
+    ));
+    let sweep = tokio::spawn({
+        let rec = Arc::clone(&rec);
+        async move { rec.sweep_now(false).await.expect("docker is healthy") }
+    });
+    tokio::time::timeout(Duration::from_secs(30), gate.entered.notified())
+        .await
+        .expect("the sweep began stopping the orphan");
+
+    let start = tokio::spawn({
+        let (engine, spec) = (engine.clone(), spec.clone());
+        async move { engine.start(spec).await }
+    });
+    // StartTask finds the running container with its name and reserves it…
+    let begun = std::time::Instant::now();
+    while !engine.store().tracked_container_ids().contains(&existing) {
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "StartTask never reserved the container"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and waits for the stop under way instead of adopting a container about to die.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !start.is_finished(),
+        "StartTask returned while the sweep was stopping the container"
+    );
+    gate.release.add_permits(1);
+    let report = sweep.await.expect("join");
+    let decided = report.decision(&existing).expect("decided");
+    assert_eq!(decided.outcome.label(), "done", "{}", report.render_table());
+
+    let started = tokio::time::timeout(Duration::from_secs(60), start)
+        .await
+        .expect("StartTask ends once the stop has")
+        .expect("join")
+        .expect("StartTask recreates the container");
+    let id = started.handle.container_id().to_owned();
+    assert_ne!(id, existing, "the stopped container was adopted");
+    assert!(!started.handle.state().adopted);
+    assert_eq!(state(&docker, &id).await, Some(true));
+    assert_ne!(
+        state(&docker, &existing).await,
+        Some(true),
+        "the orphan was stopped"
+    );
+
+    engine.destroy(&spec.id, true).await.expect("DestroyTask");
+    assert_eq!(state(&docker, &id).await, None);
 }

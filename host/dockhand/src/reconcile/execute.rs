@@ -15,7 +15,8 @@
 //!
 //! The mode and dry-run are read again (an activation in audit mode stops a sweep in flight
 //! from acting further: outcome `now-report-only`), the tracked set is read again (a task
-//! started or recovered since the listing makes its container untouchable), one action is
+//! started or recovered since the listing makes its container untouchable) and the container
+//! is held so that no StartTask adopts it until the action has ended, one action is
 //! taken from the budget, and the intent is written to the audit file and fsynced. A failure
 //! of any of these leaves the container alone.
 
@@ -131,10 +132,11 @@ async fn act(
     if rec.report_only() {
         return Outcome::NowReportOnly;
     }
-    // A task started or recovered since the listing makes the container untouchable.
-    if rec.tracked.tracked_ids().contains(w.id) {
+    // A task started or recovered since the listing makes the container untouchable; from
+    // here until the action has ended the driver does not adopt it.
+    let Some(_hold) = rec.tracked.hold_for_action(w.id) else {
         return Outcome::NowTracked;
-    }
+    };
     let settings = &rec.settings;
     if !rec.budget.try_take(
         settings.max_actions_per_sweep,

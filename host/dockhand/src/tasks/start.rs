@@ -200,8 +200,10 @@ impl TaskEngine {
     /// container, the reservation that keeps it tracked until its handle is.
     ///
     /// A container is reserved **before** it is adopted and then inspected once more: a sweep
-    /// that has not acted on it yet sees it tracked, and one that stopped it just before makes
-    /// the second inspection find it stopped, so it is purged and recreated instead.
+    /// that has not begun an action on it sees it tracked, and one whose action has begun is
+    /// waited for ([`TaskStore::action_ended`](crate::tasks::TaskStore::action_ended)), so the
+    /// second inspection finds the container as the action left it — stopped or gone, it is
+    /// purged and recreated instead.
     async fn create_or_adopt(
         &self,
         spec: &TaskSpec,
@@ -236,6 +238,8 @@ impl TaskEngine {
                                 });
                             }
                             let reservation = self.store.reserve(&id);
+                            // A sweep acting on it already: see what its action left.
+                            self.store.action_ended(&id).await;
                             match self.docker.inspect_container(&id).await {
                                 Ok(again) if is_running(&again) => {
                                     tracing::info!(
@@ -373,6 +377,10 @@ impl TaskEngine {
         if let Some(h) = self.store.get(&state.task_id) {
             return Ok(h);
         }
+        // Tracked from here (the reservation until the handle is), after any action a sweep
+        // had begun on it: the inspection below sees what that action left.
+        let _reservation = self.store.reserve(&state.container_id);
+        self.store.action_ended(&state.container_id).await;
         let inspected = self
             .docker
             .inspect_container(&state.container_id)

@@ -15,6 +15,12 @@
 //! can stop it between the decision to adopt and the handle; and the **start-up scan** of
 //! running sandboxes: until it has completed the tracked set is incomplete
 //! ([`TaskStore::is_complete`]) and the reconciler does not sweep.
+//!
+//! The other way round, a sweep **holds** a container while it acts on it
+//! ([`TaskStore::hold_for_action`]): the check that the container is untracked and the hold
+//! are one step under the reservations' lock, and a StartTask or RecoverTask that reserves a
+//! held container waits for the action to end ([`TaskStore::action_ended`]) before it looks at
+//! the container again, so it never adopts a container a sweep is stopping.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +37,23 @@ pub struct TaskStore {
     reserved: Arc<Mutex<HashMap<String, usize>>>,
     /// Set while the start-up scan of running sandboxes has not completed.
     scanning: Arc<AtomicBool>,
+    /// Containers a sweep is acting on, each with the lock its [`ActionHold`] keeps locked.
+    held: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// A container a sweep is acting on: not reservable without waiting while this guard lives
+/// (see [`TaskStore::hold_for_action`]).
+#[derive(Debug)]
+pub struct ActionHold {
+    store: TaskStore,
+    id: String,
+    _locked: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for ActionHold {
+    fn drop(&mut self) {
+        self.store.lock_held().remove(&self.id);
+    }
 }
 
 /// A container id counted as tracked while this guard lives (see [`TaskStore::reserve`]).
@@ -119,6 +142,56 @@ impl TaskStore {
             store: self.clone(),
             id: container_id.to_owned(),
         }
+    }
+
+    /// Holds `container_id` for a sweep's action, unless it is tracked (a task, a network
+    /// container or a reservation) or already held; `None` means "leave it alone". Checked and
+    /// held under the reservations' lock, so a reservation is either seen here or waits for
+    /// the hold ([`TaskStore::action_ended`]).
+    pub fn hold_for_action(&self, container_id: &str) -> Option<ActionHold> {
+        let reserved = self.lock_reserved();
+        let tracked = reserved.contains_key(container_id)
+            || self
+                .lock()
+                .values()
+                .any(|h| h.container_id() == container_id)
+            || self
+                .lock_sandboxes()
+                .values()
+                .any(|ids| ids.contains(container_id));
+        let mut held = self.lock_held();
+        if tracked || held.contains_key(container_id) {
+            return None;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let locked = Arc::clone(&lock)
+            .try_lock_owned()
+            .expect("a new lock is free");
+        held.insert(container_id.to_owned(), lock);
+        drop(reserved);
+        Some(ActionHold {
+            store: self.clone(),
+            id: container_id.to_owned(),
+            _locked: locked,
+        })
+    }
+
+    /// Returns once no sweep holds `container_id` for an action. Called after
+    /// [`TaskStore::reserve`]: from then on no new hold can be taken, so what the caller
+    /// inspects next is the container as the action left it.
+    pub async fn action_ended(&self, container_id: &str) {
+        let lock = self.lock_held().get(container_id).cloned();
+        if let Some(lock) = lock {
+            tracing::info!(
+                container_id,
+                "waiting for the reconciler's action on the container to end"
+            );
+            drop(lock.lock().await);
+        }
+    }
+
+    fn lock_held(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds `container_id` (a full id) to the network containers of `alloc_id`.
@@ -213,6 +286,38 @@ mod tests {
         assert!(store.tracked_container_ids().contains("c1"));
         drop(second);
         assert!(store.tracked_container_ids().is_empty());
+    }
+
+    #[test]
+    fn a_tracked_or_held_container_cannot_be_held_for_an_action() {
+        let store = TaskStore::new();
+        store.track_sandbox("a1", "sandbox");
+        assert!(store.hold_for_action("sandbox").is_none());
+        let reservation = store.reserve("adopting");
+        assert!(store.hold_for_action("adopting").is_none());
+        drop(reservation);
+        let hold = store.hold_for_action("adopting").expect("untracked");
+        assert!(store.hold_for_action("adopting").is_none(), "held once");
+        drop(hold);
+        assert!(store.hold_for_action("adopting").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_reservation_of_a_held_container_waits_for_the_action_to_end() {
+        let store = TaskStore::new();
+        store.action_ended("c1").await;
+        let hold = store.hold_for_action("c1").expect("untracked");
+        let _reservation = store.reserve("c1");
+        let mut waiting = Box::pin(store.action_ended("c1"));
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "the wait ends only with the hold"
+        );
+        drop(hold);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends once the hold is dropped");
+        assert!(store.hold_for_action("c1").is_none(), "still reserved");
     }
 
     #[test]
