@@ -110,6 +110,10 @@ pub struct TaskLogging {
 }
 
 /// The validated task configuration. Each field is the HCL key of the same name.
+///
+/// The second and last shape of a task's `config { … }` (after [`RawTaskConfig`]): the task
+/// engine carries it in its `TaskSpec` and builds the Docker create body from it directly,
+/// so a value parsed here (durations, addresses, [`Ulimit`]) is never parsed again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskConfig {
     pub image: String,
