@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dockhand::config::PolicyMode;
+use dockhand::config::{PolicyMode, TaskConfig};
 use dockhand::fingerprint::RuntimeCatalog;
 use dockhand::reconcile::{
     ActivePolicies, AlwaysHealthy, Outcome, PolicySlot, Reconciler, SweepStatus, TrackedFn,
     TrackedSource, dry_run_report,
 };
-use dockhand::tasks::spec::{DockerTaskOptions, TaskResources};
+use dockhand::tasks::spec::TaskResources;
 use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec};
 use orphan_policy::PolicyKind;
 
@@ -48,13 +48,13 @@ pub(crate) fn task_spec(guard: &TestContainers, dir: &Path) -> TaskSpec {
             cpu_shares: 100,
             ..TaskResources::default()
         },
-        docker: DockerTaskOptions {
+        config: TaskConfig {
             image: TEST_IMAGE.to_owned(),
             command: Some("sh".to_owned()),
             args: vec!["-c".to_owned(), SLEEPER.to_owned()],
             labels: guard.labels(),
             network_mode: Some("none".to_owned()),
-            ..DockerTaskOptions::default()
+            ..TaskConfig::default()
         },
         ..TaskSpec::default()
     }

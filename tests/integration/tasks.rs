@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dockhand::config::TaskConfig;
 use dockhand::docker::{ContainerFilter, DockerApi};
 use dockhand::fingerprint::RuntimeCatalog;
-use dockhand::tasks::spec::{DockerTaskOptions, TaskResources};
+use dockhand::tasks::spec::TaskResources;
 use dockhand::tasks::{EngineSettings, TaskEngine, TaskError, TaskSpec, TaskState};
 use futures::StreamExt;
 
@@ -35,13 +36,13 @@ fn spec(guard: &TestContainers, dir: &Path, task: &str, script: &str) -> TaskSpe
             cpu_shares: 100,
             ..TaskResources::default()
         },
-        docker: DockerTaskOptions {
+        config: TaskConfig {
             image: TEST_IMAGE.to_owned(),
             command: Some("sh".to_owned()),
             args: vec!["-c".to_owned(), script.to_owned()],
             labels: guard.labels(),
             network_mode: Some("none".to_owned()),
-            ..DockerTaskOptions::default()
+            ..TaskConfig::default()
         },
         ..TaskSpec::default()
     }
@@ -326,7 +327,7 @@ async fn missing_image_fails_clearly_and_leaves_no_container() {
     let engine = engine(&docker);
     let mut spec = spec(&guard, dir.path(), "img", "true");
     // A loopback registry that refuses connections: no traffic leaves the host.
-    spec.docker.image = "127.0.0.1:1/dockhand-test/missing:1".to_owned();
+    spec.config.image = "127.0.0.1:1/dockhand-test/missing:1".to_owned();
     let mut events = engine.subscribe_events();
     let err = engine.start(spec.clone()).await.unwrap_err();
     assert_eq!(
@@ -465,9 +466,10 @@ async fn a_container_that_fails_to_start_is_removed() {
     let engine = engine(&docker);
     let mut spec = spec(&guard, dir.path(), "broken", "true");
     // Creating succeeds; starting fails because the device does not exist.
-    spec.docker.devices.push(dockhand::tasks::spec::DeviceSpec {
+    spec.config.devices.push(dockhand::config::Device {
         host_path: "/dev/dockhand-test-no-such-device".to_owned(),
-        ..Default::default()
+        container_path: "/dev/dockhand-test-no-such-device".to_owned(),
+        cgroup_permissions: "rwm".to_owned(),
     });
     let err = engine.start(spec).await.unwrap_err();
     assert!(matches!(err, TaskError::Start { .. }), "{err:?}");
@@ -556,7 +558,7 @@ async fn a_group_dns_becomes_the_tasks_resolv_conf_and_overrides_the_driver_dns(
     let alloc_dir = dir.path().join("alloc-dir");
     std::fs::create_dir_all(alloc_dir.join("dns")).unwrap();
     spec.alloc_dir = Some(alloc_dir.clone());
-    spec.docker.dns_servers = vec!["192.0.2.1".to_owned()];
+    spec.config.dns_servers = vec!["192.0.2.1".to_owned()];
     spec.group_dns = Some(dockhand::tasks::spec::DnsSpec {
         servers: vec!["10.53.0.1".to_owned(), "10.53.0.2".to_owned()],
         searches: vec!["svc.example".to_owned()],

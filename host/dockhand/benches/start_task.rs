@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
+use dockhand::config::TaskConfig;
 use dockhand::docker::{BollardDocker, DockerApi};
 use dockhand::fingerprint::RuntimeCatalog;
-use dockhand::tasks::spec::{DockerTaskOptions, TaskResources};
+use dockhand::tasks::spec::TaskResources;
 use dockhand::tasks::{
     ContainerSettings, EngineSettings, TaskEngine, TaskSpec, TaskState, container_config,
 };
@@ -39,7 +40,7 @@ fn spec(n: u64) -> TaskSpec {
             cpu_shares: 100,
             ..TaskResources::default()
         },
-        docker: DockerTaskOptions {
+        config: TaskConfig {
             image: image::TEST_IMAGE.to_owned(),
             command: Some("true".to_owned()),
             network_mode: Some("none".to_owned()),
@@ -51,7 +52,7 @@ fn spec(n: u64) -> TaskSpec {
                 ),
             ]
             .into(),
-            ..DockerTaskOptions::default()
+            ..TaskConfig::default()
         },
         ..TaskSpec::default()
     }
@@ -61,10 +62,10 @@ fn pure(c: &mut Criterion) {
     let s = spec(1);
     let settings = ContainerSettings {
         extra_labels: vec!["*".to_owned()],
-        selinux_label: None,
+        ..ContainerSettings::default()
     };
     c.bench_function("container_config", |b| {
-        b.iter(|| container_config(&s, &s.docker.image, None, &settings).unwrap());
+        b.iter(|| container_config(&s, None, &settings).unwrap());
     });
     let state = TaskState {
         task_id: s.id.clone(),
@@ -72,7 +73,7 @@ fn pure(c: &mut Criterion) {
         alloc_id: s.alloc_id.clone(),
         container_id: "f".repeat(64),
         container_name: s.container_name(),
-        image: s.docker.image.clone(),
+        image: s.config.image.clone(),
         image_id: format!("sha256:{}", "a".repeat(64)),
         ..TaskState::default()
     };

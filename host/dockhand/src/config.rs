@@ -22,7 +22,10 @@
 //! those constants, and the domain conversion falls back to the same constants, so an absent
 //! value and a schema-defaulted value always agree (a test decodes both ways). Every literal is
 //! an HCL expression of the attribute's own type; a test parses each with hcl-rs, so an
-//! unquoted `3m` (hashicorp/nomad#6246) cannot slip in.
+//! unquoted `3m` (hashicorp/nomad#6246) cannot slip in. The task engine's and the
+//! reconciler's settings are derived from a validated [`PluginConfig`]
+//! (`EngineSettings::from_config`, `ReconcileSettings::from_config`); their defaults are
+//! those of `PluginConfig::default()`, never restated.
 //!
 //! # Offline validation
 //!

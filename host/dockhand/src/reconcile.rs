@@ -79,8 +79,6 @@ pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label, form
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;
 
-/// Smallest per-call Docker timeout derived from the period (upstream's `max(30 s, period)`).
-pub const MIN_DOCKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Inspections that may run at once when the ownership policy asks for them.
 pub const DEFAULT_INSPECT_CONCURRENCY: usize = 4;
 /// Largest batch handed to one policy call: the policy host's own limit. A
@@ -278,23 +276,17 @@ pub struct ReconcileSettings {
 }
 
 impl ReconcileSettings {
-    /// Settings with upstream's defaults for `period` and `creation_grace`: enforce mode, 10
-    /// actions per sweep, a Docker call timeout of `max(30 s, period)`, no audit file.
+    /// Settings with the plugin config's defaults for `period` and `creation_grace`
+    /// (enforce mode, 10 actions per sweep, a Docker call timeout of `max(30 s, period)`),
+    /// driver name `docker`, and no audit file.
     pub fn new(period: Duration, creation_grace: Duration) -> Self {
+        let defaults = PluginConfig::default();
         Self {
             period,
             creation_grace,
-            dry_run: false,
-            mode: PolicyMode::Enforce,
-            max_actions_per_sweep: 10,
-            docker_call_timeout: period.max(MIN_DOCKER_CALL_TIMEOUT),
-            node: NodeInfo::default(),
-            driver_name: "docker".to_owned(),
-            label_filter: None,
-            daemon: DaemonSharing::default(),
-            inspect_concurrency: DEFAULT_INSPECT_CONCURRENCY,
+            docker_call_timeout: defaults.dockhand.docker_call_timeout.max(period),
             audit_path: None,
-            audit_max_bytes: DEFAULT_AUDIT_MAX_BYTES,
+            ..Self::from_config(&defaults, NodeInfo::default(), "docker")
         }
     }
 
@@ -306,6 +298,8 @@ impl ReconcileSettings {
         let gc = &config.gc.dangling_containers;
         let own = &config.dockhand;
         Self {
+            period: gc.period,
+            creation_grace: gc.creation_grace,
             dry_run: gc.dry_run,
             mode: own.mode,
             max_actions_per_sweep: own.max_actions_per_sweep,
@@ -314,8 +308,9 @@ impl ReconcileSettings {
             driver_name: driver_name.to_owned(),
             label_filter: own.label_filter.clone(),
             daemon: own.daemon,
+            inspect_concurrency: DEFAULT_INSPECT_CONCURRENCY,
             audit_path: Some(own.data_dir.join(AUDIT_FILE_NAME)),
-            ..Self::new(gc.period, gc.creation_grace)
+            audit_max_bytes: DEFAULT_AUDIT_MAX_BYTES,
         }
     }
 
@@ -633,5 +628,24 @@ mod tests {
         assert_eq!(s.docker_call_timeout, Duration::from_secs(30));
         assert_eq!(s.first_delay(), Duration::from_secs(120));
         assert!(s.report_only());
+    }
+
+    #[test]
+    fn settings_for_a_period_take_the_other_values_from_the_config_defaults() {
+        let s = ReconcileSettings::new(Duration::from_secs(3), Duration::from_secs(1));
+        assert_eq!(
+            (s.period, s.creation_grace),
+            (Duration::from_secs(3), Duration::from_secs(1))
+        );
+        assert_eq!(s.docker_call_timeout, Duration::from_secs(30));
+        assert_eq!(s.mode, PolicyMode::Enforce);
+        assert_eq!(s.max_actions_per_sweep, 10);
+        assert!(!s.dry_run);
+        assert_eq!(s.driver_name, "docker");
+        assert_eq!(s.label_filter, None);
+        assert_eq!(s.daemon, DaemonSharing::SharedWithBuiltinDriver);
+        assert_eq!(s.audit_path, None);
+        let long = ReconcileSettings::new(Duration::from_secs(600), Duration::ZERO);
+        assert_eq!(long.docker_call_timeout, Duration::from_secs(600));
     }
 }

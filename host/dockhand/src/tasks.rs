@@ -36,6 +36,7 @@ pub mod image_gc;
 mod log_position;
 mod logs;
 mod network;
+mod options;
 mod ports;
 pub mod reference;
 pub mod resolv;
@@ -46,12 +47,14 @@ mod stats;
 mod store;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
+use crate::config::PluginConfig;
 use crate::docker::{DockerApi, DockerError};
 use crate::fingerprint::RuntimeCatalog;
 
@@ -95,7 +98,8 @@ pub struct TaskEvent {
     pub timestamp: std::time::SystemTime,
 }
 
-/// Engine settings (mapped from the plugin config).
+/// Engine settings: what the engine needs from the plugin config
+/// ([`EngineSettings::from_config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineSettings {
     /// The runtime that provides NVIDIA GPUs (`nvidia_runtime`).
@@ -112,7 +116,7 @@ pub struct EngineSettings {
     pub disable_log_collection: bool,
     /// `gc.container`: remove containers on DestroyTask.
     pub gc_container: bool,
-    /// Labels and binds.
+    /// What the create body needs: labels, binds, capabilities, pids and log defaults.
     pub container: ContainerSettings,
     /// Node compute per core in MHz, for CPU ticks (0 = unknown).
     pub mhz_per_core: u64,
@@ -128,28 +132,39 @@ pub struct EngineSettings {
     pub pull_progress_interval: Duration,
 }
 
+impl EngineSettings {
+    /// The settings of the plugin config `config`.
+    pub fn from_config(config: &PluginConfig) -> Self {
+        Self {
+            nvidia_runtime: config.nvidia_runtime.clone(),
+            allow_runtimes: config.allow_runtimes.clone(),
+            container_exists_attempts: config.container_exists_attempts,
+            image_pull_timeout: config.image_pull_timeout,
+            pull_activity_timeout: config.pull_activity_timeout,
+            disable_log_collection: config.disable_log_collection,
+            gc_container: config.gc.container,
+            container: ContainerSettings::from_config(config),
+            mhz_per_core: 0,
+            infra_image: config.infra_image.clone(),
+            infra_image_pull_timeout: config.infra_image_pull_timeout,
+            auth: AuthSources {
+                config: config.auth.config.as_ref().map(PathBuf::from),
+                helper: config.auth.helper.clone(),
+            },
+            image_gc_delay: config.gc.image.then_some(config.gc.image_delay),
+            pull_progress_interval: PULL_PROGRESS_INTERVAL,
+        }
+    }
+}
+
 impl Default for EngineSettings {
+    /// The settings of the default plugin config, except for image removal: an engine built
+    /// without a configuration must not delete images it merely found on the host (the
+    /// plugin's default, from `gc.image`, is on).
     fn default() -> Self {
         Self {
-            nvidia_runtime: "nvidia".to_owned(),
-            allow_runtimes: vec!["runc".to_owned(), "nvidia".to_owned()],
-            container_exists_attempts: 5,
-            image_pull_timeout: Duration::from_secs(300),
-            pull_activity_timeout: Duration::from_secs(120),
-            disable_log_collection: false,
-            gc_container: true,
-            container: ContainerSettings {
-                extra_labels: Vec::new(),
-                selinux_label: None,
-            },
-            mhz_per_core: 0,
-            infra_image: crate::config::defaults::infra_image(),
-            infra_image_pull_timeout: Duration::from_secs(300),
-            auth: AuthSources::default(),
-            // Off here (the plugin's default is on, from `gc.image`): an engine built without
-            // a configuration must not delete images it merely found on the host.
             image_gc_delay: None,
-            pull_progress_interval: PULL_PROGRESS_INTERVAL,
+            ..Self::from_config(&PluginConfig::default())
         }
     }
 }
@@ -394,4 +409,37 @@ pub struct TaskStatus {
     pub exit: Option<ExitResult>,
     /// The network reported at start.
     pub network: Option<DriverNetwork>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_are_the_plugin_defaults_without_image_removal() {
+        let s = EngineSettings::default();
+        assert_eq!(s.nvidia_runtime, "nvidia");
+        assert_eq!(s.allow_runtimes, vec!["runc", "nvidia"]);
+        assert_eq!(s.container_exists_attempts, 5);
+        assert_eq!(s.image_pull_timeout, Duration::from_secs(300));
+        assert_eq!(s.pull_activity_timeout, Duration::from_secs(120));
+        assert_eq!(s.infra_image_pull_timeout, Duration::from_secs(300));
+        assert_eq!(s.infra_image, crate::config::defaults::infra_image());
+        assert!(!s.disable_log_collection && s.gc_container);
+        assert_eq!(s.auth, AuthSources::default());
+        assert_eq!(s.pull_progress_interval, PULL_PROGRESS_INTERVAL);
+        assert_eq!(s.image_gc_delay, None, "no image removal without a config");
+        let plugin = EngineSettings::from_config(&PluginConfig::default());
+        assert_eq!(plugin.image_gc_delay, Some(Duration::from_secs(180)));
+        assert_eq!(
+            EngineSettings {
+                image_gc_delay: None,
+                ..plugin
+            },
+            s
+        );
+        assert_eq!(s.container.allow_caps.len(), 13);
+        assert_eq!(s.container.logging.r#type, "json-file");
+        assert_eq!(s.container.pids_limit, None);
+    }
 }

@@ -89,8 +89,8 @@ async fn load_uses_the_image_tarball_instead_of_pulling() {
 
     let engine = engine(&docker);
     let mut spec = spec(&guard, dir.path(), "loaded", "echo from-loaded-image");
-    spec.docker.image = LOADED.to_owned();
-    spec.docker.load = Some(tarball);
+    spec.config.image = LOADED.to_owned();
+    spec.config.load = Some(tarball.display().to_string());
     let started = engine.start(spec.clone()).await.unwrap();
     assert!(started.handle.state().image_id.starts_with("sha256:"));
     assert_eq!(engine.wait(&spec.id).await.unwrap().exit_code, 0);
@@ -106,7 +106,7 @@ async fn load_uses_the_image_tarball_instead_of_pulling() {
     // A tarball that does not exist is a clear error and leaves nothing behind.
     let mut spec = spec.clone();
     spec.id = format!("{}/loaded/00000002", spec.alloc_id);
-    spec.docker.load = Some(dir.path().join("missing.tar"));
+    spec.config.load = Some(dir.path().join("missing.tar").display().to_string());
     let err = engine.start(spec).await.unwrap_err();
     assert!(
         err.to_string().starts_with("failed to load image from "),

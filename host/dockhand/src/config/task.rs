@@ -72,13 +72,32 @@ pub struct Mount {
     pub readonly: bool,
 }
 
-/// A resource limit from `ulimit`.
+/// A resource limit from `ulimit`, parsed once (by [`Ulimit::parse`]) and handed to Docker
+/// as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ulimit {
     /// Soft limit.
     pub soft: i64,
     /// Hard limit (defaults to the soft one).
     pub hard: i64,
+}
+
+impl Ulimit {
+    /// Parses a `soft[:hard]` value: one or two integers (white space around each is
+    /// allowed), the hard limit defaulting to the soft one. Empty values, a third part and
+    /// anything that is not an `i64` are refused, as Nomad refuses them (Nomad does not trim).
+    pub fn parse(value: &str) -> Option<Ulimit> {
+        let mut parts = value.split(':');
+        let soft = parts.next()?.trim().parse().ok()?;
+        let hard = match parts.next() {
+            Some(h) => h.trim().parse().ok()?,
+            None => soft,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Ulimit { soft, hard })
+    }
 }
 
 /// Task `logging { … }`.
@@ -91,6 +110,10 @@ pub struct TaskLogging {
 }
 
 /// The validated task configuration. Each field is the HCL key of the same name.
+///
+/// The second and last shape of a task's `config { … }` (after [`RawTaskConfig`]): the task
+/// engine carries it in its `TaskSpec` and builds the Docker create body from it directly,
+/// so a value parsed here (durations, addresses, [`Ulimit`]) is never parsed again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskConfig {
     pub image: String,
@@ -157,20 +180,6 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
-/// Parse a `soft[:hard]` ulimit value.
-fn parse_ulimit(value: &str) -> Option<Ulimit> {
-    let mut parts = value.split(':');
-    let soft = parts.next()?.trim().parse().ok()?;
-    let hard = match parts.next() {
-        Some(h) => h.trim().parse().ok()?,
-        None => soft,
-    };
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(Ulimit { soft, hard })
-}
-
 fn mount(p: &mut Problems, field: &str, raw: RawMount) -> Option<Mount> {
     let source = raw.source.unwrap_or_default();
     let kind = match raw.r#type.as_deref().unwrap_or(d::TASK_MOUNT_TYPE) {
@@ -227,6 +236,14 @@ fn mount(p: &mut Problems, field: &str, raw: RawMount) -> Option<Mount> {
         source,
         readonly: raw.readonly.unwrap_or(false),
     })
+}
+
+impl Default for TaskConfig {
+    /// Every key absent: the schema's defaults, and an empty `image` (which
+    /// [`TaskConfig::try_from`] refuses). For building a configuration field by field.
+    fn default() -> TaskConfig {
+        TaskConfig::build(RawTaskConfig::default()).0
+    }
 }
 
 impl TryFrom<RawTaskConfig> for TaskConfig {
@@ -309,7 +326,7 @@ impl TaskConfig {
         }
         let mut ulimit = BTreeMap::new();
         for (name, value) in raw.ulimit.unwrap_or_default() {
-            match parse_ulimit(&value) {
+            match Ulimit::parse(&value) {
                 Some(u) => {
                     ulimit.insert(name, u);
                 }

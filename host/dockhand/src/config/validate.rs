@@ -197,16 +197,20 @@ fn inside_alloc_dir(ctx: &TaskContext, source: &str) -> bool {
 }
 
 impl TaskConfig {
-    /// The pull timeout: the task's own, else the plugin-wide `image_pull_timeout`.
-    pub fn effective_image_pull_timeout(&self, plugin: &PluginConfig) -> std::time::Duration {
-        self.image_pull_timeout.unwrap_or(plugin.image_pull_timeout)
+    /// The pull timeout: the task's own, else `plugin_wide` (the plugin's
+    /// `image_pull_timeout`).
+    pub fn effective_image_pull_timeout(
+        &self,
+        plugin_wide: std::time::Duration,
+    ) -> std::time::Duration {
+        self.image_pull_timeout.unwrap_or(plugin_wide)
     }
 
-    /// The log driver: the task's, else (when the task sets neither type nor config) the
-    /// plugin's `logging` default.
-    pub fn effective_logging(&self, plugin: &PluginConfig) -> LoggingConfig {
+    /// The log driver: the task's, else (when the task sets neither type nor config)
+    /// `plugin_default` (the plugin's `logging`).
+    pub fn effective_logging(&self, plugin_default: &LoggingConfig) -> LoggingConfig {
         if self.logging.driver.is_none() && self.logging.config.is_empty() {
-            return plugin.logging.clone();
+            return plugin_default.clone();
         }
         LoggingConfig {
             r#type: self.logging.driver.clone().unwrap_or_default(),

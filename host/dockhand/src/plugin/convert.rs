@@ -1,7 +1,8 @@
 //! Translations between Nomad's wire types and the engine's plain Rust types.
 //!
-//! * [`PluginConfig`] → [`DockerConnection`], [`EngineSettings`];
-//! * a proto `TaskConfig` plus the decoded docker [`TaskConfig`] → [`TaskSpec`];
+//! * [`PluginConfig`] → [`DockerConnection`];
+//! * a proto `TaskConfig` → the engine's view of the task ([`TaskSpec`]), which carries the
+//!   validated task configuration ([`TaskConfig`]) as it is;
 //! * engine results (exit results, usage samples, events, timestamps) → proto messages.
 //!
 //! Nothing here performs I/O.
@@ -13,16 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nomad_plugin::proto::drivers as pb;
 use nomad_plugin::proto::drivers::network_isolation_spec::NetworkIsolationMode;
 
-use crate::config::{self, PluginConfig, TaskConfig};
-use crate::docker::{DockerConnection, RegistryAuth, TlsFiles};
-use crate::tasks::spec::{
-    DeviceSpec, DnsSpec, DockerTaskOptions, HostsSpec, LogDriver, MountKind, MountSpec,
-    PortMapping, TaskNetwork, TaskResources,
-};
-use crate::tasks::{
-    AuthSources, ContainerSettings, DriverNetwork, EngineSettings, ExitResult,
-    PULL_PROGRESS_INTERVAL, TaskEvent, TaskSpec, TaskUsage,
-};
+use crate::config::{Device, Mount, MountKind, PluginConfig, TaskConfig};
+use crate::docker::{DockerConnection, TlsFiles};
+use crate::tasks::spec::{DnsSpec, HostsSpec, PortMapping, TaskNetwork, TaskResources};
+use crate::tasks::{DriverNetwork, ExitResult, TaskEvent, TaskSpec, TaskUsage};
 
 /// Label Nomad puts on a group network's isolation spec naming the sandbox container.
 pub const SANDBOX_CONTAINER_LABEL: &str = "docker_sandbox_container_id";
@@ -54,32 +49,6 @@ pub fn docker_connection(config: &PluginConfig) -> DockerConnection {
         endpoint: config.endpoint.clone(),
         tls,
         ..DockerConnection::default()
-    }
-}
-
-/// The engine settings for the plugin config.
-pub fn engine_settings(config: &PluginConfig) -> EngineSettings {
-    EngineSettings {
-        nvidia_runtime: config.nvidia_runtime.clone(),
-        allow_runtimes: config.allow_runtimes.clone(),
-        container_exists_attempts: config.container_exists_attempts,
-        image_pull_timeout: config.image_pull_timeout,
-        pull_activity_timeout: config.pull_activity_timeout,
-        disable_log_collection: config.disable_log_collection,
-        gc_container: config.gc.container,
-        container: ContainerSettings {
-            extra_labels: config.extra_labels.clone(),
-            selinux_label: config.volumes.selinux_label.clone(),
-        },
-        mhz_per_core: 0,
-        infra_image: config.infra_image.clone(),
-        infra_image_pull_timeout: config.infra_image_pull_timeout,
-        auth: AuthSources {
-            config: config.auth.config.as_ref().map(PathBuf::from),
-            helper: config.auth.helper.clone(),
-        },
-        image_gc_delay: config.gc.image.then_some(config.gc.image_delay),
-        pull_progress_interval: PULL_PROGRESS_INTERVAL,
     }
 }
 
@@ -166,207 +135,47 @@ fn resources(task: &pb::TaskConfig) -> Result<TaskResources, String> {
     Ok(out)
 }
 
-fn mount_spec(m: &config::Mount) -> MountSpec {
-    let mut spec = MountSpec {
-        source: m.source.clone(),
-        target: m.target.clone(),
-        readonly: m.readonly,
-        ..MountSpec::default()
-    };
-    match &m.kind {
-        config::MountKind::Bind { propagation } => {
-            spec.kind = MountKind::Bind;
-            spec.propagation = propagation.clone();
-        }
-        config::MountKind::Volume {
-            no_copy,
-            labels,
-            driver,
-            driver_options,
-        } => {
-            spec.kind = MountKind::Volume;
-            spec.volume_no_copy = *no_copy;
-            spec.volume_labels = labels.clone();
-            spec.volume_driver = driver.clone();
-            spec.volume_driver_options = driver_options.clone();
-        }
-        config::MountKind::Tmpfs { size_bytes, mode } => {
-            spec.kind = MountKind::Tmpfs;
-            spec.tmpfs_size = (*size_bytes > 0).then_some(*size_bytes);
-            spec.tmpfs_mode = *mode;
-        }
-    }
-    spec
-}
-
-mod docker_options;
-
-use docker_options::{capabilities, security_opts, user_volumes};
-
-/// Resolves a relative host path against the task directory.
-fn in_task_dir(dir: Option<&Path>, source: &str) -> String {
-    match dir {
-        Some(dir) if !source.starts_with('/') => dir.join(source).to_string_lossy().into_owned(),
-        _ => source.to_owned(),
-    }
-}
-
 /// Builds the engine's [`TaskSpec`] from Nomad's `TaskConfig` and the decoded, validated docker
-/// task configuration. Errors name the offending field.
-pub fn task_spec(
-    task: &pb::TaskConfig,
-    cfg: &TaskConfig,
-    plugin: &PluginConfig,
-) -> Result<TaskSpec, String> {
-    let dir = task_dir(task);
-    let mut devices: Vec<DeviceSpec> = cfg
-        .devices
-        .iter()
-        .map(|d| DeviceSpec {
-            host_path: d.host_path.clone(),
-            container_path: non_empty(&d.container_path),
-            cgroup_permissions: non_empty(&d.cgroup_permissions),
-        })
-        .collect();
-    devices.extend(task.devices.iter().map(|d| DeviceSpec {
-        host_path: d.host_path.clone(),
-        container_path: non_empty(&d.task_path),
-        cgroup_permissions: non_empty(&d.cgroup_permissions),
-    }));
-    let mut mounts: Vec<MountSpec> = cfg
-        .mounts
-        .iter()
-        .map(|m| {
-            let mut spec = mount_spec(m);
-            if spec.kind == MountKind::Bind {
-                spec.source = in_task_dir(dir.as_deref(), &spec.source);
-            }
-            spec
-        })
-        .collect();
-    mounts.extend(task.mounts.iter().map(|m| MountSpec {
-        kind: MountKind::Bind,
-        source: m.host_path.clone(),
-        target: m.task_path.clone(),
-        readonly: m.readonly,
-        ..MountSpec::default()
-    }));
-    let volumes = user_volumes(cfg, dir.as_deref(), plugin.volumes.selinux_label.as_deref());
-    let (cap_add, cap_drop) = capabilities(cfg, plugin)?;
-    let security_opt = security_opts(&cfg.security_opt)?;
-    let load = cfg.load.as_ref().map(|l| match &dir {
-        Some(d) if !l.starts_with('/') => d.join("local").join(l),
-        _ => PathBuf::from(l),
-    });
+/// task configuration, which the spec carries as it is. Errors name the offending field.
+pub fn task_spec(task: &pb::TaskConfig, config: TaskConfig) -> Result<TaskSpec, String> {
     // Nomad's order: a group `network.dns` wins over the driver's `dns_*` options.
     let group_dns = task.dns.as_ref().map(|dns| DnsSpec {
         servers: dns.servers.clone(),
         searches: dns.searches.clone(),
         options: dns.options.clone(),
     });
-    // Nomad's hosts file for a task in the group network without a network mode of its own.
-    let group_hosts = task
+    let group = task
         .network_isolation_spec
         .as_ref()
-        .filter(|iso| iso.mode == NetworkIsolationMode::Group as i32 && cfg.network_mode.is_none())
+        .filter(|iso| iso.mode == NetworkIsolationMode::Group as i32);
+    let group_sandbox = group.and_then(|iso| iso.labels.get(SANDBOX_CONTAINER_LABEL).cloned());
+    let group_hosts = group
         .and_then(|iso| iso.hosts_config.as_ref())
         .filter(|h| !h.address.is_empty() && !h.hostname.is_empty())
         .map(|h| HostsSpec {
             hostname: h.hostname.clone(),
             address: h.address.clone(),
         });
-    let network_mode = cfg.network_mode.clone().or_else(|| {
-        let iso = task.network_isolation_spec.as_ref()?;
-        if iso.mode != NetworkIsolationMode::Group as i32 {
-            return None;
-        }
-        let id = iso.labels.get(SANDBOX_CONTAINER_LABEL)?;
-        Some(format!("container:{id}"))
-    });
-    // A task sharing another container's namespace publishes nothing of its own (Nomad
-    // ignores `ports` there; Docker would refuse them).
-    let shares_netns = network_mode
-        .as_deref()
-        .is_some_and(|m| m.starts_with("container:"));
-    let logging = cfg.effective_logging(plugin);
-    let logging = if logging.r#type.is_empty() {
-        None
-    } else {
-        Some(LogDriver {
-            kind: logging.r#type,
-            config: logging.config,
+    let devices = task
+        .devices
+        .iter()
+        .map(|d| Device {
+            host_path: d.host_path.clone(),
+            container_path: non_empty(&d.task_path).unwrap_or_else(|| d.host_path.clone()),
+            cgroup_permissions: non_empty(&d.cgroup_permissions)
+                .unwrap_or_else(|| "rwm".to_owned()),
         })
-    };
-    let docker = DockerTaskOptions {
-        image: cfg.image.clone(),
-        force_pull: cfg.force_pull,
-        load,
-        auth: cfg.auth.as_ref().map(|a| RegistryAuth {
-            username: a.username.clone(),
-            password: a.password.clone(),
-            server_address: a.server_address.clone(),
-            ..RegistryAuth::default()
-        }),
-        auth_soft_fail: cfg.auth_soft_fail,
-        image_pull_timeout: Some(cfg.effective_image_pull_timeout(plugin)),
-        command: cfg.command.clone().filter(|c| !c.is_empty()),
-        args: cfg.args.clone(),
-        entrypoint: cfg.entrypoint.clone().filter(|e| !e.is_empty()),
-        work_dir: cfg.work_dir.clone(),
-        hostname: cfg.hostname.clone(),
-        tty: cfg.tty,
-        interactive: cfg.interactive,
-        init: cfg.init,
-        labels: cfg.labels.clone(),
-        port_map: cfg.port_map.clone(),
-        ports: if shares_netns {
-            Vec::new()
-        } else {
-            cfg.ports.clone()
-        },
-        network_mode,
-        dns_servers: cfg.dns_servers.clone(),
-        dns_search_domains: cfg.dns_search_domains.clone(),
-        dns_options: cfg.dns_options.clone(),
-        extra_hosts: cfg.extra_hosts.clone(),
-        ulimit: cfg
-            .ulimit
-            .iter()
-            .map(|(k, u)| (k.clone(), format!("{}:{}", u.soft, u.hard)))
-            .collect(),
-        sysctl: cfg.sysctl.clone(),
-        cap_add,
-        cap_drop,
-        privileged: cfg.privileged,
-        runtime: cfg.runtime.clone(),
-        devices,
-        mounts,
-        volumes,
-        pids_limit: cfg.pids_limit.or(plugin.pids_limit).filter(|p| *p > 0),
-        memory_hard_limit_mb: cfg.memory_hard_limit.filter(|m| *m > 0),
-        shm_size: cfg.shm_size.filter(|s| *s > 0),
-        readonly_rootfs: cfg.readonly_rootfs,
-        security_opt,
-        ipc_mode: cfg.ipc_mode.clone(),
-        pid_mode: cfg.pid_mode.clone(),
-        uts_mode: cfg.uts_mode.clone(),
-        userns_mode: cfg.userns_mode.clone(),
-        // The agent-level `oom_score_adj` is parsed and unused, as in Nomad.
-        oom_score_adj: cfg.oom_score_adj,
-        group_add: cfg.group_add.clone(),
-        healthcheck_disable: cfg.healthchecks_disabled,
-        logging,
-        storage_opt: cfg.storage_opt.clone(),
-        cpu_hard_limit: cfg.cpu_hard_limit,
-        cpu_cfs_period: i64::from(cfg.cpu_cfs_period),
-        cgroupns: cfg.cgroupns.clone(),
-        volume_driver: cfg.volume_driver.clone(),
-        network_aliases: cfg.network_aliases.clone(),
-        ipv4_address: cfg.ipv4_address.map(|a| a.to_string()),
-        ipv6_address: cfg.ipv6_address.map(|a| a.to_string()),
-        mac_address: cfg.mac_address.clone(),
-        advertise_ipv6_address: cfg.advertise_ipv6_address,
-    };
+        .collect();
+    let mounts = task
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            kind: MountKind::Bind { propagation: None },
+            source: m.host_path.clone(),
+            target: m.task_path.clone(),
+            readonly: m.readonly,
+        })
+        .collect();
     Ok(TaskSpec {
         id: task.id.clone(),
         name: task.name.clone(),
@@ -386,8 +195,11 @@ pub fn task_spec(
         stdout_path: non_empty(&task.stdout_path).map(PathBuf::from),
         stderr_path: non_empty(&task.stderr_path).map(PathBuf::from),
         group_dns,
+        group_sandbox,
         group_hosts,
-        docker,
+        devices,
+        mounts,
+        config,
     })
 }
 
@@ -541,6 +353,20 @@ pub fn task_event(e: TaskEvent) -> pb::DriverTaskEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::models::{ContainerCreateBody, HostConfig};
+    use crate::tasks::{ContainerSettings, TaskError, container_config};
+
+    /// The create body of `spec` under the agent config `plugin`.
+    fn body(spec: &TaskSpec, plugin: &PluginConfig) -> Result<ContainerCreateBody, TaskError> {
+        container_config(spec, None, &ContainerSettings::from_config(plugin))
+    }
+
+    fn host_config(spec: &TaskSpec, plugin: &PluginConfig) -> HostConfig {
+        body(spec, plugin)
+            .expect("body")
+            .host_config
+            .expect("host config")
+    }
 
     /// `{image = "busybox"}` as go-cty MessagePack.
     fn busybox() -> TaskConfig {
@@ -591,13 +417,17 @@ mod tests {
         };
         let mut cfg = busybox();
         cfg.volumes = vec!["data:/data".to_owned()];
-        let spec = task_spec(&task, &cfg, &PluginConfig::default()).expect("spec");
+        let spec = task_spec(&task, cfg).expect("spec");
         assert_eq!(spec.task_dir(), Some(PathBuf::from("/alloc-root/web")));
         assert_eq!(spec.resources.memory_mb, 64);
         assert_eq!(spec.resources.memory_max_mb, 128);
         assert_eq!(spec.resources.cpu_shares, 250);
         assert_eq!(spec.resources.ports[0].to, 80);
-        assert_eq!(spec.docker.volumes, vec!["/alloc-root/web/data:/data"]);
+        let binds = host_config(&spec, &PluginConfig::default()).binds;
+        assert_eq!(
+            binds.expect("binds").last().map(String::as_str),
+            Some("/alloc-root/web/data:/data")
+        );
     }
 
     #[test]
@@ -613,17 +443,25 @@ mod tests {
         };
         let mut cfg = busybox();
         cfg.ports = vec!["http".to_owned()];
-        let spec = task_spec(&task, &cfg, &PluginConfig::default()).expect("spec");
-        assert_eq!(
-            spec.docker.network_mode.as_deref(),
-            Some("container:c0ffee")
-        );
-        assert!(spec.docker.ports.is_empty());
+        let spec = task_spec(&task, cfg.clone()).expect("spec");
+        let hc = host_config(&spec, &PluginConfig::default());
+        assert_eq!(hc.network_mode.as_deref(), Some("container:c0ffee"));
+        assert_eq!(hc.port_bindings, None);
 
         cfg.network_mode = Some("none".to_owned());
-        let spec = task_spec(&task, &cfg, &PluginConfig::default()).expect("spec");
-        assert_eq!(spec.docker.network_mode.as_deref(), Some("none"));
-        assert_eq!(spec.docker.ports, vec!["http".to_owned()]);
+        let spec = task_spec(&task, cfg).expect("spec");
+        let err = body(&spec, &PluginConfig::default()).expect_err("ports honoured");
+        assert!(err.to_string().contains("Port \"http\" not found"), "{err}");
+        let mut spec = spec;
+        spec.resources.ports.push(PortMapping {
+            label: "http".to_owned(),
+            value: 25000,
+            to: 80,
+            host_ip: "127.0.0.1".to_owned(),
+        });
+        let hc = host_config(&spec, &PluginConfig::default());
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert!(hc.port_bindings.expect("bindings").contains_key("80/tcp"));
     }
 
     #[test]
@@ -639,8 +477,7 @@ mod tests {
             }),
             ..pb::TaskConfig::default()
         };
-        let cfg = busybox();
-        let err = task_spec(&task, &cfg, &PluginConfig::default()).expect_err("bad port");
+        let err = task_spec(&task, busybox()).expect_err("bad port");
         assert!(err.contains("resources.ports[http].value"), "{err}");
     }
 
@@ -649,15 +486,20 @@ mod tests {
         let mut plugin = PluginConfig::default();
         let mut cfg = busybox();
         cfg.volumes = vec!["data:/data".to_owned(), "/abs:/abs:ro".to_owned()];
-        let spec = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect("spec");
-        assert_eq!(spec.docker.cap_drop, vec!["net_raw".to_owned()]);
-        assert!(spec.docker.cap_add.is_empty());
+        let spec = task_spec(&pb::TaskConfig::default(), cfg.clone()).expect("spec");
+        let hc = host_config(&spec, &plugin);
+        assert_eq!(hc.cap_drop, Some(vec!["net_raw".to_owned()]));
+        assert_eq!(hc.cap_add, None);
         plugin.volumes.selinux_label = Some("z".to_owned());
         cfg.cap_add = vec!["NET_ADMIN".to_owned()];
-        let err = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect_err("cap");
-        assert!(err.starts_with("cap_add: driver does not allow"), "{err}");
+        let spec = task_spec(&pb::TaskConfig::default(), cfg.clone()).expect("spec");
+        let err = body(&spec, &plugin).expect_err("cap").to_string();
+        assert!(err.contains("cap_add: driver does not allow"), "{err}");
         cfg.cap_add.clear();
-        let spec = task_spec(&pb::TaskConfig::default(), &cfg, &plugin).expect("spec");
-        assert_eq!(spec.docker.volumes, vec!["data:/data:z", "/abs:/abs:ro,z"]);
+        let spec = task_spec(&pb::TaskConfig::default(), cfg).expect("spec");
+        assert_eq!(
+            host_config(&spec, &plugin).binds,
+            Some(vec!["data:/data:z".to_owned(), "/abs:/abs:ro,z".to_owned()])
+        );
     }
 }

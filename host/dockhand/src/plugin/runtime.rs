@@ -6,7 +6,7 @@ use super::convert;
 use crate::config::PluginConfig;
 use crate::docker::{BollardDocker, DockerApi};
 use crate::fingerprint::RuntimeCatalog;
-use crate::tasks::TaskEngine;
+use crate::tasks::{EngineSettings, TaskEngine};
 
 /// The per-process Docker side: one client, one runtime catalog, one task engine.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ impl DriverRuntime {
         let docker: Arc<dyn DockerApi> =
             Arc::new(BollardDocker::new(convert::docker_connection(config))?);
         let runtimes = RuntimeCatalog::new();
-        let mut settings = convert::engine_settings(config);
+        let mut settings = EngineSettings::from_config(config);
         settings.mhz_per_core = std::fs::read_to_string(CPUINFO)
             .map(|text| mhz_per_core(&text))
             .unwrap_or(0);

@@ -86,7 +86,7 @@ pub(super) async fn start(
     for warning in &cfg.warnings {
         tracing::warn!(task_id = task.id, "{warning}");
     }
-    let spec = convert::task_spec(&task, &cfg, plugin).map_err(PluginError::InvalidArgument)?;
+    let spec = convert::task_spec(&task, cfg).map_err(PluginError::InvalidArgument)?;
     let started = engine.start(spec).await.map_err(task_error)?;
     tracing::info!(
         task_id = task.id,

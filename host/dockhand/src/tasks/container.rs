@@ -1,5 +1,8 @@
 //! From a [`TaskSpec`] to Docker's container-create body: name, labels, binds, resources,
-//! ports and the task options. Pure functions, so they are unit-tested without a daemon.
+//! ports and the task options, read from the validated [`TaskConfig`] the spec carries.
+//! Adding a Docker option means adding it to the schema, the validated type (and its
+//! conversion from the raw one) and here. Pure functions but for reading `seccomp=<file>`
+//! profiles, so they are unit-tested without a daemon.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,10 +13,12 @@ use crate::docker::models::{
 
 use super::TaskError;
 use super::host_options::{self, HOSTS_FILE, HOSTS_TARGET};
+use super::options::{capabilities, in_task_dir, security_opts, user_volumes};
 use super::ports::{port_bindings, port_map_env};
 use super::resolv;
 use super::spec::TaskSpec;
 use crate::config::validate::glob_match;
+use crate::config::{LoggingConfig, MountKind, PluginConfig, TaskConfig};
 
 /// Label present on every task and pause container: the ownership marker.
 pub const LABEL_ALLOC_ID: &str = "com.hashicorp.nomad.alloc_id";
@@ -51,14 +56,40 @@ pub fn identity_labels(node_id: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// What the container builder needs from the engine settings.
+/// What the container builder needs from the agent's plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSettings {
     /// `extra_labels` glob patterns over `job_name, job_id, parent_job_id, task_group_name,
     /// task_name, namespace, node_name, node_id`.
     pub extra_labels: Vec<String>,
-    /// `volumes.selinuxlabel`, appended to the Nomad binds.
+    /// `volumes.selinuxlabel`, appended to the Nomad binds and the task's `volumes`.
     pub selinux_label: Option<String>,
+    /// `allow_caps`: the capabilities outside it are dropped (Nomad's capability delta).
+    pub allow_caps: Vec<String>,
+    /// `pids_limit`: the limit of a task that sets none; `None` is unlimited.
+    pub pids_limit: Option<i64>,
+    /// `logging`: the log driver of a task that sets neither its type nor its config.
+    pub logging: LoggingConfig,
+}
+
+impl ContainerSettings {
+    /// The settings of the plugin config `config`.
+    pub fn from_config(config: &PluginConfig) -> Self {
+        Self {
+            extra_labels: config.extra_labels.clone(),
+            selinux_label: config.volumes.selinux_label.clone(),
+            allow_caps: config.allow_caps.clone(),
+            pids_limit: config.pids_limit,
+            logging: config.logging.clone(),
+        }
+    }
+}
+
+impl Default for ContainerSettings {
+    /// The settings of the default plugin config.
+    fn default() -> Self {
+        Self::from_config(&PluginConfig::default())
+    }
 }
 
 /// Nomad's labels for `spec`: `alloc_id` always, the others when an `extra_labels` glob
@@ -96,7 +127,7 @@ const MIB: i64 = 1024 * 1024;
 /// (hard limit, reservation) in bytes.
 fn memory_limits(spec: &TaskSpec) -> Result<(Option<i64>, Option<i64>), TaskError> {
     let r = &spec.resources;
-    let hard_opt = spec.docker.memory_hard_limit_mb.unwrap_or(0);
+    let hard_opt = spec.config.memory_hard_limit.unwrap_or(0);
     if r.memory_max_mb == -1 {
         return Ok((None, (r.memory_mb > 0).then_some(r.memory_mb * MIB)));
     }
@@ -141,34 +172,21 @@ fn nomad_binds(spec: &TaskSpec, selinux: Option<&str>) -> Vec<String> {
     ]
 }
 
-fn ulimits(spec: &TaskSpec) -> Result<Vec<ResourcesUlimits>, TaskError> {
-    let mut out = Vec::new();
-    for (name, value) in &spec.docker.ulimit {
-        let bad =
-            || TaskError::InvalidSpec(format!("Malformed ulimit specification {name}: {value:?}"));
-        let mut parts = value.splitn(2, ':');
-        let soft: i64 = parts
-            .next()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(bad)?
-            .parse()
-            .map_err(|_| bad())?;
-        let hard: i64 = match parts.next() {
-            Some(h) => h.parse().map_err(|_| bad())?,
-            None => soft,
-        };
-        out.push(ResourcesUlimits {
+fn ulimits(config: &TaskConfig) -> Vec<ResourcesUlimits> {
+    config
+        .ulimit
+        .iter()
+        .map(|(name, u)| ResourcesUlimits {
             name: Some(name.clone()),
-            soft: Some(soft),
-            hard: Some(hard),
-        });
-    }
-    Ok(out)
+            soft: Some(u.soft),
+            hard: Some(u.hard),
+        })
+        .collect()
 }
 
 /// `dns_servers` that are IP addresses; others are logged and skipped, as in Nomad.
-fn dns_servers(spec: &TaskSpec) -> Vec<String> {
-    spec.docker
+fn dns_servers(config: &TaskConfig) -> Vec<String> {
+    config
         .dns_servers
         .iter()
         .filter(|ip| {
@@ -186,22 +204,45 @@ fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
-/// The create body for `spec` with image `image` and OCI runtime `runtime`.
+/// The bind and tmpfs/volume mounts: the task's `mount` blocks (relative bind sources in the
+/// task directory), then Nomad's own mounts.
+fn task_mounts(spec: &TaskSpec) -> Result<Vec<Mount>, TaskError> {
+    let dir = spec.task_dir();
+    let own = spec.config.mounts.iter().map(|m| {
+        let mut m = m.clone();
+        if matches!(m.kind, MountKind::Bind { .. }) {
+            m.source = in_task_dir(dir.as_deref(), &m.source);
+        }
+        host_options::docker_mount(&m)
+    });
+    let nomad = spec.mounts.iter().map(host_options::docker_mount);
+    own.chain(nomad).collect()
+}
+
+/// The log driver: the task's, else the agent's default; none when its type is empty.
+fn log_config(config: &TaskConfig, settings: &ContainerSettings) -> Option<HostConfigLogConfig> {
+    let logging = config.effective_logging(&settings.logging);
+    (!logging.r#type.is_empty()).then(|| HostConfigLogConfig {
+        typ: Some(logging.r#type),
+        config: Some(logging.config.into_iter().collect()),
+    })
+}
+
+/// The create body for `spec` with OCI runtime `runtime`.
 pub fn container_config(
     spec: &TaskSpec,
-    image: &str,
     runtime: Option<String>,
     settings: &ContainerSettings,
 ) -> Result<ContainerCreateBody, TaskError> {
-    let d = &spec.docker;
-    let mut labels: HashMap<String, String> = d.labels.clone().into_iter().collect();
+    let c = &spec.config;
+    let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
     labels.extend(nomad_labels(spec, &settings.extra_labels));
     // After the user's and `extra_labels`' ones: these identify the creator and cannot be
     // overridden by a task.
     labels.extend(identity_labels(&spec.node_id));
 
     let mut cmd = Vec::new();
-    if let Some(command) = &d.command {
+    if let Some(command) = &c.command {
         if command.is_empty() {
             return Err(TaskError::InvalidSpec(format!(
                 "command empty: {command:?}"
@@ -214,10 +255,11 @@ pub fn container_config(
         }
         cmd.push(command.clone());
     }
-    cmd.extend(d.args.iter().cloned());
+    cmd.extend(c.args.iter().cloned());
+    let network_mode = spec.network_mode();
     // Docker refuses a hostname in another container's namespace; say which field and what
     // to use instead before anything is created.
-    if let (Some(hostname), Some(mode)) = (&d.hostname, &d.network_mode)
+    if let (Some(hostname), Some(mode)) = (&c.hostname, &network_mode)
         && !hostname.is_empty()
         && mode.starts_with("container:")
     {
@@ -227,19 +269,23 @@ pub fn container_config(
              network.hostname instead"
         )));
     }
+    let (cap_add, cap_drop) =
+        capabilities(c, &settings.allow_caps).map_err(TaskError::InvalidSpec)?;
+    let security_opt = security_opts(&c.security_opt).map_err(TaskError::InvalidSpec)?;
 
     let (memory, reservation) = memory_limits(spec)?;
+    let task_dir = spec.task_dir();
     let mut binds = nomad_binds(spec, settings.selinux_label.as_deref());
-    binds.extend(d.volumes.iter().cloned());
-    let mut mounts = d
-        .mounts
-        .iter()
-        .map(host_options::docker_mount)
-        .collect::<Result<Vec<Mount>, TaskError>>()?;
+    binds.extend(user_volumes(
+        c,
+        task_dir.as_deref(),
+        settings.selinux_label.as_deref(),
+    ));
+    let mut mounts = task_mounts(spec)?;
     // In a group network Nomad's hosts file (with `extra_hosts` in it) replaces Docker's,
     // which cannot take `extra_hosts` in another container's namespace.
-    let mut extra_hosts = d.extra_hosts.clone();
-    if spec.group_hosts.is_some() {
+    let mut extra_hosts = c.extra_hosts.clone();
+    if spec.joined_group_hosts().is_some() {
         let Some(alloc_dir) = &spec.alloc_dir else {
             return Err(TaskError::InvalidSpec(
                 "a group network hosts file needs the allocation directory".to_owned(),
@@ -257,20 +303,16 @@ pub fn container_config(
             }),
             ..Mount::default()
         });
-    } else if !extra_hosts.is_empty()
-        && d.network_mode
-            .as_deref()
-            .is_some_and(|m| m.starts_with("container:"))
-    {
+    } else if !extra_hosts.is_empty() && spec.shares_netns() {
         return Err(TaskError::InvalidSpec(format!(
             "extra_hosts cannot be given to Docker for a task that joins another container's \
              network (network_mode {:?}) and Nomad sent no group hosts configuration",
-            d.network_mode.as_deref().unwrap_or_default()
+            network_mode.as_deref().unwrap_or_default()
         )));
     }
     let group_dns = spec.group_dns.is_some();
     if group_dns {
-        let Some(task_dir) = spec.task_dir() else {
+        let Some(task_dir) = &task_dir else {
             return Err(TaskError::InvalidSpec(
                 "a group network DNS needs the task directory for its resolv.conf".to_owned(),
             ));
@@ -283,33 +325,26 @@ pub fn container_config(
             ..Mount::default()
         });
     }
-    let devices: Vec<DeviceMapping> = d
+    let devices: Vec<DeviceMapping> = c
         .devices
         .iter()
+        .chain(&spec.devices)
         .map(|dev| DeviceMapping {
             path_on_host: Some(dev.host_path.clone()),
-            path_in_container: Some(
-                dev.container_path
-                    .clone()
-                    .unwrap_or_else(|| dev.host_path.clone()),
-            ),
-            cgroup_permissions: Some(
-                dev.cgroup_permissions
-                    .clone()
-                    .unwrap_or_else(|| "rwm".to_owned()),
-            ),
+            path_in_container: Some(dev.container_path.clone()),
+            cgroup_permissions: Some(dev.cgroup_permissions.clone()),
         })
         .collect();
     let ports = port_bindings(spec)?;
     let exposed: Vec<String> = ports.keys().cloned().collect();
-    let cpu = if d.cpu_hard_limit {
+    let cpu = if c.cpu_hard_limit {
         host_options::cpu_limits(spec, host_options::host_cpu_count())?
     } else {
         None
     };
     // `port_map` rewrites NOMAD_PORT_<label> to the container port, as Nomad does.
     let mut env = spec.env.clone();
-    env.extend(port_map_env(&d.port_map));
+    env.extend(port_map_env(&c.port_map));
 
     let host_config = HostConfig {
         memory,
@@ -320,57 +355,55 @@ pub fn container_config(
         cpu_period: cpu.map(|(period, _)| period),
         cpu_quota: cpu.map(|(_, quota)| quota),
         cgroupns_mode: host_options::cgroupns_mode(spec)?,
-        volume_driver: d.volume_driver.clone(),
-        pids_limit: d.pids_limit.filter(|p| *p > 0),
+        volume_driver: c.volume_driver.clone(),
+        pids_limit: c.pids_limit.or(settings.pids_limit).filter(|p| *p > 0),
         binds: non_empty(binds),
         mounts: non_empty(mounts),
         devices: non_empty(devices),
-        ulimits: non_empty(ulimits(spec)?),
-        sysctls: (!d.sysctl.is_empty()).then(|| d.sysctl.clone().into_iter().collect()),
-        storage_opt: (!d.storage_opt.is_empty())
-            .then(|| d.storage_opt.clone().into_iter().collect()),
-        cap_add: non_empty(d.cap_add.clone()),
-        cap_drop: non_empty(d.cap_drop.clone()),
-        privileged: Some(d.privileged),
+        ulimits: non_empty(ulimits(c)),
+        sysctls: (!c.sysctl.is_empty()).then(|| c.sysctl.clone().into_iter().collect()),
+        storage_opt: (!c.storage_opt.is_empty())
+            .then(|| c.storage_opt.clone().into_iter().collect()),
+        cap_add: non_empty(cap_add),
+        cap_drop: non_empty(cap_drop),
+        privileged: Some(c.privileged),
         runtime,
-        network_mode: d.network_mode.clone(),
         port_bindings: (!ports.is_empty()).then_some(ports),
         // With a group DNS, the task's own resolv.conf (mounted above) replaces these.
-        dns: non_empty(dns_servers(spec)).filter(|_| !group_dns),
-        dns_search: non_empty(d.dns_search_domains.clone()).filter(|_| !group_dns),
-        dns_options: non_empty(d.dns_options.clone()).filter(|_| !group_dns),
+        dns: non_empty(dns_servers(c)).filter(|_| !group_dns),
+        dns_search: non_empty(c.dns_search_domains.clone()).filter(|_| !group_dns),
+        dns_options: non_empty(c.dns_options.clone()).filter(|_| !group_dns),
         extra_hosts: non_empty(extra_hosts),
-        init: d.init.then_some(true),
-        shm_size: d.shm_size,
-        readonly_rootfs: Some(d.readonly_rootfs),
-        security_opt: non_empty(d.security_opt.clone()),
-        ipc_mode: d.ipc_mode.clone(),
-        pid_mode: d.pid_mode.clone(),
-        uts_mode: d.uts_mode.clone(),
-        userns_mode: d.userns_mode.clone(),
-        oom_score_adj: d.oom_score_adj,
-        group_add: non_empty(d.group_add.clone()),
-        log_config: d.logging.as_ref().map(|l| HostConfigLogConfig {
-            typ: Some(l.kind.clone()),
-            config: Some(l.config.clone().into_iter().collect()),
-        }),
+        init: c.init.then_some(true),
+        shm_size: c.shm_size.filter(|s| *s > 0),
+        readonly_rootfs: Some(c.readonly_rootfs),
+        security_opt: non_empty(security_opt),
+        ipc_mode: c.ipc_mode.clone(),
+        pid_mode: c.pid_mode.clone(),
+        uts_mode: c.uts_mode.clone(),
+        userns_mode: c.userns_mode.clone(),
+        // The agent-level `oom_score_adj` is parsed and unused, as in Nomad.
+        oom_score_adj: c.oom_score_adj,
+        group_add: non_empty(c.group_add.clone()),
+        log_config: log_config(c, settings),
+        network_mode,
         ..HostConfig::default()
     };
 
     Ok(ContainerCreateBody {
-        image: Some(image.to_owned()),
-        hostname: d.hostname.clone(),
+        image: Some(c.image.clone()),
+        hostname: c.hostname.clone(),
         user: spec.user.clone().filter(|u| !u.is_empty()),
         env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         cmd: non_empty(cmd),
-        entrypoint: d.entrypoint.clone(),
-        working_dir: d.work_dir.clone(),
-        tty: Some(d.tty),
-        open_stdin: Some(d.interactive),
+        entrypoint: c.entrypoint.clone().filter(|e| !e.is_empty()),
+        working_dir: c.work_dir.clone(),
+        tty: Some(c.tty),
+        open_stdin: Some(c.interactive),
         labels: Some(labels),
         exposed_ports: non_empty(exposed),
-        healthcheck: d
-            .healthcheck_disable
+        healthcheck: c
+            .healthchecks_disabled
             .then(|| crate::docker::models::HealthConfig {
                 test: Some(vec!["NONE".to_owned()]),
                 ..Default::default()
@@ -384,6 +417,7 @@ pub fn container_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Ulimit;
     use crate::tasks::spec::PortMapping;
 
     fn spec() -> TaskSpec {
@@ -405,7 +439,7 @@ mod tests {
     fn settings(globs: &[&str]) -> ContainerSettings {
         ContainerSettings {
             extra_labels: globs.iter().map(|s| (*s).to_owned()).collect(),
-            selinux_label: None,
+            ..ContainerSettings::default()
         }
     }
 
@@ -420,11 +454,11 @@ mod tests {
     #[test]
     fn alloc_id_label_always_wins_over_user_labels() {
         let mut s = spec();
-        s.docker
+        s.config
             .labels
             .insert(LABEL_ALLOC_ID.into(), "forged".into());
-        s.docker.labels.insert("team".into(), "a".into());
-        let body = container_config(&s, "img", None, &settings(&[])).unwrap();
+        s.config.labels.insert("team".into(), "a".into());
+        let body = container_config(&s, None, &settings(&[])).unwrap();
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_ALLOC_ID], s.alloc_id);
         assert_eq!(labels["team"], "a");
@@ -434,12 +468,12 @@ mod tests {
     #[test]
     fn node_and_driver_labels_are_set_whatever_extra_labels_say() {
         let mut s = spec();
-        s.docker
+        s.config
             .labels
             .insert(LABEL_NODE_ID.into(), "forged".into());
-        s.docker.labels.insert(LABEL_DRIVER.into(), "forged".into());
+        s.config.labels.insert(LABEL_DRIVER.into(), "forged".into());
         for globs in [&[][..], &["*"][..], &["job_*"][..]] {
-            let labels = container_config(&s, "img", None, &settings(globs))
+            let labels = container_config(&s, None, &settings(globs))
                 .unwrap()
                 .labels
                 .unwrap();
@@ -471,7 +505,7 @@ mod tests {
 
     #[test]
     fn binds_cover_alloc_local_secrets_and_readonly_logs() {
-        let body = container_config(&spec(), "img", None, &settings(&[])).unwrap();
+        let body = container_config(&spec(), None, &settings(&[])).unwrap();
         let binds = body.host_config.unwrap().binds.unwrap();
         assert_eq!(
             binds,
@@ -489,16 +523,16 @@ mod tests {
         let mut s = spec();
         s.resources.memory_mb = 100;
         s.resources.memory_max_mb = 300;
-        let hc = container_config(&s, "img", None, &settings(&[]))
+        let hc = container_config(&s, None, &settings(&[]))
             .unwrap()
             .host_config
             .unwrap();
         assert_eq!(hc.memory, Some(300 * MIB));
         assert_eq!(hc.memory_reservation, Some(100 * MIB));
         assert_eq!(hc.memory_swap, Some(300 * MIB));
-        s.docker.memory_hard_limit_mb = Some(50);
+        s.config.memory_hard_limit = Some(50);
         s.resources.memory_max_mb = 0;
-        let err = container_config(&s, "img", None, &settings(&[])).unwrap_err();
+        let err = container_config(&s, None, &settings(&[])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid task configuration: task memory requirements exceed driver hard limit of 50 MB"
@@ -514,8 +548,8 @@ mod tests {
             to: 8080,
             host_ip: "127.0.0.1".into(),
         });
-        s.docker.ports.push("http".into());
-        let hc = container_config(&s, "img", None, &settings(&[]))
+        s.config.ports.push("http".into());
+        let hc = container_config(&s, None, &settings(&[]))
             .unwrap()
             .host_config
             .unwrap();
@@ -523,55 +557,71 @@ mod tests {
         assert_eq!(ports.len(), 2);
         let b = ports["8080/udp"].as_ref().unwrap();
         assert_eq!(b[0].host_port.as_deref(), Some("25000"));
-        s.docker.ports.push("nope".into());
-        let err = container_config(&s, "img", None, &settings(&[])).unwrap_err();
+        s.config.ports.push("nope".into());
+        let err = container_config(&s, None, &settings(&[])).unwrap_err();
         assert!(err.to_string().contains("Port \"nope\" not found"), "{err}");
     }
 
     #[test]
-    fn malformed_ulimit_is_rejected() {
+    fn parsed_ulimits_reach_docker_as_they_are() {
         let mut s = spec();
-        s.docker.ulimit.insert("nofile".into(), "".into());
-        let err = container_config(&s, "img", None, &settings(&[])).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("Malformed ulimit specification nofile"),
-            "{err}"
-        );
-        s.docker.ulimit.insert("nofile".into(), "1024:2048".into());
-        let hc = container_config(&s, "img", None, &settings(&[]))
+        let hc = container_config(&s, None, &settings(&[]))
             .unwrap()
             .host_config
             .unwrap();
-        assert_eq!(hc.ulimits.unwrap()[0].hard, Some(2048));
+        assert_eq!(hc.ulimits, None);
+        s.config.ulimit.insert(
+            "nofile".into(),
+            Ulimit {
+                soft: 1024,
+                hard: 2048,
+            },
+        );
+        s.config
+            .ulimit
+            .insert("core".into(), Ulimit { soft: -1, hard: -1 });
+        let hc = container_config(&s, None, &settings(&[]))
+            .unwrap()
+            .host_config
+            .unwrap();
+        let limits: Vec<_> = hc
+            .ulimits
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap()))
+            .collect();
+        assert_eq!(
+            limits,
+            vec![("core".into(), -1, -1), ("nofile".into(), 1024, 2048)]
+        );
     }
 
     #[test]
     fn command_whitespace_is_rejected() {
         let mut s = spec();
-        s.docker.command = Some(" sh".into());
-        assert!(container_config(&s, "img", None, &settings(&[])).is_err());
-        s.docker.command = Some("sh".into());
-        s.docker.args = vec!["-c".into(), "true".into()];
-        let body = container_config(&s, "img", None, &settings(&[])).unwrap();
+        s.config.command = Some(" sh".into());
+        assert!(container_config(&s, None, &settings(&[])).is_err());
+        s.config.command = Some("sh".into());
+        s.config.args = vec!["-c".into(), "true".into()];
+        let body = container_config(&s, None, &settings(&[])).unwrap();
         assert_eq!(body.cmd.unwrap(), vec!["sh", "-c", "true"]);
     }
 
     #[test]
     fn a_hostname_in_another_containers_network_is_refused_by_name() {
         let mut s = spec();
-        s.docker.hostname = Some("web".into());
-        s.docker.network_mode = Some("container:c0ffee".into());
-        let err = container_config(&s, "img", None, &settings(&[]))
+        s.config.hostname = Some("web".into());
+        s.config.network_mode = Some("container:c0ffee".into());
+        let err = container_config(&s, None, &settings(&[]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("hostname \"web\" cannot be set"), "{err}");
         assert!(err.contains("network.hostname"), "{err}");
         // Fine in a network of its own, or without a hostname.
-        s.docker.network_mode = Some("bridge".into());
-        assert!(container_config(&s, "img", None, &settings(&[])).is_ok());
-        s.docker.network_mode = Some("container:c0ffee".into());
-        s.docker.hostname = None;
-        assert!(container_config(&s, "img", None, &settings(&[])).is_ok());
+        s.config.network_mode = Some("bridge".into());
+        assert!(container_config(&s, None, &settings(&[])).is_ok());
+        s.config.network_mode = Some("container:c0ffee".into());
+        s.config.hostname = None;
+        assert!(container_config(&s, None, &settings(&[])).is_ok());
     }
 }

@@ -13,7 +13,8 @@ use crate::docker::models::{
 };
 
 use super::TaskError;
-use super::spec::{HostsSpec, MountKind, MountSpec, TaskSpec};
+use super::spec::{HostsSpec, TaskSpec};
+use crate::config::{Mount as TaskMount, MountKind};
 
 /// Where the group network's hosts file is mounted.
 pub const HOSTS_TARGET: &str = "/etc/hosts";
@@ -25,17 +26,17 @@ fn invalid(message: String) -> TaskError {
 }
 
 /// One `mount` block as a Docker mount, every sub-option included.
-pub fn docker_mount(m: &MountSpec) -> Result<Mount, TaskError> {
+pub fn docker_mount(m: &TaskMount) -> Result<Mount, TaskError> {
     let mut out = Mount {
         target: Some(m.target.clone()),
         source: (!m.source.is_empty()).then(|| m.source.clone()),
         read_only: Some(m.readonly),
         ..Mount::default()
     };
-    match m.kind {
-        MountKind::Bind => {
+    match &m.kind {
+        MountKind::Bind { propagation } => {
             out.typ = Some(MountType::BIND);
-            if let Some(p) = &m.propagation {
+            if let Some(p) = propagation {
                 let propagation = p
                     .parse::<MountBindOptionsPropagationEnum>()
                     .ok()
@@ -53,29 +54,35 @@ pub fn docker_mount(m: &MountSpec) -> Result<Mount, TaskError> {
                 });
             }
         }
-        MountKind::Volume => {
+        MountKind::Volume {
+            no_copy,
+            labels,
+            driver,
+            driver_options,
+        } => {
             out.typ = Some(MountType::VOLUME);
-            let driver = m.volume_driver.is_some() || !m.volume_driver_options.is_empty();
-            if m.volume_no_copy || !m.volume_labels.is_empty() || driver {
+            let has_driver = driver.is_some() || !driver_options.is_empty();
+            if *no_copy || !labels.is_empty() || has_driver {
                 out.volume_options = Some(MountVolumeOptions {
-                    no_copy: Some(m.volume_no_copy),
-                    labels: (!m.volume_labels.is_empty())
-                        .then(|| m.volume_labels.clone().into_iter().collect()),
-                    driver_config: driver.then(|| MountVolumeOptionsDriverConfig {
-                        name: m.volume_driver.clone(),
-                        options: (!m.volume_driver_options.is_empty())
-                            .then(|| m.volume_driver_options.clone().into_iter().collect()),
+                    no_copy: Some(*no_copy),
+                    labels: (!labels.is_empty()).then(|| labels.clone().into_iter().collect()),
+                    driver_config: has_driver.then(|| MountVolumeOptionsDriverConfig {
+                        name: driver.clone(),
+                        options: (!driver_options.is_empty())
+                            .then(|| driver_options.clone().into_iter().collect()),
                     }),
                     ..MountVolumeOptions::default()
                 });
             }
         }
-        MountKind::Tmpfs => {
+        MountKind::Tmpfs { size_bytes, mode } => {
             out.typ = Some(MountType::TMPFS);
-            if m.tmpfs_size.is_some() || m.tmpfs_mode.is_some() {
+            // 0 is unlimited: no size option at all.
+            let size_bytes = (*size_bytes > 0).then_some(*size_bytes);
+            if size_bytes.is_some() || mode.is_some() {
                 out.tmpfs_options = Some(MountTmpfsOptions {
-                    size_bytes: m.tmpfs_size,
-                    mode: m.tmpfs_mode.map(i64::from),
+                    size_bytes,
+                    mode: mode.map(i64::from),
                     ..MountTmpfsOptions::default()
                 });
             }
@@ -125,20 +132,20 @@ fn count_cpu_list(list: &str) -> Option<i64> {
 /// `cpu_cfs_period` (0: Nomad's own period), the quota `PercentTicks × period` (truncated)
 /// times the host's CPUs. `None` without `cpu_hard_limit`.
 pub fn cpu_limits(spec: &TaskSpec, cpus: i64) -> Result<Option<(i64, i64)>, TaskError> {
-    let d = &spec.docker;
-    if !d.cpu_hard_limit {
+    let c = &spec.config;
+    if !c.cpu_hard_limit {
         return Ok(None);
     }
-    if !(0..=1_000_000).contains(&d.cpu_cfs_period) {
+    let cfs_period = i64::from(c.cpu_cfs_period);
+    if !(0..=1_000_000).contains(&cfs_period) {
         return Err(invalid(format!(
-            "cpu_cfs_period: invalid value for cpu_cfs_period: {} (must be 0 to 1000000)",
-            d.cpu_cfs_period
+            "cpu_cfs_period: invalid value for cpu_cfs_period: {cfs_period} (must be 0 to 1000000)"
         )));
     }
-    let period = if d.cpu_cfs_period == 0 {
+    let period = if cfs_period == 0 {
         spec.resources.cpu_period
     } else {
-        d.cpu_cfs_period
+        cfs_period
     };
     // Go truncates the float product towards zero before multiplying by the CPUs.
     let per_cpu = (spec.resources.percent_ticks * period as f64) as i64;
@@ -147,7 +154,7 @@ pub fn cpu_limits(spec: &TaskSpec, cpus: i64) -> Result<Option<(i64, i64)>, Task
 
 /// `cgroupns` as Docker's enum; anything but `host` or `private` is refused by name.
 pub fn cgroupns_mode(spec: &TaskSpec) -> Result<Option<HostConfigCgroupnsModeEnum>, TaskError> {
-    match spec.docker.cgroupns.as_deref() {
+    match spec.config.cgroupns.as_deref() {
         None => Ok(None),
         Some("host") => Ok(Some(HostConfigCgroupnsModeEnum::HOST)),
         Some("private") => Ok(Some(HostConfigCgroupnsModeEnum::PRIVATE)),
@@ -160,27 +167,24 @@ pub fn cgroupns_mode(spec: &TaskSpec) -> Result<Option<HostConfigCgroupnsModeEnu
 /// The endpoint settings on the task's network (`network_mode`, Docker's `default` when
 /// unset): aliases, IPAM addresses and the MAC address, when any is set.
 pub fn networking_config(spec: &TaskSpec) -> Option<NetworkingConfig> {
-    let d = &spec.docker;
-    if d.network_aliases.is_empty()
-        && d.ipv4_address.is_none()
-        && d.ipv6_address.is_none()
-        && d.mac_address.is_none()
+    let c = &spec.config;
+    if c.network_aliases.is_empty()
+        && c.ipv4_address.is_none()
+        && c.ipv6_address.is_none()
+        && c.mac_address.is_none()
     {
         return None;
     }
-    let network = d
-        .network_mode
-        .clone()
-        .unwrap_or_else(|| "default".to_owned());
-    let ipam = (d.ipv4_address.is_some() || d.ipv6_address.is_some()).then(|| EndpointIpamConfig {
-        ipv4_address: d.ipv4_address.clone(),
-        ipv6_address: d.ipv6_address.clone(),
+    let network = spec.network_mode().unwrap_or_else(|| "default".to_owned());
+    let ipam = (c.ipv4_address.is_some() || c.ipv6_address.is_some()).then(|| EndpointIpamConfig {
+        ipv4_address: c.ipv4_address.map(|a| a.to_string()),
+        ipv6_address: c.ipv6_address.map(|a| a.to_string()),
         ..EndpointIpamConfig::default()
     });
     let endpoint = EndpointSettings {
-        aliases: (!d.network_aliases.is_empty()).then(|| d.network_aliases.clone()),
+        aliases: (!c.network_aliases.is_empty()).then(|| c.network_aliases.clone()),
         ipam_config: ipam,
-        mac_address: d.mac_address.clone(),
+        mac_address: c.mac_address.clone(),
         ..EndpointSettings::default()
     };
     Some(NetworkingConfig {
@@ -241,34 +245,40 @@ mod tests {
     fn cpu_quota_is_percent_ticks_times_period_times_cpus() {
         let mut s = TaskSpec::default();
         s.resources.percent_ticks = 0.25;
-        s.docker.cpu_cfs_period = 100_000;
+        s.config.cpu_cfs_period = 100_000;
         assert_eq!(cpu_limits(&s, 4).unwrap(), None);
-        s.docker.cpu_hard_limit = true;
+        s.config.cpu_hard_limit = true;
         assert_eq!(cpu_limits(&s, 4).unwrap(), Some((100_000, 100_000)));
         // 0: Nomad's own period.
-        s.docker.cpu_cfs_period = 0;
+        s.config.cpu_cfs_period = 0;
         s.resources.cpu_period = 50_000;
         assert_eq!(cpu_limits(&s, 2).unwrap(), Some((50_000, 25_000)));
     }
 
     #[test]
     fn mount_sub_options_reach_docker() {
-        let m = docker_mount(&MountSpec {
-            kind: MountKind::Tmpfs,
+        let mount = |kind| TaskMount {
+            kind,
             target: "/t".into(),
-            tmpfs_size: Some(1 << 20),
-            tmpfs_mode: Some(0o700),
-            ..MountSpec::default()
-        })
+            source: String::new(),
+            readonly: false,
+        };
+        let m = docker_mount(&mount(MountKind::Tmpfs {
+            size_bytes: 1 << 20,
+            mode: Some(0o700),
+        }))
         .unwrap();
         let t = m.tmpfs_options.unwrap();
         assert_eq!((t.size_bytes, t.mode), (Some(1 << 20), Some(0o700)));
-        let err = docker_mount(&MountSpec {
-            kind: MountKind::Bind,
-            target: "/b".into(),
+        let m = docker_mount(&mount(MountKind::Tmpfs {
+            size_bytes: 0,
+            mode: None,
+        }))
+        .unwrap();
+        assert_eq!(m.tmpfs_options, None, "0 is unlimited: no options");
+        let err = docker_mount(&mount(MountKind::Bind {
             propagation: Some("sideways".into()),
-            ..MountSpec::default()
-        })
+        }))
         .unwrap_err();
         assert!(
             err.to_string().contains("bind_options.propagation"),

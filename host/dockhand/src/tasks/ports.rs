@@ -37,20 +37,16 @@ fn publish(map: &mut PortBindings, host_ip: &str, host_port: u16, container_port
 
 /// The ports to publish for `spec`, or why its `ports`/`port_map` cannot be honoured.
 pub fn port_bindings(spec: &TaskSpec) -> Result<PortBindings, TaskError> {
-    let d = &spec.docker;
+    let c = &spec.config;
     let r = &spec.resources;
     let mut map = PortBindings::new();
     // Nomad's client always sends the allocation's (possibly empty) port list, so a task
     // naming `ports` takes this branch, and an unknown label is an error.
-    if !d.ports.is_empty() {
-        let shares_netns = d
-            .network_mode
-            .as_deref()
-            .is_some_and(|m| m.starts_with("container:"));
-        if shares_netns {
-            return Ok(map);
-        }
-        for label in &d.ports {
+    // A task sharing another container's namespace publishes nothing of its own: Nomad
+    // ignores its `ports` there (Docker would refuse them).
+    let ports: &[String] = if spec.shares_netns() { &[] } else { &c.ports };
+    if !ports.is_empty() {
+        for label in ports {
             let port = r.ports.iter().find(|p| p.label == *label).ok_or_else(|| {
                 TaskError::InvalidSpec(format!("Port {label:?} not found, check network block"))
             })?;
@@ -59,10 +55,10 @@ pub fn port_bindings(spec: &TaskSpec) -> Result<PortBindings, TaskError> {
         }
     } else if let Some(network) = r.networks.first() {
         for (label, value) in network.reserved_ports.iter().chain(&network.dynamic_ports) {
-            let to = d.port_map.get(label).copied().unwrap_or(*value);
+            let to = c.port_map.get(label).copied().unwrap_or(*value);
             publish(&mut map, &network.ip, *value, to);
         }
-    } else if !d.port_map.is_empty() {
+    } else if !c.port_map.is_empty() {
         let message = if r.ports.is_empty() {
             "port_map: Trying to map ports but no network interface is available"
         } else {
@@ -118,7 +114,7 @@ mod tests {
             reserved_ports: vec![("admin".into(), 20001)],
             dynamic_ports: vec![("http".into(), 24567)],
         });
-        s.docker.port_map.insert("http".into(), 80);
+        s.config.port_map.insert("http".into(), 80);
         let map = port_bindings(&s).expect("bindings");
         assert_eq!(map.len(), 4);
         assert_eq!(
@@ -134,7 +130,7 @@ mod tests {
     #[test]
     fn port_map_without_a_task_network_is_refused_as_nomad_refuses_it() {
         let mut s = TaskSpec::default();
-        s.docker.port_map.insert("http".into(), 80);
+        s.config.port_map.insert("http".into(), 80);
         let err = port_bindings(&s).unwrap_err().to_string();
         assert!(
             err.contains("Trying to map ports but no network interface is available"),
@@ -163,7 +159,7 @@ mod tests {
                 to: 8080,
                 host_ip: "127.0.0.1".into(),
             });
-            s.docker.ports.push(label.into());
+            s.config.ports.push(label.into());
         }
         let map = port_bindings(&s).expect("bindings");
         assert_eq!(host_ports(&map, "8080/tcp").len(), 2);

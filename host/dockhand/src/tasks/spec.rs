@@ -1,14 +1,16 @@
-//! What StartTask needs, as plain Rust: the Nomad task identity and environment
-//! ([`TaskSpec`]) plus the validated docker task options ([`DockerTaskOptions`]).
+//! What StartTask needs, as plain Rust: a small view of Nomad's task (identity,
+//! environment, resources, directories, what Nomad itself mounts and networks) and the
+//! validated task configuration ([`TaskConfig`]) as it is.
 //!
-//! Nothing here knows about protobuf or msgpack; the gRPC layer fills these from Nomad's
-//! `TaskConfig` and the decoded task config.
+//! The task configuration is not copied into a second options type: the create body reads
+//! it directly (see `container`), with the agent-wide settings it needs
+//! ([`ContainerSettings`](super::ContainerSettings)). Nothing here knows about protobuf or
+//! msgpack; the gRPC layer fills the task view from Nomad's `TaskConfig`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::docker::RegistryAuth;
+use crate::config::{Device, Mount, TaskConfig};
 
 /// Environment variable a device plugin sets when NVIDIA GPUs were assigned to the task.
 pub const NVIDIA_VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
@@ -53,12 +55,19 @@ pub struct TaskSpec {
     /// The group's `network.dns`: when set, the task gets its own resolv.conf (see
     /// `tasks::resolv`) and the docker `dns_*` options are ignored, as in Nomad.
     pub group_dns: Option<DnsSpec>,
-    /// The group network's hosts entry (Nomad's `hostsConfig`), when the task joins the
-    /// group network without a `network_mode` of its own: the task then gets the hosts
-    /// file Nomad writes for the allocation, `extra_hosts` included, instead of Docker's.
+    /// The group network's sandbox container (its id), when the allocation has a group
+    /// network: a task without a `network_mode` of its own joins it (see
+    /// [`TaskSpec::network_mode`]).
+    pub group_sandbox: Option<String>,
+    /// The group network's hosts entry (Nomad's `hostsConfig`). Used only when the task
+    /// joins the group network (see [`TaskSpec::joined_group_hosts`]).
     pub group_hosts: Option<HostsSpec>,
-    /// The docker task options.
-    pub docker: DockerTaskOptions,
+    /// Devices Nomad's device plugins assigned (after the task's own `devices`).
+    pub devices: Vec<Device>,
+    /// Nomad's own mounts (host volumes, CSI), as bind mounts after the task's `mount` blocks.
+    pub mounts: Vec<Mount>,
+    /// The validated task configuration (`config { … }`).
+    pub config: TaskConfig,
 }
 
 /// The allocation's own hosts entry in a group network (`NetworkIsolationSpec.hostsConfig`).
@@ -90,6 +99,32 @@ impl TaskSpec {
     /// The task directory, `<alloc_dir>/<task name>`.
     pub fn task_dir(&self) -> Option<PathBuf> {
         self.alloc_dir.as_ref().map(|d| d.join(&self.name))
+    }
+
+    /// The container's network mode: the task's `network_mode`, else the group network's
+    /// sandbox (`container:<id>`), else Docker's default (`None`).
+    pub fn network_mode(&self) -> Option<String> {
+        self.config.network_mode.clone().or_else(|| {
+            self.group_sandbox
+                .as_ref()
+                .map(|id| format!("container:{id}"))
+        })
+    }
+
+    /// Whether the container joins another container's network namespace, where it can
+    /// publish no ports and set no hostname or `extra_hosts` of its own.
+    pub fn shares_netns(&self) -> bool {
+        self.network_mode()
+            .is_some_and(|m| m.starts_with("container:"))
+    }
+
+    /// The group network's hosts entry when the task joins the group network without a
+    /// `network_mode` of its own: the task then gets the hosts file Nomad writes for the
+    /// allocation, `extra_hosts` included, instead of Docker's.
+    pub fn joined_group_hosts(&self) -> Option<&HostsSpec> {
+        self.group_hosts
+            .as_ref()
+            .filter(|_| self.config.network_mode.is_none())
     }
 
     /// Whether a device plugin assigned NVIDIA GPUs.
@@ -141,176 +176,4 @@ pub struct PortMapping {
     pub to: u16,
     /// Host IP to bind.
     pub host_ip: String,
-}
-
-/// A device mapping.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceSpec {
-    /// Host device path.
-    pub host_path: String,
-    /// Path in the container (defaults to `host_path`).
-    pub container_path: Option<String>,
-    /// Cgroup permissions (`rwm` by default).
-    pub cgroup_permissions: Option<String>,
-}
-
-/// Kind of a `mount`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum MountKind {
-    /// A named volume.
-    #[default]
-    Volume,
-    /// A host path.
-    Bind,
-    /// A tmpfs.
-    Tmpfs,
-}
-
-/// A `mount` block, already validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MountSpec {
-    /// Kind.
-    pub kind: MountKind,
-    /// Source (volume name or absolute host path; empty for tmpfs).
-    pub source: String,
-    /// Target path in the container.
-    pub target: String,
-    /// Read-only.
-    pub readonly: bool,
-    /// tmpfs size in bytes.
-    pub tmpfs_size: Option<i64>,
-    /// tmpfs file mode (`tmpfs_options.mode`).
-    pub tmpfs_mode: Option<u32>,
-    /// Bind propagation (`bind_options.propagation`).
-    pub propagation: Option<String>,
-    /// Volume: do not copy image content (`volume_options.no_copy`).
-    pub volume_no_copy: bool,
-    /// Volume labels (`volume_options.labels`).
-    pub volume_labels: BTreeMap<String, String>,
-    /// Volume driver (`volume_options.driver_config.name`).
-    pub volume_driver: Option<String>,
-    /// Volume driver options (`volume_options.driver_config.options`).
-    pub volume_driver_options: BTreeMap<String, String>,
-}
-
-/// The docker log driver for the container.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogDriver {
-    /// Log driver type, e.g. `json-file`.
-    pub kind: String,
-    /// Log driver options.
-    pub config: BTreeMap<String, String>,
-}
-
-/// The docker task options (the task's `config { … }` after validation).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DockerTaskOptions {
-    /// Image reference.
-    pub image: String,
-    /// Always pull, even when the image is present locally.
-    pub force_pull: bool,
-    /// Tarball (absolute path) to `docker load` instead of pulling.
-    pub load: Option<PathBuf>,
-    /// Registry credentials.
-    pub auth: Option<RegistryAuth>,
-    /// `auth_soft_fail`: pull anonymously when no credentials can be found.
-    pub auth_soft_fail: bool,
-    /// Overall pull deadline; `None` uses the engine default.
-    pub image_pull_timeout: Option<Duration>,
-    /// `command`.
-    pub command: Option<String>,
-    /// `args`.
-    pub args: Vec<String>,
-    /// `entrypoint`.
-    pub entrypoint: Option<Vec<String>>,
-    /// `work_dir`.
-    pub work_dir: Option<String>,
-    /// `hostname`.
-    pub hostname: Option<String>,
-    /// `tty`.
-    pub tty: bool,
-    /// `interactive` (OpenStdin).
-    pub interactive: bool,
-    /// `init`.
-    pub init: bool,
-    /// User `labels` (Nomad's labels are written after them and win).
-    pub labels: BTreeMap<String, String>,
-    /// Legacy `port_map`: port label → container port.
-    pub port_map: BTreeMap<String, u16>,
-    /// Group `ports` to publish, by label.
-    pub ports: Vec<String>,
-    /// `network_mode`; `None` is Docker's default.
-    pub network_mode: Option<String>,
-    /// `dns_servers`.
-    pub dns_servers: Vec<String>,
-    /// `dns_search_domains`.
-    pub dns_search_domains: Vec<String>,
-    /// `dns_options`.
-    pub dns_options: Vec<String>,
-    /// `extra_hosts` (`host:ip`).
-    pub extra_hosts: Vec<String>,
-    /// `ulimit`: name → `soft[:hard]`.
-    pub ulimit: BTreeMap<String, String>,
-    /// `sysctl`.
-    pub sysctl: BTreeMap<String, String>,
-    /// `cap_add`.
-    pub cap_add: Vec<String>,
-    /// `cap_drop`.
-    pub cap_drop: Vec<String>,
-    /// `privileged` (already checked against `allow_privileged`).
-    pub privileged: bool,
-    /// `runtime`.
-    pub runtime: Option<String>,
-    /// `devices`.
-    pub devices: Vec<DeviceSpec>,
-    /// `mount` blocks.
-    pub mounts: Vec<MountSpec>,
-    /// `volumes` (`src:dst[:mode]`, sources already resolved).
-    pub volumes: Vec<String>,
-    /// `pids_limit` (task or plugin default); `None` = unlimited.
-    pub pids_limit: Option<i64>,
-    /// `memory_hard_limit` in MB.
-    pub memory_hard_limit_mb: Option<i64>,
-    /// `shm_size` in bytes.
-    pub shm_size: Option<i64>,
-    /// `readonly_rootfs`.
-    pub readonly_rootfs: bool,
-    /// `security_opt`.
-    pub security_opt: Vec<String>,
-    /// `ipc_mode`.
-    pub ipc_mode: Option<String>,
-    /// `pid_mode`.
-    pub pid_mode: Option<String>,
-    /// `uts_mode`.
-    pub uts_mode: Option<String>,
-    /// `userns_mode`.
-    pub userns_mode: Option<String>,
-    /// `oom_score_adj`.
-    pub oom_score_adj: Option<i64>,
-    /// `group_add`.
-    pub group_add: Vec<String>,
-    /// `healthchecks { disable = true }`.
-    pub healthcheck_disable: bool,
-    /// `logging` (task or plugin default).
-    pub logging: Option<LogDriver>,
-    /// `storage_opt`.
-    pub storage_opt: BTreeMap<String, String>,
-    /// `cpu_hard_limit`.
-    pub cpu_hard_limit: bool,
-    /// `cpu_cfs_period` (0: Nomad's period).
-    pub cpu_cfs_period: i64,
-    /// `cgroupns` (`host` or `private`).
-    pub cgroupns: Option<String>,
-    /// `volume_driver`.
-    pub volume_driver: Option<String>,
-    /// `network_aliases`.
-    pub network_aliases: Vec<String>,
-    /// `ipv4_address`.
-    pub ipv4_address: Option<String>,
-    /// `ipv6_address`.
-    pub ipv6_address: Option<String>,
-    /// `mac_address`.
-    pub mac_address: Option<String>,
-    /// `advertise_ipv6_address`: report the global IPv6 address to Nomad.
-    pub advertise_ipv6_address: bool,
 }

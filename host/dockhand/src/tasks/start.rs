@@ -1,11 +1,12 @@
 //! StartTask and RecoverTask: from a spec (or a driver_state) to a tracked, watched task.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::docker::DockerError;
 use crate::docker::models::{ContainerCreateBody, ContainerInspectResponse};
+use crate::docker::{DockerError, RegistryAuth};
 
 use super::container::{LABEL_ALLOC_ID, container_config};
 use super::handle::TaskHandle;
@@ -57,19 +58,30 @@ impl TaskEngine {
             return Err(TaskError::AlreadyStarted(spec.id.clone()));
         }
         let runtime = self.resolve_runtime(&spec).await?;
+        // Built before the image is pulled, so that a task option Docker cannot be given
+        // fails the start without a pull.
+        let body = container_config(&spec, runtime, &self.settings.container)?;
 
-        let image = spec.docker.image.as_str();
+        let config = &spec.config;
+        // A relative `load` tarball is in the task's `local` directory.
+        let load = config.load.as_ref().map(|l| match spec.task_dir() {
+            Some(dir) if !l.starts_with('/') => dir.join("local").join(l),
+            _ => PathBuf::from(l),
+        });
+        let auth = config.auth.as_ref().map(|a| RegistryAuth {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            server_address: a.server_address.clone(),
+            ..RegistryAuth::default()
+        });
         let request = ImageRequest {
-            image,
-            force_pull: spec.docker.force_pull,
-            load: spec.docker.load.as_deref(),
-            auth: spec.docker.auth.as_ref(),
+            image: &config.image,
+            force_pull: config.force_pull,
+            load: load.as_deref(),
+            auth: auth.as_ref(),
             auth_sources: &self.settings.auth,
-            auth_soft_fail: spec.docker.auth_soft_fail,
-            pull_timeout: spec
-                .docker
-                .image_pull_timeout
-                .unwrap_or(self.settings.image_pull_timeout),
+            auth_soft_fail: config.auth_soft_fail,
+            pull_timeout: config.effective_image_pull_timeout(self.settings.image_pull_timeout),
             activity_timeout: self.settings.pull_activity_timeout,
             progress_interval: self.settings.pull_progress_interval,
         };
@@ -81,9 +93,7 @@ impl TaskEngine {
         // Counted before the container exists, so a removal scheduled by another task's
         // destroy is cancelled now rather than racing the create.
         self.images.acquire(&image_id, &spec.id);
-        let result = self
-            .create_and_start(&spec, runtime, image_id.clone())
-            .await;
+        let result = self.create_and_start(&spec, body, image_id.clone()).await;
         if result.is_err() {
             self.images.release(&image_id, &spec.id);
         }
@@ -93,15 +103,14 @@ impl TaskEngine {
     async fn create_and_start(
         &self,
         spec: &TaskSpec,
-        runtime: Option<String>,
+        body: ContainerCreateBody,
         image_id: String,
     ) -> Result<StartedTask, TaskError> {
-        let image = spec.docker.image.as_str();
         if let (Some(dns), Some(task_dir)) = (&spec.group_dns, spec.task_dir()) {
             super::resolv::write(&task_dir, dns).map_err(TaskError::InvalidSpec)?;
         }
-        if let (Some(hosts), Some(alloc_dir)) = (&spec.group_hosts, &spec.alloc_dir) {
-            let text = render_hosts(hosts, &spec.docker.extra_hosts)?;
+        if let (Some(hosts), Some(alloc_dir)) = (spec.joined_group_hosts(), &spec.alloc_dir) {
+            let text = render_hosts(hosts, &spec.config.extra_hosts)?;
             let path = alloc_dir.join(HOSTS_FILE);
             std::fs::write(&path, text).map_err(|e| {
                 TaskError::InvalidSpec(format!(
@@ -110,10 +119,9 @@ impl TaskEngine {
                 ))
             })?;
         }
-        if spec.docker.mac_address.is_some() {
+        if spec.config.mac_address.is_some() {
             self.check_mac_address_support().await?;
         }
-        let body = container_config(spec, image, runtime, &self.settings.container)?;
         // An adopted container stays reserved (tracked) until its handle is: the reservation
         // is dropped at the end of this function, after `finish_start` tracked the handle.
         let (container_id, reservation) = self.create_or_adopt(spec, body).await?;
@@ -160,7 +168,7 @@ impl TaskEngine {
 
     /// The OCI runtime for `spec`, after the GPU substitution and the allow-list.
     async fn resolve_runtime(&self, spec: &TaskSpec) -> Result<Option<String>, TaskError> {
-        let mut runtime = spec.docker.runtime.clone().filter(|r| !r.is_empty());
+        let mut runtime = spec.config.runtime.clone().filter(|r| !r.is_empty());
         if spec.wants_nvidia_gpu() {
             let gpu = &self.settings.nvidia_runtime;
             let present = match self.runtimes.contains(gpu) {
@@ -323,12 +331,12 @@ impl TaskEngine {
             alloc_id: spec.alloc_id.clone(),
             container_id: container_id.to_owned(),
             container_name: spec.container_name(),
-            image: spec.docker.image.clone(),
+            image: spec.config.image.clone(),
             image_id,
             stdout_path: spec.stdout_path.clone(),
             stderr_path: spec.stderr_path.clone(),
             log_collection,
-            tty: spec.docker.tty,
+            tty: spec.config.tty,
             started_at_unix: now_unix(),
             adopted,
             network: network.clone(),
@@ -425,7 +433,7 @@ impl PullObserver for TaskPullEvents<'_> {
 /// advertised automatically unless that network is Docker's default `bridge` (or `nat`).
 fn driver_network(spec: &TaskSpec, i: &ContainerInspectResponse) -> Option<DriverNetwork> {
     let mut network = DriverNetwork {
-        port_map: spec.docker.port_map.clone(),
+        port_map: spec.config.port_map.clone(),
         ..DriverNetwork::default()
     };
     let Some(networks) = i
@@ -448,7 +456,7 @@ fn driver_network(spec: &TaskSpec, i: &ContainerInspectResponse) -> Option<Drive
     });
     if let Some(name) = found {
         let endpoint = &networks[name];
-        if spec.docker.advertise_ipv6_address {
+        if spec.config.advertise_ipv6_address {
             network.ip = endpoint.global_ipv6_address.clone().unwrap_or_default();
             network.auto_advertise = true;
         } else {

@@ -234,6 +234,28 @@ fn list_of_map_keys_merge_through_the_hcl_path() {
 }
 
 #[test]
+fn ulimit_values_are_one_or_two_integers() {
+    let cases = [
+        ("1024", Some((1024, 1024))),
+        ("1024:2048", Some((1024, 2048))),
+        (" 1024 : 2048 ", Some((1024, 2048))),
+        ("-1", Some((-1, -1))),
+        ("", None),
+        (":", None),
+        ("1024:", None),
+        (":2048", None),
+        ("1:2:3", None),
+        ("unlimited", None),
+        ("1.5", None),
+        ("99999999999999999999", None),
+    ];
+    for (value, want) in cases {
+        let got = Ulimit::parse(value).map(|u| (u.soft, u.hard));
+        assert_eq!(got, want, "{value:?}");
+    }
+}
+
+#[test]
 fn task_rules_report_every_problem() {
     let bytes = apply_hcl(
         &task_config_spec(),
@@ -396,18 +418,18 @@ fn plugin_wide_fallbacks_for_pull_timeout_and_logging() {
             .unwrap();
     let plain = TaskConfig::from_msgpack(&apply_hcl(&task_config_spec(), "image = \"x\"")).unwrap();
     assert_eq!(
-        plain.effective_image_pull_timeout(&plugin),
+        plain.effective_image_pull_timeout(plugin.image_pull_timeout),
         Duration::from_secs(720)
     );
-    assert_eq!(plain.effective_logging(&plugin).r#type, "journald");
+    assert_eq!(plain.effective_logging(&plugin.logging).r#type, "journald");
     let own = TaskConfig::from_msgpack(&apply_hcl(
         &task_config_spec(),
         "image = \"x\"\nimage_pull_timeout = \"1m\"\nlogging {\n driver = \"syslog\"\n}",
     ))
     .unwrap();
     assert_eq!(
-        own.effective_image_pull_timeout(&plugin),
+        own.effective_image_pull_timeout(plugin.image_pull_timeout),
         Duration::from_secs(60)
     );
-    assert_eq!(own.effective_logging(&plugin).r#type, "syslog");
+    assert_eq!(own.effective_logging(&plugin.logging).r#type, "syslog");
 }

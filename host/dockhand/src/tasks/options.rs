@@ -1,15 +1,22 @@
-//! Task options that need more than a copy on their way to the engine: the capability
-//! delta, `seccomp=<file>` profiles read and inlined, and `volumes` with the SELinux label.
+//! Task options that need more than a copy on their way into the create body: the
+//! capability delta, `seccomp=<file>` profiles read and inlined, and relative host paths
+//! resolved in the task directory (`volumes` with the SELinux label, bind mounts, `load`).
 
 use std::path::Path;
 
-use crate::config::{self, PluginConfig, TaskConfig};
+use crate::config::{self, TaskConfig};
 
-use super::in_task_dir;
+/// Resolves a relative host path against the task directory.
+pub(super) fn in_task_dir(dir: Option<&Path>, source: &str) -> String {
+    match dir {
+        Some(dir) if !source.starts_with('/') => dir.join(source).to_string_lossy().into_owned(),
+        _ => source.to_owned(),
+    }
+}
 
 /// `security_opt` as Nomad hands it to Docker: a `seccomp=<file>` profile (other than
 /// `unconfined`) is read from the local file and sent as compact JSON. Errors name the key.
-pub fn security_opts(opts: &[String]) -> Result<Vec<String>, String> {
+pub(super) fn security_opts(opts: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(opts.len());
     for opt in opts {
         let (key, value) = match opt.split_once('=') {
@@ -64,16 +71,14 @@ fn compact_json(text: &[u8]) -> Result<String, serde_json::Error> {
 /// delta between Docker's default set and the agent's `allow_caps`, plus the task's own.
 pub(super) fn capabilities(
     cfg: &TaskConfig,
-    plugin: &PluginConfig,
+    allow_caps: &[String],
 ) -> Result<(Vec<String>, Vec<String>), String> {
-    config::validate::capability_delta(&plugin.allow_caps, &cfg.cap_add, &cfg.cap_drop).map_err(
-        |missing| {
-            format!(
-                "cap_add: driver does not allow the following capabilities: {}",
-                missing.join(", ")
-            )
-        },
-    )
+    config::validate::capability_delta(allow_caps, &cfg.cap_add, &cfg.cap_drop).map_err(|missing| {
+        format!(
+            "cap_add: driver does not allow the following capabilities: {}",
+            missing.join(", ")
+        )
+    })
 }
 
 /// `volumes` entries: relative sources resolved in the task directory (named volumes kept
