@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use nomad_plugin::error_chain;
 use orphan_policy::store::sha256_hex;
 use orphan_policy::{EngineConfig, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 
@@ -217,9 +218,17 @@ impl ReconcileArgs {
             cache_dir: orphan_policy::user_cache_dir(),
             ..EngineConfig::default()
         })
-        .map_err(|e| ReconcileError::Policy(format!("cannot start the policy engine: {e}")))?;
+        .map_err(|e| {
+            ReconcileError::Policy(format!(
+                "cannot start the policy engine: {}",
+                error_chain(&e)
+            ))
+        })?;
         let _ticker = engine.start_epoch_ticker().map_err(|e| {
-            ReconcileError::Policy(format!("cannot start the policy engine's ticker: {e}"))
+            ReconcileError::Policy(format!(
+                "cannot start the policy engine's ticker: {}",
+                error_chain(&e)
+            ))
         })?;
         let policies = ActivePolicies {
             ownership: load_policy(
@@ -311,9 +320,9 @@ fn load_policy(
     source: Option<&PolicyFile>,
 ) -> Result<LoadedPolicy, ReconcileError> {
     let Some(source) = source else {
-        return engine
-            .load_default(kind)
-            .map_err(|e| ReconcileError::Policy(format!("bundled {kind} policy: {e}")));
+        return engine.load_default(kind).map_err(|e| {
+            ReconcileError::Policy(format!("bundled {kind} policy: {}", error_chain(&e)))
+        });
     };
     let path = source.path.display();
     let bytes = std::fs::read(&source.path).map_err(|e| {
@@ -327,7 +336,7 @@ fn load_policy(
             )));
         }
     }
-    engine
-        .load(kind, &bytes)
-        .map_err(|e| ReconcileError::Policy(format!("{kind} policy {path} refused: {e}")))
+    engine.load(kind, &bytes).map_err(|e| {
+        ReconcileError::Policy(format!("{kind} policy {path} refused: {}", error_chain(&e)))
+    })
 }

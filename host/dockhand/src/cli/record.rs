@@ -130,5 +130,5 @@ fn write_output(path: &Path, json: &str) -> Result<(), String> {
         return writeln!(out, "{json}").map_err(|e| format!("cannot write to stdout: {e}"));
     }
     crate::atomic_file::write_atomically(path, format!("{json}\n").as_bytes())
-        .map_err(|e| e.to_string())
+        .map_err(|e| nomad_plugin::error_chain(&e))
 }

@@ -39,7 +39,7 @@ pub enum BuildError {
     #[error(transparent)]
     Project(#[from] ProjectError),
     /// A build tool could not be started.
-    #[error("cannot run `{tool}`: {source}{hint}")]
+    #[error("cannot run `{tool}`{hint}")]
     Spawn {
         tool: String,
         hint: String,
@@ -59,8 +59,9 @@ pub enum BuildError {
     /// The core module could not be made a component.
     #[error("turning {} into a component: {message}", .path.display())]
     Componentize { path: PathBuf, message: String },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {what}", .path.display())]
     Io {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -74,11 +75,18 @@ impl BuildArgs {
         match run(self, &mut stdout.lock()) {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(e)) => {
-                eprintln!("dockhand policy build: built, but REFUSED: {e}");
+                eprintln!(
+                    "dockhand policy build: built, but REFUSED: {}",
+                    nomad_plugin::error_chain(&e)
+                );
                 ExitCode::from(1)
             }
             Err(e) => {
-                eprintln!("dockhand policy build: {}: {e}", self.dir.display());
+                eprintln!(
+                    "dockhand policy build: {}: {}",
+                    self.dir.display(),
+                    nomad_plugin::error_chain(&e)
+                );
                 ExitCode::from(1)
             }
         }
@@ -137,6 +145,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
     let mut wasm: Option<PathBuf> = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|source| BuildError::Io {
+            what: "cannot read cargo's output",
             path: manifest.clone(),
             source,
         })?;
@@ -145,6 +154,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
         }
     }
     let status = child.wait().map_err(|source| BuildError::Io {
+        what: "cannot wait for cargo",
         path: manifest.clone(),
         source,
     })?;
@@ -160,6 +170,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
     }
     let wasm = wasm.ok_or(BuildError::NoArtifact)?;
     let core = std::fs::read(&wasm).map_err(|source| BuildError::Io {
+        what: "cannot read",
         path: wasm.clone(),
         source,
     })?;
@@ -204,6 +215,7 @@ fn build_python(project: &Project, output: &Path) -> Result<(), BuildError> {
     } else {
         std::env::current_dir()
             .map_err(|source| BuildError::Io {
+                what: "cannot find the current directory",
                 path: output.to_owned(),
                 source,
             })?
@@ -211,6 +223,7 @@ fn build_python(project: &Project, output: &Path) -> Result<(), BuildError> {
     };
     if let Some(parent) = output_abs.parent() {
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            what: "cannot create the directory",
             path: parent.to_owned(),
             source,
         })?;
@@ -258,11 +271,13 @@ fn build_python(project: &Project, output: &Path) -> Result<(), BuildError> {
 fn write_output(output: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            what: "cannot create the directory",
             path: parent.to_owned(),
             source,
         })?;
     }
     std::fs::write(output, bytes).map_err(|source| BuildError::Io {
+        what: "cannot write",
         path: output.to_owned(),
         source,
     })

@@ -47,8 +47,9 @@ impl CheckArgs {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!(
-                    "dockhand policy check: {}: REFUSED: {e}",
-                    self.file.display()
+                    "dockhand policy check: {}: REFUSED: {}",
+                    self.file.display(),
+                    nomad_plugin::error_chain(&e)
                 );
                 ExitCode::from(1)
             }

@@ -68,13 +68,13 @@ pub enum TestError {
     #[error(transparent)]
     Policy(#[from] PolicyCliError),
     /// One or more fixtures are unusable.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", .0.iter().map(|e| nomad_plugin::error_chain(e)).collect::<Vec<_>>().join("\n"))]
     Fixtures(Vec<FixtureError>),
     /// No fixtures were named and FILE is not a project directory.
     #[error("no fixtures: pass --fixtures DIR (or a project directory as FILE)")]
     NoFixtures,
     /// The report could not be written.
-    #[error("writing the report: {0}")]
+    #[error("writing the report")]
     Write(#[from] io::Error),
 }
 
@@ -86,13 +86,14 @@ impl TestArgs {
             Ok(outcome) => ExitCode::from(outcome.code()),
             Err(TestError::Policy(e)) => {
                 eprintln!(
-                    "dockhand policy test: {}: REFUSED: {e}",
-                    self.file.display()
+                    "dockhand policy test: {}: REFUSED: {}",
+                    self.file.display(),
+                    nomad_plugin::error_chain(&e)
                 );
                 ExitCode::from(1)
             }
             Err(e) => {
-                eprintln!("dockhand policy test: {e}");
+                eprintln!("dockhand policy test: {}", nomad_plugin::error_chain(&e));
                 ExitCode::from(Outcome::Unusable.code())
             }
         }
