@@ -36,13 +36,13 @@ mod render;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use nomad_plugin::error_chain;
 use orphan_policy::store::sha256_hex;
 use orphan_policy::{EngineConfig, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 
+use super::{CommandResult, Failure};
 use crate::admin::client::{AdminClient, ClientError};
 use crate::admin::{SweepResponse, sweep_response};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
@@ -128,11 +128,11 @@ pub enum ReconcileError {
 }
 
 impl ReconcileArgs {
-    /// Runs the command and prints its result; returns the exit status.
-    pub async fn execute(&self) -> ExitCode {
+    /// Runs the command and prints its result.
+    pub async fn execute(&self) -> CommandResult {
         match self.run(&mut io::stdout().lock()).await {
-            Ok(output) => ExitCode::from(output.exit_code()),
-            Err(error) => super::fail("dockhand reconcile", &error, super::EXIT_ERROR),
+            Ok(output) => Ok(output.status()),
+            Err(error) => Err(Failure::unusable("dockhand reconcile", error)),
         }
     }
 

@@ -10,12 +10,13 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 use orphan_policy::PolicyKind;
 
 use super::check::{self, CheckArgs, KindArg};
 use super::project::{Lang, ManifestKind, Project, ProjectError};
+use crate::cli::{CommandResult, Failure, Status};
 
 /// The componentize-py release the Python support is tested with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -70,25 +71,20 @@ pub enum BuildError {
 
 impl BuildArgs {
     /// Builds, checks, prints the check report; exit 0, or 1 on any failure.
-    pub fn execute(&self) -> ExitCode {
+    pub fn execute(&self) -> CommandResult {
         let stdout = io::stdout();
         match run(self, &mut stdout.lock()) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) => {
-                eprintln!(
-                    "dockhand policy build: built, but REFUSED: {}",
-                    nomad_plugin::error_chain(&e)
-                );
-                ExitCode::from(1)
-            }
-            Err(e) => {
-                eprintln!(
-                    "dockhand policy build: {}: {}",
-                    self.dir.display(),
-                    nomad_plugin::error_chain(&e)
-                );
-                ExitCode::from(1)
-            }
+            Ok(Ok(())) => Ok(Status::Success),
+            Ok(Err(e)) => Err(Failure::new(
+                "dockhand policy build: built, but REFUSED",
+                e,
+                Status::Failed,
+            )),
+            Err(e) => Err(Failure::new(
+                format!("dockhand policy build: {}", self.dir.display()),
+                e,
+                Status::Failed,
+            )),
         }
     }
 }

@@ -16,13 +16,13 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use super::build::COMPONENTIZE_PY_VERSION;
 use super::check::KindArg;
 use super::project::{
     FIXTURES_DIR, Lang, MANIFEST, Manifest, ManifestKind, NAME_RULE, is_valid_name,
 };
+use crate::cli::{CommandResult, Failure, Status};
 
 /// The contract, for Python projects (componentize-py reads it).
 pub const POLICY_WIT: &str = include_str!("../../../../../wit/policy.wit");
@@ -88,14 +88,10 @@ fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> N
 
 impl NewArgs {
     /// Writes the project and the next commands to stdout.
-    pub fn execute(&self) -> ExitCode {
-        match run(self, &mut io::stdout().lock()) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("dockhand policy new: {}", nomad_plugin::error_chain(&e));
-                ExitCode::from(1)
-            }
-        }
+    pub fn execute(&self) -> CommandResult {
+        run(self, &mut io::stdout().lock())
+            .map_err(|e| Failure::new("dockhand policy new", e, Status::Failed))?;
+        Ok(Status::Success)
     }
 }
 
