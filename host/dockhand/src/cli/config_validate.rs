@@ -1,7 +1,7 @@
 //! `dockhand config validate FILE…`: check agent configs and jobspecs offline.
 //!
 //! Each file is read the way Nomad reads it ([`crate::config::hcl_file`]), the driver's schema
-//! is applied like `hcldec` does ([`crate::config::hcldec`]), the result is encoded to go-cty
+//! is applied like `hcldec` does ([`nomad_plugin::hcldec`]), the result is encoded to go-cty
 //! msgpack and decoded by the same code the plugin runs in `SetConfig` / `StartTask`. Tasks
 //! are then checked against the plugin configuration of the matching driver found among the
 //! given files (or the built-in defaults). Every problem is reported with its file and line
@@ -16,11 +16,11 @@ use nomad_plugin::hclspec::Spec;
 
 use super::{CommandResult, Failure, Status};
 use crate::config::hcl_file::{self, ParsedFile};
-use crate::config::hcldec::{self, Input, Node, Severity};
 use crate::config::{
     ConfigError, PluginConfig, RawPluginConfig, RawTaskConfig, TaskConfig, plugin_config_spec,
     task_config_spec,
 };
+use nomad_plugin::hcldec::{self, Input, Node, Severity};
 
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq)]

@@ -297,7 +297,7 @@ fn load_config(path: &Path) -> Result<(PluginConfig, String), ReconcileError> {
         None => {
             let problems: Vec<String> = findings
                 .iter()
-                .filter(|f| f.severity == crate::config::hcldec::Severity::Error)
+                .filter(|f| f.severity == nomad_plugin::hcldec::Severity::Error)
                 .map(|f| match f.field.as_str() {
                     "" => f.message.clone(),
                     field => format!("{field}: {}", f.message),
