@@ -364,7 +364,7 @@ pub async fn configured_plugin() -> Plugin {
 
 /// The msgpack Nomad sends for this `plugin { config { … } }` body.
 pub fn agent_config(hcl_body: &str) -> Vec<u8> {
-    use dockhand::config::hcldec::{apply, hcl_value_to_node};
+    use nomad_plugin::hcldec::{apply, hcl_value_to_node};
     let value: hcl::Value = hcl::from_str(hcl_body).expect("test config parses");
     let (cty, diags) = apply(
         &dockhand::config::plugin_config_spec(),

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
-use dockhand::config::hcldec::{apply, hcl_value_to_node};
 use dockhand::config::plugin_config_spec;
 use futures::StreamExt as _;
+use nomad_plugin::hcldec::{apply, hcl_value_to_node};
 use nomad_plugin::proto::base::{NomadConfig, NomadDriverConfig, SetConfigRequest};
 use nomad_plugin::proto::drivers::{FingerprintRequest, InitRequest};
 

@@ -19,6 +19,7 @@ use dockhand::reconcile::{
     TrackedFn,
 };
 use futures::StreamExt as _;
+use nomad_plugin::error_chain;
 use orphan_policy::{EngineConfig, NodeInfo, PolicyEngine, PolicyKind};
 
 // Shared with the integration tests; the bench uses only part of it.
@@ -124,8 +125,8 @@ async fn cleanup(docker: &Arc<dyn DockerApi>) {
 }
 
 async fn measure(docker: &Arc<dyn DockerApi>) -> Result<(), String> {
-    let engine = PolicyEngine::new(EngineConfig::default()).map_err(|e| e.to_string())?;
-    let _ticker = engine.start_epoch_ticker().map_err(|e| e.to_string())?;
+    let engine = PolicyEngine::new(EngineConfig::default()).map_err(|e| error_chain(&e))?;
+    let _ticker = engine.start_epoch_ticker().map_err(|e| error_chain(&e))?;
     let policies = PolicySlot::new(ActivePolicies {
         ownership: engine
             .load_default(PolicyKind::Ownership)

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum AtomicWriteError {
     /// No temporary file could be made beside the target.
-    #[error("cannot create a file in {}: {source}", .dir.display())]
+    #[error("cannot create a file in {}", .dir.display())]
     Create {
         dir: PathBuf,
         source: std::io::Error,
     },
     /// Writing, syncing or renaming failed.
-    #[error("cannot write {}: {source}", .path.display())]
+    #[error("cannot write {}", .path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -63,22 +63,23 @@ mod tests {
     fn errors_name_the_directory_or_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("absent").join("f.json");
-        let err = write_atomically(&missing, b"x").unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!(
-                "cannot create a file in {}: ",
+        let err = write_atomically(&missing, b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot create a file in {}",
                 dir.path().join("absent").display()
-            )),
-            "{err}"
+            )
         );
+        // The cause is the chain's next link, not part of the message.
+        let cause = std::error::Error::source(&err).expect("the I/O error is the source");
+        assert_eq!(nomad_plugin::error_chain(&err), format!("{err}: {cause}"));
         // A directory where the file should go: the rename fails.
         let taken = dir.path().join("taken");
         std::fs::create_dir(&taken).unwrap();
         std::fs::write(taken.join("inside"), "").unwrap();
-        let err = write_atomically(&taken, b"x").unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("cannot write {}: ", taken.display())),
-            "{err}"
-        );
+        let err = write_atomically(&taken, b"x").unwrap_err();
+        assert_eq!(err.to_string(), format!("cannot write {}", taken.display()));
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

@@ -30,15 +30,13 @@
 //! # Offline validation
 //!
 //! `dockhand config validate` uses [`hcl_file`] to read agent configs and jobspecs (HCL or
-//! JSON) the way Nomad does, [`hcldec`] to apply the schema, and then the *same*
+//! JSON) the way Nomad does, [`nomad_plugin::hcldec`] to apply the schema, and then the *same*
 //! msgpack → raw → domain path as the plugin, so the command cannot disagree with the driver.
 
-pub mod cty_type;
 mod daemon;
 pub mod defaults;
 pub mod duration;
 pub mod hcl_file;
-pub mod hcldec;
 pub mod label_filter;
 pub mod plugin;
 mod plugin_spec;

@@ -4,18 +4,20 @@
 //! `Capabilities`, `Init`/`Shutdown`, the `Fingerprint` stream, and (in [`tasks`] and
 //! `exec_stream`) every task RPC, translated by [`convert`] to the [`TaskEngine`].
 //!
-//! One process has exactly one Docker client, one [`RuntimeCatalog`](crate::fingerprint::RuntimeCatalog) (written by the
-//! fingerprinter, read by the engine) and one [`TaskEngine`] with its tracked set. They are
-//! built lazily from the stored configuration, on the first task RPC or when background work
-//! starts, never by `SetConfig`; building them performs no I/O. [`Dockhand::engine`] is the
-//! accessor other parts (the reconciler) use.
+//! One process has exactly one Docker client, one
+//! [`RuntimeCatalog`](crate::fingerprint::RuntimeCatalog) (written by the fingerprinter, read
+//! by the engine) and one [`TaskEngine`] with its tracked set. They are built lazily from the
+//! stored configuration, on the first task RPC or when background work starts, never by
+//! `SetConfig`; building them performs no I/O. [`Dockhand::engine`] is the accessor other
+//! parts (the reconciler) use.
 //!
 //! Start-once: the agent launches the binary several times, and the validation launch only
 //! ever sees `SetConfig`. So `SetConfig` validates and stores; the background work (the
 //! fingerprint loop and, in the configured long-lived instance, the start-up scan of group
 //! network sandboxes, the reconciler and the admin API) starts from the first `Fingerprint` or
-//! `Init` of the process, exactly once, and logs `background tasks started` when it does. Every `Fingerprint` stream is a
-//! subscriber to that one loop: it receives the latest result at once and each later one.
+//! `Init` of the process, exactly once, and logs `background tasks started` when it does.
+//! Every `Fingerprint` stream is a subscriber to that one fingerprint loop: it receives the
+//! latest result at once and each later one.
 //!
 //! The fingerprint period is 30 s, like Nomad's docker driver; the environment variable
 //! [`FINGERPRINT_PERIOD_ENV`] (`DOCKHAND_FINGERPRINT_PERIOD`, e.g. `500ms`, `2s`) overrides it,

@@ -23,14 +23,20 @@
 //!   or `Init` only.
 //! * **Schemas are plain Rust** ([`hclspec::Spec`]) lowered to protobuf on the wire;
 //!   MessagePack configuration is decoded with the go-cty helpers in [`cty`].
+//! * **Offline decoding is Nomad's, not the driver's.** [`hcldec`] applies a schema to a
+//!   configuration body as Nomad's `hcldec` does (with the cty type model of [`cty_type`]), so
+//!   a driver can check configuration files without an agent and decode the result with the
+//!   same code that serves `SetConfig` and `StartTask`.
 //!
 //! The crate knows nothing of any particular runtime (Docker or otherwise).
 
 pub mod cty;
+pub mod cty_type;
 pub mod driver;
 pub mod error;
 mod go_plugin;
 pub mod handshake;
+pub mod hcldec;
 pub mod hclspec;
 pub mod logging;
 pub mod once;

@@ -36,7 +36,7 @@ const HEADER_LEN: usize = MAGIC.len() + 32 * 3;
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// The directory cannot be created, inspected or written.
-    #[error("policy cache directory {path}: {source}")]
+    #[error("cannot use the policy cache directory {path}")]
     Io {
         path: PathBuf,
         #[source]

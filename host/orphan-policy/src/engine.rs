@@ -75,7 +75,7 @@ pub enum EngineError {
     #[error("the epoch ticker is already running for this engine")]
     TickerAlreadyRunning,
     /// The ticker thread could not be spawned.
-    #[error("spawning the epoch ticker thread: {0}")]
+    #[error("spawning the epoch ticker thread")]
     TickerSpawn(#[source] std::io::Error),
 }
 
@@ -168,7 +168,10 @@ impl PolicyEngine {
         let cache = config.cache_dir.as_deref().and_then(|dir| {
             PrecompiledCache::open(dir, &engine)
                 .inspect_err(|e| {
-                    tracing::warn!(error = %e, "compiled-policy cache unusable; compiling at every load");
+                    tracing::warn!(
+                        error = e as &dyn std::error::Error,
+                        "compiled-policy cache unusable; compiling at every load"
+                    );
                 })
                 .ok()
         });

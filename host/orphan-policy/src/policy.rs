@@ -435,7 +435,12 @@ impl LoadedPolicy {
                     .then_some(shared.memory_limit);
                 let error = classify_failure(&err, memory_exceeded, engine)
                     .unwrap_or(EvalError::AnswerTooLarge { inputs, budget });
-                tracing::warn!(policy = &*shared.log_name, kind = error.kind(), error = %error, "policy call failed");
+                tracing::warn!(
+                    policy = &*shared.log_name,
+                    kind = error.kind(),
+                    error = &error as &dyn std::error::Error,
+                    "policy call failed"
+                );
                 tracing::debug!(policy = &*shared.log_name, detail = ?err, "policy call failure detail");
                 Err(error)
             }

@@ -110,7 +110,7 @@ fn entry_to_proto(e: &ActiveEntry) -> proto::ActivePolicy {
 }
 
 fn store_status(e: StoreError) -> Status {
-    let text = e.to_string();
+    let text = nomad_plugin::error_chain(&e);
     match e {
         StoreError::NotFound { .. } => Status::not_found(text),
         StoreError::NothingToRollBack { .. } => Status::failed_precondition(text),
@@ -122,7 +122,10 @@ fn store_status(e: StoreError) -> Status {
         | StoreError::WrongKind { .. }
         | StoreError::KindConflict { .. } => Status::invalid_argument(text),
         other => {
-            tracing::error!(error = %other, "admin API: policy store failure");
+            tracing::error!(
+                error = &other as &dyn std::error::Error,
+                "admin API: policy store failure"
+            );
             Status::internal(text)
         }
     }

@@ -8,8 +8,8 @@ use dockhand::cli::admin::{
 };
 use dockhand::cli::policy::{build::BuildArgs, check::CheckArgs, new::NewArgs, test::TestArgs};
 use dockhand::cli::{
-    config_validate::ValidateArgs, fingerprint::FingerprintArgs, reconcile::ReconcileArgs,
-    record::RecordArgs,
+    CommandResult, Failure, config_validate::ValidateArgs, fingerprint::FingerprintArgs,
+    reconcile::ReconcileArgs, record::RecordArgs,
 };
 
 /// Operate dockhand: check configuration, inspect Docker, manage orphan policies.
@@ -73,13 +73,16 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    dockhand::cli::exit(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> CommandResult {
     match cli.command {
         Command::Config {
             command: ConfigCommand::Validate(args),
         } => args.execute(),
-        Command::Fingerprint(args) => runtime().block_on(args.execute()),
-        Command::Reconcile(args) => runtime().block_on(args.execute()),
+        Command::Fingerprint(args) => runtime()?.block_on(args.execute()),
+        Command::Reconcile(args) => runtime()?.block_on(args.execute()),
         Command::Policy {
             command: PolicyCommand::New(args),
         } => args.execute(),
@@ -94,30 +97,27 @@ fn main() -> ExitCode {
         } => args.execute(),
         Command::Policy {
             command: PolicyCommand::Upload(args),
-        } => runtime().block_on(args.execute()),
+        } => runtime()?.block_on(args.execute()),
         Command::Policy {
             command: PolicyCommand::List(args),
-        } => runtime().block_on(args.execute()),
+        } => runtime()?.block_on(args.execute()),
         Command::Policy {
             command: PolicyCommand::Activate(args),
-        } => runtime().block_on(args.execute()),
+        } => runtime()?.block_on(args.execute()),
         Command::Policy {
             command: PolicyCommand::Rollback(args),
-        } => runtime().block_on(args.execute()),
+        } => runtime()?.block_on(args.execute()),
         Command::Policy {
             command: PolicyCommand::DryRun(args),
-        } => runtime().block_on(args.execute()),
-        Command::Status(args) => runtime().block_on(args.execute()),
-        Command::Record(args) => runtime().block_on(args.execute()),
+        } => runtime()?.block_on(args.execute()),
+        Command::Status(args) => runtime()?.block_on(args.execute()),
+        Command::Record(args) => runtime()?.block_on(args.execute()),
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| {
-            eprintln!("dockhand: cannot start the async runtime: {e}");
-            std::process::exit(2)
-        })
+        .map_err(|e| Failure::unusable("dockhand: cannot start the async runtime", e))
 }

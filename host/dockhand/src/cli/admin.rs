@@ -9,13 +9,14 @@
 mod table;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use crate::admin::client::{AdminClient, ClientError};
 use crate::admin::{ActivePolicyMsg, PolicyKindMsg, PolicyModeMsg, StoredPolicyMsg};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
 use orphan_policy::display::escape;
 use table::Table;
+
+use super::{CommandResult, Failure, Status};
 
 /// The admin socket option shared by every command.
 #[derive(Debug, Clone, clap::Args)]
@@ -126,27 +127,20 @@ pub struct StatusArgs {
     pub socket: SocketArg,
 }
 
-fn fail(e: &ClientError) -> ExitCode {
-    super::fail("dockhand", e, 1)
+fn fail(e: ClientError) -> Failure {
+    Failure::new("dockhand", e, Status::Failed)
 }
 
 /// Connects, runs `call`, prints its output; errors become one line on stderr.
-async fn run<F, Fut>(socket: &SocketArg, call: F) -> ExitCode
+async fn run<F, Fut>(socket: &SocketArg, call: F) -> CommandResult
 where
     F: FnOnce(AdminClient) -> Fut,
     Fut: std::future::Future<Output = Result<String, ClientError>>,
 {
-    let client = match AdminClient::connect(&socket.socket).await {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
-    match call(client).await {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
-    }
+    let client = AdminClient::connect(&socket.socket).await.map_err(fail)?;
+    let out = call(client).await.map_err(fail)?;
+    print!("{out}");
+    Ok(Status::Success)
 }
 
 fn kind_name(value: i32) -> &'static str {
@@ -238,17 +232,14 @@ fn applied_note(applied: bool) -> &'static str {
 
 impl UploadArgs {
     /// Runs the command.
-    pub async fn execute(self) -> ExitCode {
-        let bytes = match std::fs::read(&self.file) {
-            Ok(b) => b,
-            Err(e) => {
-                return super::fail(
-                    &format!("dockhand: {}: cannot read", self.file.display()),
-                    &e,
-                    1,
-                );
-            }
-        };
+    pub async fn execute(self) -> CommandResult {
+        let bytes = std::fs::read(&self.file).map_err(|e| {
+            Failure::new(
+                format!("dockhand: {}: cannot read", self.file.display()),
+                e,
+                Status::Failed,
+            )
+        })?;
         let (kind, sha, name, version) = (
             self.kind.to_proto(),
             self.sha256,
@@ -275,7 +266,7 @@ impl UploadArgs {
 
 impl ListArgs {
     /// Runs the command.
-    pub async fn execute(self) -> ExitCode {
+    pub async fn execute(self) -> CommandResult {
         run(&self.socket, |mut c| async move {
             let r = c.list().await?;
             if r.policies.is_empty() {
@@ -289,7 +280,7 @@ impl ListArgs {
 
 impl ActivateArgs {
     /// Runs the command.
-    pub async fn execute(self) -> ExitCode {
+    pub async fn execute(self) -> CommandResult {
         let mode = match self.mode {
             ModeArg::Audit => PolicyModeMsg::Audit,
             ModeArg::Enforce => PolicyModeMsg::Enforce,
@@ -310,7 +301,7 @@ impl ActivateArgs {
 
 impl RollbackArgs {
     /// Runs the command.
-    pub async fn execute(self) -> ExitCode {
+    pub async fn execute(self) -> CommandResult {
         let kind = self.kind.to_proto();
         run(&self.socket, |mut c| async move {
             let r = c.rollback(kind).await?;
@@ -327,7 +318,7 @@ impl RollbackArgs {
 
 impl DryRunArgs {
     /// Runs the command.
-    pub async fn execute(self) -> ExitCode {
+    pub async fn execute(self) -> CommandResult {
         let kind = self
             .kind
             .map_or(PolicyKindMsg::Unspecified, KindArg::to_proto);
@@ -359,7 +350,7 @@ impl DryRunArgs {
 
 impl StatusArgs {
     /// Runs the command.
-    pub async fn execute(self) -> ExitCode {
+    pub async fn execute(self) -> CommandResult {
         run(&self.socket, |mut c| async move {
             let r = c.status().await?;
             let mut out = format!(

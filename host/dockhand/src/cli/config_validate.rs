@@ -1,7 +1,7 @@
 //! `dockhand config validate FILE…`: check agent configs and jobspecs offline.
 //!
 //! Each file is read the way Nomad reads it ([`crate::config::hcl_file`]), the driver's schema
-//! is applied like `hcldec` does ([`crate::config::hcldec`]), the result is encoded to go-cty
+//! is applied like `hcldec` does ([`nomad_plugin::hcldec`]), the result is encoded to go-cty
 //! msgpack and decoded by the same code the plugin runs in `SetConfig` / `StartTask`. Tasks
 //! are then checked against the plugin configuration of the matching driver found among the
 //! given files (or the built-in defaults). Every problem is reported with its file and line
@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 
 use nomad_plugin::hclspec::Spec;
 
+use super::{CommandResult, Failure, Status};
 use crate::config::hcl_file::{self, ParsedFile};
-use crate::config::hcldec::{self, Input, Node, Severity};
 use crate::config::{
     ConfigError, PluginConfig, RawPluginConfig, RawTaskConfig, TaskConfig, plugin_config_spec,
     task_config_spec,
 };
+use nomad_plugin::hcldec::{self, Input, Node, Severity};
 
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,18 +105,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit status.
-    pub fn code(self) -> u8 {
+    /// How the command ends.
+    pub fn status(self) -> Status {
         match self {
-            Outcome::Valid => 0,
-            Outcome::Invalid => 1,
+            Outcome::Valid => Status::Success,
+            Outcome::Invalid => Status::Failed,
         }
     }
-}
 
-impl From<Outcome> for std::process::ExitCode {
-    fn from(o: Outcome) -> std::process::ExitCode {
-        std::process::ExitCode::from(o.code())
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        self.status().code()
     }
 }
 
@@ -148,17 +148,12 @@ pub struct ValidateArgs {
 impl ValidateArgs {
     /// Run against stdout: exit status 0 when valid, 1 when any error was found, 2 when the
     /// report could not be written.
-    pub fn execute(&self) -> std::process::ExitCode {
+    pub fn execute(&self) -> CommandResult {
         let stdout = io::stdout();
         let mut lock = stdout.lock();
-        match run(&self.files, &mut lock) {
-            Ok(outcome) => outcome.into(),
-            Err(e) => super::fail(
-                "dockhand config validate: cannot write report",
-                &e,
-                super::EXIT_ERROR,
-            ),
-        }
+        run(&self.files, &mut lock)
+            .map(Outcome::status)
+            .map_err(|e| Failure::unusable("dockhand config validate: cannot write report", e))
     }
 }
 

@@ -1,9 +1,9 @@
 //! `dockhand fingerprint`: what the driver would report to Nomad about the local Docker.
 
 use std::io::{self, Write};
-use std::process::ExitCode;
 use std::sync::Arc;
 
+use super::{CommandResult, Failure, Status};
 use crate::docker::{BollardDocker, DockerApi, DockerConnection};
 use crate::fingerprint::{
     AttrValue, FingerprintOutcome, FingerprintSettings, Fingerprinter, Health, RuntimeCatalog,
@@ -26,21 +26,15 @@ pub struct FingerprintArgs {
 
 impl FingerprintArgs {
     /// Fingerprint once and print the result; exit status 1 unless Docker is healthy.
-    pub async fn execute(&self) -> ExitCode {
+    pub async fn execute(&self) -> CommandResult {
         let connection = DockerConnection {
             endpoint: self.endpoint.clone(),
             ..DockerConnection::default()
         };
-        let docker: Arc<dyn DockerApi> = match BollardDocker::new(connection) {
-            Ok(d) => Arc::new(d),
-            Err(e) => {
-                return super::fail(
-                    "dockhand: cannot set up the Docker client",
-                    &e,
-                    super::EXIT_ERROR,
-                );
-            }
-        };
+        let docker: Arc<dyn DockerApi> = Arc::new(
+            BollardDocker::new(connection)
+                .map_err(|e| Failure::unusable("dockhand: cannot set up the Docker client", e))?,
+        );
         let settings = FingerprintSettings {
             driver_name: self.driver_name.clone(),
             nvidia_runtime: self.nvidia_runtime.clone(),
@@ -50,14 +44,13 @@ impl FingerprintArgs {
             .fingerprint()
             .await;
         let mut out = io::stdout().lock();
-        if let Err(e) = render(&outcome, &mut out) {
-            return super::fail("dockhand: cannot write the report", &e, super::EXIT_ERROR);
-        }
-        if outcome.health == Health::Healthy {
-            ExitCode::SUCCESS
+        render(&outcome, &mut out)
+            .map_err(|e| Failure::unusable("dockhand: cannot write the report", e))?;
+        Ok(if outcome.health == Health::Healthy {
+            Status::Success
         } else {
-            ExitCode::FAILURE
-        }
+            Status::Failed
+        })
     }
 }
 

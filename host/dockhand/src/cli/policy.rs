@@ -31,7 +31,7 @@ pub const BUNDLED_PREFIX: &str = "bundled:";
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyCliError {
     /// The policy file could not be read.
-    #[error("{}: cannot read: {source}", .path.display())]
+    #[error("{}: cannot read", .path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -41,11 +41,15 @@ pub enum PolicyCliError {
     #[error("unknown bundled policy {0:?} (expected bundled:ownership or bundled:kill)")]
     UnknownBundled(String),
     /// The engine could not be built or its ticker started.
-    #[error("starting the policy engine: {0}")]
+    #[error("starting the policy engine")]
     Engine(#[from] orphan_policy::EngineError),
-    /// The engine refused the policy.
+    /// The engine refused the policy. The message is the operator's wording of the refusal, so
+    /// the [`LoadError`] is not repeated as a cause.
     #[error("{}", describe_load_error(.0))]
-    Load(#[source] LoadError),
+    Load(LoadError),
+    /// `describe()` trapped, ran out of time or returned invalid fields.
+    #[error("calling describe() failed")]
+    Describe(#[source] orphan_policy::EvalError),
     /// A project directory was given but is not usable.
     #[error(transparent)]
     Project(#[from] project::ProjectError),
@@ -137,10 +141,10 @@ impl OfflineEngine {
                 match self.engine.load(PolicyKind::Kill, &source.bytes) {
                     Ok(policy) => Ok(policy),
                     Err(LoadError::WrongWorld { .. }) => Err(PolicyCliError::NoWorld),
-                    Err(e) => Err(PolicyCliError::Load(e)),
+                    Err(e) => Err(PolicyCliError::from_load(e)),
                 }
             }
-            Err(e) => Err(PolicyCliError::Load(e)),
+            Err(e) => Err(PolicyCliError::from_load(e)),
         }
     }
 
@@ -151,7 +155,17 @@ impl OfflineEngine {
     ) -> Result<LoadedPolicy, PolicyCliError> {
         self.engine
             .load(kind, &source.bytes)
-            .map_err(PolicyCliError::Load)
+            .map_err(PolicyCliError::from_load)
+    }
+}
+
+impl PolicyCliError {
+    /// A refusal at load time; a failed `describe()` keeps its cause as the chain's next link.
+    fn from_load(e: LoadError) -> Self {
+        match e {
+            LoadError::Describe(inner) => Self::Describe(inner),
+            other => Self::Load(other),
+        }
     }
 }
 
@@ -183,7 +197,6 @@ pub fn describe_load_error(e: &LoadError) -> String {
                 missing.join(", ")
             )
         }
-        LoadError::Describe(inner) => format!("calling describe() failed: {inner}"),
         other => other.to_string(),
     }
 }

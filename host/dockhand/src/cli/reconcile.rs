@@ -36,12 +36,13 @@ mod render;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
+use nomad_plugin::error_chain;
 use orphan_policy::store::sha256_hex;
 use orphan_policy::{EngineConfig, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 
+use super::{CommandResult, Failure};
 use crate::admin::client::{AdminClient, ClientError};
 use crate::admin::{SweepResponse, sweep_response};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
@@ -127,11 +128,11 @@ pub enum ReconcileError {
 }
 
 impl ReconcileArgs {
-    /// Runs the command and prints its result; returns the exit status.
-    pub async fn execute(&self) -> ExitCode {
+    /// Runs the command and prints its result.
+    pub async fn execute(&self) -> CommandResult {
         match self.run(&mut io::stdout().lock()).await {
-            Ok(output) => ExitCode::from(output.exit_code()),
-            Err(error) => super::fail("dockhand reconcile", &error, super::EXIT_ERROR),
+            Ok(output) => Ok(output.status()),
+            Err(error) => Err(Failure::unusable("dockhand reconcile", error)),
         }
     }
 
@@ -217,9 +218,17 @@ impl ReconcileArgs {
             cache_dir: orphan_policy::user_cache_dir(),
             ..EngineConfig::default()
         })
-        .map_err(|e| ReconcileError::Policy(format!("cannot start the policy engine: {e}")))?;
+        .map_err(|e| {
+            ReconcileError::Policy(format!(
+                "cannot start the policy engine: {}",
+                error_chain(&e)
+            ))
+        })?;
         let _ticker = engine.start_epoch_ticker().map_err(|e| {
-            ReconcileError::Policy(format!("cannot start the policy engine's ticker: {e}"))
+            ReconcileError::Policy(format!(
+                "cannot start the policy engine's ticker: {}",
+                error_chain(&e)
+            ))
         })?;
         let policies = ActivePolicies {
             ownership: load_policy(
@@ -288,7 +297,7 @@ fn load_config(path: &Path) -> Result<(PluginConfig, String), ReconcileError> {
         None => {
             let problems: Vec<String> = findings
                 .iter()
-                .filter(|f| f.severity == crate::config::hcldec::Severity::Error)
+                .filter(|f| f.severity == nomad_plugin::hcldec::Severity::Error)
                 .map(|f| match f.field.as_str() {
                     "" => f.message.clone(),
                     field => format!("{field}: {}", f.message),
@@ -311,9 +320,9 @@ fn load_policy(
     source: Option<&PolicyFile>,
 ) -> Result<LoadedPolicy, ReconcileError> {
     let Some(source) = source else {
-        return engine
-            .load_default(kind)
-            .map_err(|e| ReconcileError::Policy(format!("bundled {kind} policy: {e}")));
+        return engine.load_default(kind).map_err(|e| {
+            ReconcileError::Policy(format!("bundled {kind} policy: {}", error_chain(&e)))
+        });
     };
     let path = source.path.display();
     let bytes = std::fs::read(&source.path).map_err(|e| {
@@ -327,7 +336,7 @@ fn load_policy(
             )));
         }
     }
-    engine
-        .load(kind, &bytes)
-        .map_err(|e| ReconcileError::Policy(format!("{kind} policy {path} refused: {e}")))
+    engine.load(kind, &bytes).map_err(|e| {
+        ReconcileError::Policy(format!("{kind} policy {path} refused: {}", error_chain(&e)))
+    })
 }

@@ -6,12 +6,12 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use orphan_policy::{EvalContext, NodeInfo};
 
+use super::{CommandResult, Failure, Status};
 use crate::cli::policy::fixtures::Fixture;
 use crate::config::duration::parse_go_duration;
 use crate::docker::{BollardDocker, ContainerFilter, DockerApi, DockerConnection};
@@ -54,17 +54,13 @@ pub struct RecordArgs {
 
 impl RecordArgs {
     /// Record once; exit status 2 on any failure (nothing is written then).
-    pub async fn execute(&self) -> ExitCode {
-        match self.run().await {
-            Ok(count) => {
-                eprintln!("recorded {count} containers");
-                ExitCode::SUCCESS
-            }
-            Err(message) => {
-                let message: Box<dyn std::error::Error> = message.into();
-                super::fail("dockhand record", &*message, super::EXIT_ERROR)
-            }
-        }
+    pub async fn execute(&self) -> CommandResult {
+        let count = self
+            .run()
+            .await
+            .map_err(|message| Failure::unusable("dockhand record", message))?;
+        eprintln!("recorded {count} containers");
+        Ok(Status::Success)
     }
 
     async fn run(&self) -> Result<usize, String> {
@@ -130,5 +126,5 @@ fn write_output(path: &Path, json: &str) -> Result<(), String> {
         return writeln!(out, "{json}").map_err(|e| format!("cannot write to stdout: {e}"));
     }
     crate::atomic_file::write_atomically(path, format!("{json}\n").as_bytes())
-        .map_err(|e| e.to_string())
+        .map_err(|e| nomad_plugin::error_chain(&e))
 }

@@ -1,6 +1,6 @@
 //! Reading Nomad agent configs and jobspecs from disk, the way Nomad shapes them.
 //!
-//! Two front ends produce [`Node`] trees for the schema applier ([`super::hcldec`]):
+//! Two front ends produce [`Node`] trees for the schema applier ([`nomad_plugin::hcldec`]):
 //!
 //! * **HCL** (parsed with hcl-rs's span-keeping `hcl-edit` parser, so problems carry line
 //!   numbers). Inside a `config` body every nested block becomes a list of objects (repeated
@@ -21,8 +21,10 @@ use hcl::edit::Span;
 use hcl::edit::expr::{Expression, ObjectKey};
 use hcl::edit::structure::{Body, Structure};
 
-use super::hcldec::{Input, Node, hcl_value_to_node};
+use nomad_plugin::hcldec::{Input, Node, hcl_value_to_node};
 
+#[cfg(test)]
+mod applied;
 pub mod json;
 #[cfg(test)]
 mod tests;

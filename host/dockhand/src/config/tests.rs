@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use nomad_plugin::cty_type::CtyType;
+use nomad_plugin::hcldec::{self, Input, Node};
 use nomad_plugin::hclspec::Spec;
 use rmpv::Value;
 
-use super::cty_type::CtyType;
-use super::hcldec::{self, Input, Node};
 use super::*;
 
 fn encode(value: &Value) -> Vec<u8> {

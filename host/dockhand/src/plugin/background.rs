@@ -194,7 +194,9 @@ fn load_configured(
             return Err(format!("sha256 mismatch: pinned {pin}, file has {actual}"));
         }
     }
-    engine.load(kind, &bytes).map_err(|e| e.to_string())
+    engine
+        .load(kind, &bytes)
+        .map_err(|e| nomad_plugin::error_chain(&e))
 }
 
 /// What the admin API is built from.

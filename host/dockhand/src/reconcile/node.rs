@@ -185,7 +185,7 @@ fn write_atomically(path: &Path, stored: &Stored) -> Result<(), String> {
     }
     let mut json = serde_json::to_vec(stored).map_err(|e| e.to_string())?;
     json.push(b'\n');
-    crate::atomic_file::write_atomically(path, &json).map_err(|e| e.to_string())
+    crate::atomic_file::write_atomically(path, &json).map_err(|e| nomad_plugin::error_chain(&e))
 }
 
 #[cfg(test)]

@@ -382,15 +382,16 @@ where
                             digest = %self.policy.digest_hex(),
                             batch = piece.len(),
                             error_kind = error.kind(),
-                            error = %error,
+                            error = &error as &dyn std::error::Error,
                             "{} policy failed; no action for its batch",
                             self.kind
                         );
                         for &i in piece {
                             work[i].fail(Outcome::PolicyFailed(format!(
-                                "{} policy ({}): {error}",
+                                "{} policy ({}): {}",
                                 self.kind,
-                                error.kind()
+                                error.kind(),
+                                nomad_plugin::error_chain(&error)
                             )));
                         }
                     }

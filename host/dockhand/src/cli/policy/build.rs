@@ -10,12 +10,13 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 use orphan_policy::PolicyKind;
 
 use super::check::{self, CheckArgs, KindArg};
 use super::project::{Lang, ManifestKind, Project, ProjectError};
+use crate::cli::{CommandResult, Failure, Status};
 
 /// The componentize-py release the Python support is tested with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -39,7 +40,7 @@ pub enum BuildError {
     #[error(transparent)]
     Project(#[from] ProjectError),
     /// A build tool could not be started.
-    #[error("cannot run `{tool}`: {source}{hint}")]
+    #[error("cannot run `{tool}`{hint}")]
     Spawn {
         tool: String,
         hint: String,
@@ -59,8 +60,9 @@ pub enum BuildError {
     /// The core module could not be made a component.
     #[error("turning {} into a component: {message}", .path.display())]
     Componentize { path: PathBuf, message: String },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {what}", .path.display())]
     Io {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -69,18 +71,20 @@ pub enum BuildError {
 
 impl BuildArgs {
     /// Builds, checks, prints the check report; exit 0, or 1 on any failure.
-    pub fn execute(&self) -> ExitCode {
+    pub fn execute(&self) -> CommandResult {
         let stdout = io::stdout();
         match run(self, &mut stdout.lock()) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) => {
-                eprintln!("dockhand policy build: built, but REFUSED: {e}");
-                ExitCode::from(1)
-            }
-            Err(e) => {
-                eprintln!("dockhand policy build: {}: {e}", self.dir.display());
-                ExitCode::from(1)
-            }
+            Ok(Ok(())) => Ok(Status::Success),
+            Ok(Err(e)) => Err(Failure::new(
+                "dockhand policy build: built, but REFUSED",
+                e,
+                Status::Failed,
+            )),
+            Err(e) => Err(Failure::new(
+                format!("dockhand policy build: {}", self.dir.display()),
+                e,
+                Status::Failed,
+            )),
         }
     }
 }
@@ -137,6 +141,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
     let mut wasm: Option<PathBuf> = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|source| BuildError::Io {
+            what: "cannot read cargo's output",
             path: manifest.clone(),
             source,
         })?;
@@ -145,6 +150,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
         }
     }
     let status = child.wait().map_err(|source| BuildError::Io {
+        what: "cannot wait for cargo",
         path: manifest.clone(),
         source,
     })?;
@@ -160,6 +166,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
     }
     let wasm = wasm.ok_or(BuildError::NoArtifact)?;
     let core = std::fs::read(&wasm).map_err(|source| BuildError::Io {
+        what: "cannot read",
         path: wasm.clone(),
         source,
     })?;
@@ -204,6 +211,7 @@ fn build_python(project: &Project, output: &Path) -> Result<(), BuildError> {
     } else {
         std::env::current_dir()
             .map_err(|source| BuildError::Io {
+                what: "cannot find the current directory",
                 path: output.to_owned(),
                 source,
             })?
@@ -211,6 +219,7 @@ fn build_python(project: &Project, output: &Path) -> Result<(), BuildError> {
     };
     if let Some(parent) = output_abs.parent() {
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            what: "cannot create the directory",
             path: parent.to_owned(),
             source,
         })?;
@@ -258,11 +267,13 @@ fn build_python(project: &Project, output: &Path) -> Result<(), BuildError> {
 fn write_output(output: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            what: "cannot create the directory",
             path: parent.to_owned(),
             source,
         })?;
     }
     std::fs::write(output, bytes).map_err(|source| BuildError::Io {
+        what: "cannot write",
         path: output.to_owned(),
         source,
     })

@@ -2,11 +2,11 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use orphan_policy::{ALLOWED_IMPORTS, LoadedPolicy, PolicyKind};
 
 use super::{OfflineEngine, PolicyCliError, PolicySource};
+use crate::cli::{CommandResult, Failure, Status};
 
 /// Policy kind as a command-line value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,19 +41,20 @@ pub struct CheckArgs {
 impl CheckArgs {
     /// Runs the check against stdout/stderr: exit 0 when the policy loads, 1 when it is
     /// refused or unreadable.
-    pub fn execute(&self) -> ExitCode {
+    pub fn execute(&self) -> CommandResult {
         let stdout = io::stdout();
-        match run(self, &mut stdout.lock()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!(
-                    "dockhand policy check: {}: REFUSED: {e}",
-                    self.file.display()
-                );
-                ExitCode::from(1)
-            }
-        }
+        run(self, &mut stdout.lock()).map_err(|e| refused("check", &self.file, e))?;
+        Ok(Status::Success)
     }
+}
+
+/// `dockhand policy <command>: FILE: REFUSED: <why>`, exit status 1.
+pub(super) fn refused(command: &str, file: &std::path::Path, e: PolicyCliError) -> Failure {
+    Failure::new(
+        format!("dockhand policy {command}: {}: REFUSED", file.display()),
+        e,
+        Status::Failed,
+    )
 }
 
 /// Loads the policy and writes its identity to `out`.

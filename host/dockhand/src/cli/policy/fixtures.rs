@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
     /// The file or directory could not be read.
-    #[error("{}: cannot read: {source}", .path.display())]
+    #[error("{}: cannot read", .path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -16,13 +16,13 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use super::build::COMPONENTIZE_PY_VERSION;
 use super::check::KindArg;
 use super::project::{
     FIXTURES_DIR, Lang, MANIFEST, Manifest, ManifestKind, NAME_RULE, is_valid_name,
 };
+use crate::cli::{CommandResult, Failure, Status};
 
 /// The contract, for Python projects (componentize-py reads it).
 pub const POLICY_WIT: &str = include_str!("../../../../../wit/policy.wit");
@@ -69,16 +69,18 @@ pub enum NewError {
         path: PathBuf,
         hint: &'static str,
     },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {what}", .path.display())]
     Io {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NewError + '_ {
+fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> NewError + 'a {
     move |source| NewError::Io {
+        what,
         path: path.to_owned(),
         source,
     }
@@ -86,14 +88,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NewError + '_ {
 
 impl NewArgs {
     /// Writes the project and the next commands to stdout.
-    pub fn execute(&self) -> ExitCode {
-        match run(self, &mut io::stdout().lock()) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("dockhand policy new: {e}");
-                ExitCode::from(1)
-            }
-        }
+    pub fn execute(&self) -> CommandResult {
+        run(self, &mut io::stdout().lock())
+            .map_err(|e| Failure::new("dockhand policy new", e, Status::Failed))?;
+        Ok(Status::Success)
     }
 }
 
@@ -107,7 +105,10 @@ pub fn run(args: &NewArgs, out: &mut dyn Write) -> Result<PathBuf, NewError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists() {
-        let empty = fs::read_dir(&dir).map_err(io_err(&dir))?.next().is_none();
+        let empty = fs::read_dir(&dir)
+            .map_err(io_err(&dir, "cannot list"))?
+            .next()
+            .is_none();
         if !empty {
             return Err(NewError::Exists(dir));
         }
@@ -180,7 +181,8 @@ pub fn run(args: &NewArgs, out: &mut dyn Write) -> Result<PathBuf, NewError> {
                 "the dockhand Python helper module (a directory with dockhand_policy.py)",
             )?;
             let helper_path = sdk.join(PY_HELPER);
-            let helper = fs::read_to_string(&helper_path).map_err(io_err(&helper_path))?;
+            let helper =
+                fs::read_to_string(&helper_path).map_err(io_err(&helper_path, "cannot read"))?;
             let (source, entry) = match kind {
                 ManifestKind::Ownership => {
                     (include_str!("templates/ownership.py.tmpl"), "classify")
@@ -217,9 +219,9 @@ pub fn run(args: &NewArgs, out: &mut dyn Write) -> Result<PathBuf, NewError> {
     for (rel, text) in &files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+            fs::create_dir_all(parent).map_err(io_err(parent, "cannot create the directory"))?;
         }
-        fs::write(&path, text).map_err(io_err(&path))?;
+        fs::write(&path, text).map_err(io_err(&path, "cannot write"))?;
     }
     let shown = dir.display();
     // The project is written; a closed stdout changes nothing about that.
@@ -252,5 +254,5 @@ fn locate(
     if !path.join(marker).is_file() {
         return Err(NewError::Sdk { what, path, hint });
     }
-    fs::canonicalize(&path).map_err(io_err(&path))
+    fs::canonicalize(&path).map_err(io_err(&path, "cannot resolve"))
 }

@@ -58,7 +58,7 @@ pub struct Manifest {
 pub enum ProjectError {
     /// No manifest, or it cannot be read.
     #[error(
-        "{}: cannot read: {source} (a policy project has a {MANIFEST}; create one with `dockhand policy new`)",
+        "{}: cannot read (a policy project has a {MANIFEST}; create one with `dockhand policy new`)",
         .path.display()
     )]
     Read {

@@ -11,7 +11,6 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use orphan_policy::limits::MAX_CONTAINERS_PER_BATCH;
 use orphan_policy::{
@@ -22,6 +21,7 @@ use orphan_policy::{
 use super::check::KindArg;
 use super::fixtures::{Expectation, Fixture, FixtureError, fixture_files};
 use super::{OfflineEngine, PolicyCliError, PolicySource};
+use crate::cli::{CommandResult, Failure, Status};
 
 /// Arguments of `dockhand policy test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,13 +51,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How the command ends.
+    pub fn status(self) -> Status {
+        match self {
+            Self::Passed => Status::Success,
+            Self::Failed => Status::Failed,
+            Self::Unusable => Status::Unusable,
+        }
+    }
+
     /// The process exit status: 0, 1 or 2.
     pub fn code(self) -> u8 {
-        match self {
-            Self::Passed => 0,
-            Self::Failed => 1,
-            Self::Unusable => 2,
-        }
+        self.status().code()
     }
 }
 
@@ -68,33 +73,28 @@ pub enum TestError {
     #[error(transparent)]
     Policy(#[from] PolicyCliError),
     /// One or more fixtures are unusable.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", .0.iter().map(|e| nomad_plugin::error_chain(e)).collect::<Vec<_>>().join("\n"))]
     Fixtures(Vec<FixtureError>),
     /// No fixtures were named and FILE is not a project directory.
     #[error("no fixtures: pass --fixtures DIR (or a project directory as FILE)")]
     NoFixtures,
     /// The report could not be written.
-    #[error("writing the report: {0}")]
+    #[error("writing the report")]
     Write(#[from] io::Error),
 }
 
 impl TestArgs {
     /// Runs against stdout; errors go to stderr.
-    pub fn execute(&self) -> ExitCode {
+    pub fn execute(&self) -> CommandResult {
         let stdout = io::stdout();
         match run(self, &mut stdout.lock()) {
-            Ok(outcome) => ExitCode::from(outcome.code()),
-            Err(TestError::Policy(e)) => {
-                eprintln!(
-                    "dockhand policy test: {}: REFUSED: {e}",
-                    self.file.display()
-                );
-                ExitCode::from(1)
-            }
-            Err(e) => {
-                eprintln!("dockhand policy test: {e}");
-                ExitCode::from(Outcome::Unusable.code())
-            }
+            Ok(outcome) => Ok(outcome.status()),
+            Err(TestError::Policy(e)) => Err(super::check::refused("test", &self.file, e)),
+            Err(e) => Err(Failure::new(
+                "dockhand policy test",
+                e,
+                Outcome::Unusable.status(),
+            )),
         }
     }
 }

@@ -24,6 +24,7 @@ use orphan_policy::display::escape;
 use serde::Serialize;
 
 use crate::admin::{SweepDecisionMsg, SweepResponse};
+use crate::cli::Status;
 use crate::reconcile::format_age;
 
 /// Where the sweep ran.
@@ -136,9 +137,9 @@ impl Output {
         Self { origin, response }
     }
 
-    /// 0 completed; 1 when the sweep failed, was skipped, or a container's decision or action
-    /// failed.
-    pub fn exit_code(&self) -> u8 {
+    /// Success when completed; failed when the sweep failed, was skipped, or a container's
+    /// decision or action failed.
+    pub fn status(&self) -> Status {
         let failures = self.response.policy_failures > 0
             || self.response.decisions.iter().any(|d| {
                 matches!(
@@ -147,9 +148,9 @@ impl Output {
                 )
             });
         if self.response.status == "completed" && !failures {
-            0
+            Status::Success
         } else {
-            1
+            Status::Failed
         }
     }
 
@@ -404,7 +405,7 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].ends_with("alloc_id label; orphan"), "{text}");
-        assert_eq!(out.exit_code(), 0);
+        assert_eq!(out.status(), Status::Success);
     }
 
     #[test]
@@ -460,7 +461,11 @@ mod tests {
         assert_eq!(c["ownership"], "owned");
         assert_eq!(c["action"], "stop");
         assert_eq!(c["reason"], "alloc_id label; orphan");
-        assert_eq!(out.exit_code(), 1, "a failed action makes the run partial");
+        assert_eq!(
+            out.status(),
+            Status::Failed,
+            "a failed action makes the run partial"
+        );
     }
 
     #[test]
@@ -482,7 +487,7 @@ mod tests {
             text.contains("# sweep skipped-docker-unhealthy: sweep skipped: docker is unhealthy"),
             "{text}"
         );
-        assert_eq!(out.exit_code(), 1);
+        assert_eq!(out.status(), Status::Failed);
     }
 
     #[test]

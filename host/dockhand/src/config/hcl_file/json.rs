@@ -3,7 +3,7 @@
 use serde_json::Value as Json;
 
 use super::{DRIVER_NAMES, FileError, ParsedFile, PluginStanza, TaskStanza};
-use crate::config::hcldec::{Input, Node};
+use nomad_plugin::hcldec::{Input, Node};
 
 /// A JSON value as an input node (JSON carries no per-value line numbers).
 pub fn json_to_node(value: &Json) -> Node {

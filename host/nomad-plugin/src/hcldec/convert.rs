@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use nomad_plugin::cty::Path;
 use rmpv::Value;
 
 use super::{Applier, Input, Node, lookup};
-use crate::config::cty_type::CtyType;
+use crate::cty::Path;
+use crate::cty_type::CtyType;
 
 /// An `hcl::Value` as msgpack, keeping its own type (as `DefaultSpec` does).
 pub fn hcl_value_to_msgpack(value: &hcl::Value) -> Value {

@@ -3,10 +3,11 @@
 //!
 //! Nomad turns agent and job configuration into a plain JSON-like value, parses that with
 //! HCL's *JSON syntax* and decodes it with `hcldec` against the plugin's schema (protocol
-//! reference §8.1). `dockhand config validate` repeats that pipeline offline: the file front
-//! ends ([`super::hcl_file`]) build an [`Node`] tree the way Nomad builds its JSON, this module
-//! applies the spec, and the result is encoded to msgpack and decoded by the very same code
-//! that handles `SetConfig` and `StartTask`. The rules implemented are the JSON-syntax ones:
+//! reference §8.1). A driver can repeat that pipeline offline (to validate configuration files
+//! without an agent): its file front end builds a [`Node`] tree the way Nomad builds its JSON,
+//! this module applies the spec, and the result, encoded to msgpack, can be decoded by the
+//! very same code that handles `SetConfig` and `StartTask`. The rules implemented are the
+//! JSON-syntax ones:
 //!
 //! * unknown keys are errors ("Invalid label"), at every body level;
 //! * a `Block` accepts one object or a list of one object; a `BlockList` an object or a list;
@@ -20,11 +21,11 @@
 
 use std::collections::BTreeMap;
 
-use nomad_plugin::cty::Path;
-use nomad_plugin::hclspec::Spec;
 use rmpv::Value;
 
-use super::cty_type::CtyType;
+use crate::cty::Path;
+use crate::cty_type::CtyType;
+use crate::hclspec::Spec;
 
 /// A configuration value before the schema is applied, with the source line when known.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,11 @@
-//! The applier against the msgpack bytes Nomad sends (protocol reference §8.4, §14).
+//! Files read by the front ends, with the schema applied ([`nomad_plugin::hcldec`]), against
+//! the msgpack bytes Nomad sends for them (protocol reference §8.4, §14).
 
-use super::*;
-use crate::config::hcl_file::parse_file;
+use nomad_plugin::hcldec::{Input, Node, Severity, apply};
+use nomad_plugin::hclspec::Spec;
+use rmpv::Value;
+
+use super::parse_file;
 
 fn hex(s: &str) -> Vec<u8> {
     s.split_whitespace()
@@ -111,8 +115,7 @@ fn port_map_forms_of_reference_8_4() {
 #[test]
 fn json_plain_object_where_list_of_maps_expected_is_an_error() {
     let spec = Spec::object([("port_map", Spec::attr("port_map", "list(map(number))"))]);
-    let body =
-        crate::config::hcl_file::json::json_to_node(&serde_json::json!({"port_map": {"http": 80}}));
+    let body = super::json::json_to_node(&serde_json::json!({"port_map": {"http": 80}}));
     let (_, diags) = apply(&spec, &body);
     assert_eq!(diags.len(), 1);
     assert_eq!(diags[0].path.to_string(), "port_map");
@@ -120,9 +123,7 @@ fn json_plain_object_where_list_of_maps_expected_is_an_error() {
         diags[0].message,
         "Incorrect attribute value type: list of map of number required, found object"
     );
-    let body = crate::config::hcl_file::json::json_to_node(
-        &serde_json::json!({"port_map": [{"http": "x"}]}),
-    );
+    let body = super::json::json_to_node(&serde_json::json!({"port_map": [{"http": "x"}]}));
     let (_, diags) = apply(&spec, &body);
     assert_eq!(diags[0].path.to_string(), "port_map[0].http");
 }
@@ -245,16 +246,6 @@ fn conversions_follow_go_cty() {
     );
     let (_, diags) = apply(&spec, &task_body("n = \"twelve\"\nb = 1\ns = [\"x\"]"));
     assert_eq!(diags.len(), 3, "{diags:?}");
-}
-
-#[test]
-fn numbers_encode_like_go_cty() {
-    assert_eq!(encode(&number_to_msgpack("300")), hex("cd 01 2c"));
-    assert_eq!(encode(&number_to_msgpack("-100")), hex("d0 9c"));
-    assert_eq!(encode(&number_to_msgpack("0.1")), hex("a3 30 2e 31"));
-    let mut big = hex("cf");
-    big.extend_from_slice(&u64::MAX.to_be_bytes());
-    assert_eq!(encode(&number_to_msgpack("18446744073709551615")), big);
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! cty type expressions as written in `hclspec` `Attr.type` (`string`, `list(map(number))`, …).
 //!
 //! Nomad evaluates the `type` string of an attribute spec as an HCL *type expression*. The
-//! same grammar is parsed here so that the schema applier used by `dockhand config validate`
-//! converts values exactly as `hcldec` would, and so that tests can check every default literal
+//! same grammar is parsed here so that the schema applier ([`crate::hcldec`]) converts values
+//! exactly as `hcldec` would, and so that a driver's tests can check every default literal
 //! against the type of the attribute it defaults.
 
 use std::collections::BTreeMap;
