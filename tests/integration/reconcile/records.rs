@@ -18,8 +18,8 @@ use orphan_policy::store::{PolicyMode, PolicyStore};
 use orphan_policy::{NodeInfo, PolicyKind, guests};
 
 use super::fixtures::{
-    Kind, NODE, STUBBORN, default_policies, dockhand_labels, engine, labelled_orphan, make,
-    no_tracked, plain_container, settings, state, uuid_for,
+    Kind, NODE, default_policies, engine, labelled_orphan, make, no_tracked, plain_container,
+    settings, state, stubborn_orphan,
 };
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
@@ -205,21 +205,7 @@ async fn switching_to_audit_mid_sweep_stops_the_sweep_from_acting_further() {
     // Each stop waits out the default kill policy's 30 s grace; four run at once.
     let mut orphans = Vec::new();
     for n in 1..=6 {
-        let alloc = uuid_for(case, n);
-        orphans.push(
-            make(
-                &docker,
-                &guard,
-                Kind {
-                    name: format!("{case}-web-{alloc}"),
-                    labels: dockhand_labels(alloc, NODE),
-                    start: true,
-                    script: Some(STUBBORN),
-                    ..Kind::default()
-                },
-            )
-            .await,
-        );
+        orphans.push(stubborn_orphan(&docker, &guard, n, NODE).await);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let audit_path = dir.path().join("audit.jsonl");
