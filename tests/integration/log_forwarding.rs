@@ -69,6 +69,13 @@ async fn wait_for_out(log: &FifoLog, min: u64, limit: Duration) {
     }
 }
 
+/// The task `counter` running [`COUNTER`], and its directories.
+fn counter_task(guard: &TestContainers) -> (TaskDirs, pb::TaskConfig) {
+    let dirs = TaskDirs::create("counter");
+    let task = task_config(guard, &dirs, "counter", COUNTER, Vec::new());
+    (dirs, task)
+}
+
 /// Starts `task` in a plugin of its own, waits for `out-20` and SIGKILLs that plugin: the
 /// task runs on with no plugin.
 async fn start_then_crash_the_plugin(
@@ -167,8 +174,7 @@ async fn a_broken_log_stream_resumes_where_it_broke() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
-    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let (dirs, task) = counter_task(&guard);
     let id = task.id.clone();
 
     let proxy = FaultProxy::start(DOCKER_SOCKET);
@@ -198,8 +204,7 @@ async fn a_container_adopted_on_start_task_does_not_replay_its_history() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
-    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let (dirs, task) = counter_task(&guard);
     let id = task.id.clone();
 
     start_then_crash_the_plugin(task.clone(), &dirs).await;
@@ -224,8 +229,7 @@ async fn an_adopted_container_without_a_saved_position_starts_from_now() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
-    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let (dirs, task) = counter_task(&guard);
     let id = task.id.clone();
 
     start_then_crash_the_plugin(task.clone(), &dirs).await;
@@ -397,7 +401,7 @@ async fn a_failed_fifo_write_reopens_the_fifo() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
+    let (dirs, mut task) = counter_task(&guard);
     let reader = ReopeningReader::create(
         &dirs
             .alloc_dir
@@ -407,7 +411,6 @@ async fn a_failed_fifo_write_reopens_the_fifo() {
         10,
         Duration::from_secs(1),
     );
-    let mut task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
     task.stdout_path = reader.path.to_string_lossy().into_owned();
     let id = task.id.clone();
 
