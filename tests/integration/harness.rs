@@ -416,7 +416,7 @@ pub fn cty_string_map(map: &std::collections::BTreeMap<String, String>) -> rmpv:
     )
 }
 
-/// Creates a FIFO at `path`, mode 0600 as logmon makes them.
+/// Creates a FIFO at `path`, mode 0600.
 pub fn make_fifo(path: &Path) {
     let made = Command::new("mkfifo")
         .arg("-m")
