@@ -23,8 +23,10 @@ use crate::harness::{Plugin, TaskDirs};
 use crate::lifecycle::{start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, long_lived, started};
 use crate::reconcile::{
-    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, dockhand_labels, make, plain_container, state, uuid_for,
+    ALLOC_LABEL, Kind, NODE_LABEL, SLEEPER, labelled_orphan, make, plain_container, state,
+    task_dir_binds, uuid_for,
 };
+use crate::reconcile_cli::dockhand;
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
 /// Past the 1m creation grace, with a margin.
@@ -238,30 +240,8 @@ async fn a_policy_claiming_everything_cannot_reap_plain_or_other_nodes_container
     let node = "node-a";
     let created = Instant::now();
     let plain = plain_container(&docker, &guard).await;
-    let other_alloc = uuid_for(case, 2);
-    let other_node = make(
-        &docker,
-        &guard,
-        Kind {
-            name: format!("{case}-web-{other_alloc}"),
-            labels: dockhand_labels(other_alloc, "node-b"),
-            start: true,
-            ..Kind::default()
-        },
-    )
-    .await;
-    let own_alloc = uuid_for(case, 3);
-    let own = make(
-        &docker,
-        &guard,
-        Kind {
-            name: format!("{case}-web-{own_alloc}"),
-            labels: dockhand_labels(own_alloc.clone(), node),
-            start: true,
-            ..Kind::default()
-        },
-    )
-    .await;
+    let other_node = labelled_orphan(&docker, &guard, 2, "node-b").await;
+    let own = labelled_orphan(&docker, &guard, 3, node).await;
 
     let private = Private::new();
     remember_node(&private, node);
@@ -324,14 +304,7 @@ async fn builtin_driver_task(
     node: &str,
     alloc: &str,
 ) -> String {
-    let binds = ["alloc", "local", "secrets"]
-        .iter()
-        .map(|m| {
-            let host = dir.join(m);
-            std::fs::create_dir_all(&host).expect("task dir");
-            format!("{}:/{m}", host.display())
-        })
-        .collect();
+    let binds = task_dir_binds(dir, "");
     make(
         docker,
         guard,
@@ -405,19 +378,6 @@ async fn builtin_driver_tasks_beside_dockhand_are_left_running_unless_the_daemon
     let (ownership, _, outcome) = decision(&report, &builtin);
     assert_eq!((ownership.as_str(), outcome.as_str()), ("owned", "done"));
     assert_eq!(state(&docker, &builtin).await, None, "stopped and removed");
-}
-
-/// Runs `dockhand` with `args`: (exit status, stdout, stderr).
-fn dockhand(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
-        .args(args)
-        .output()
-        .expect("run dockhand");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

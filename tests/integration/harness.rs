@@ -126,6 +126,29 @@ impl Launch {
         }
     }
 
+    /// [`Launch::start`] plus the long-lived instance's `SetConfig`, as the agent's L3 launch
+    /// does: this msgpack plugin config (empty for all defaults) and the agent's
+    /// `nomad_config`.
+    pub async fn start_configured(&self, msgpack_config: Vec<u8>) -> Plugin {
+        let plugin = self.start().await;
+        plugin
+            .base()
+            .set_config(nomad_plugin::proto::base::SetConfigRequest {
+                msgpack_config,
+                nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
+                    driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
+                        client_max_port: 14512,
+                        client_min_port: 14000,
+                        topology: None,
+                    }),
+                }),
+                plugin_api_version: "v0.1.0".to_owned(),
+            })
+            .await
+            .expect("SetConfig");
+        plugin
+    }
+
     /// Starts the plugin, reads the handshake and dials the socket.
     pub async fn start(&self) -> Plugin {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -268,6 +291,15 @@ impl Plugin {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
     }
 
+    /// SIGKILLs the process, as a crash would, and waits until it is gone.
+    pub async fn crash(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        assert!(
+            self.wait_exit(Duration::from_secs(10)).await.is_some(),
+            "the SIGKILLed plugin is still running"
+        );
+    }
+
     /// Waits for the process to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -343,23 +375,9 @@ impl Drop for Plugin {
 /// does. Image GC is off so that no test's plugin ever removes the shared test image
 /// (`registry::gc` tests it on images of its own).
 pub async fn configured_plugin() -> Plugin {
-    let plugin = Launch::nomad().start().await;
-    plugin
-        .base()
-        .set_config(nomad_plugin::proto::base::SetConfigRequest {
-            msgpack_config: agent_config("gc {\n image = false\n}\n"),
-            nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
-                driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
-                    client_max_port: 14512,
-                    client_min_port: 14000,
-                    topology: None,
-                }),
-            }),
-            plugin_api_version: "v0.1.0".to_owned(),
-        })
+    Launch::nomad()
+        .start_configured(agent_config("gc {\n image = false\n}\n"))
         .await
-        .expect("SetConfig");
-    plugin
 }
 
 /// The msgpack Nomad sends for this `plugin { config { … } }` body.
@@ -398,6 +416,17 @@ pub fn cty_string_map(map: &std::collections::BTreeMap<String, String>) -> rmpv:
     )
 }
 
+/// Creates a FIFO at `path`, mode 0600.
+pub fn make_fifo(path: &Path) {
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {} failed", path.display());
+}
+
 /// A FIFO like the ones logmon serves, with a reader that keeps everything written to it.
 pub struct FifoLog {
     pub path: PathBuf,
@@ -407,13 +436,7 @@ pub struct FifoLog {
 impl FifoLog {
     /// Creates the FIFO at `path` and starts reading it.
     pub fn create(path: PathBuf) -> Self {
-        let made = Command::new("mkfifo")
-            .arg("-m")
-            .arg("600")
-            .arg(&path)
-            .status()
-            .expect("run mkfifo");
-        assert!(made.success(), "mkfifo {} failed", path.display());
+        make_fifo(&path);
         // Read-write so the open never blocks and the reader never sees EOF between writers.
         let file = std::fs::OpenOptions::new()
             .read(true)

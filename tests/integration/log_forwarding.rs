@@ -5,10 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nomad_plugin::proto::drivers as pb;
 
-use crate::harness::{Launch, Plugin, TaskDirs, configured_plugin};
+use crate::harness::{FifoLog, Launch, TaskDirs, configured_plugin};
 use crate::lifecycle::{destroy, start, stop, task_config, wait};
 use crate::recover::recover_request;
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
@@ -55,37 +54,39 @@ fn assert_complete(text: &str, prefix: &str, at_least: u64) {
     );
 }
 
-/// Waits until `text()` holds the line `<prefix><n>` for some n >= `min`.
-async fn wait_for_count(text: impl Fn() -> String, prefix: &str, min: u64, limit: Duration) {
+/// Waits until `log` holds the line `out-<n>` for some n >= `min`.
+async fn wait_for_out(log: &FifoLog, min: u64, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        if numbers(&text(), prefix).last().is_some_and(|n| *n >= min) {
+        if numbers(&log.text(), "out-")
+            .last()
+            .is_some_and(|n| *n >= min)
+        {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no {prefix}{min} within {limit:?}"
-        );
+        assert!(Instant::now() < deadline, "no out-{min} within {limit:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn set_default_config(plugin: &Plugin) {
-    plugin
-        .base()
-        .set_config(nomad_plugin::proto::base::SetConfigRequest {
-            msgpack_config: Vec::new(),
-            nomad_config: Some(nomad_plugin::proto::base::NomadConfig {
-                driver: Some(nomad_plugin::proto::base::NomadDriverConfig {
-                    client_max_port: 14512,
-                    client_min_port: 14000,
-                    topology: None,
-                }),
-            }),
-            plugin_api_version: "v0.1.0".to_owned(),
-        })
-        .await
-        .expect("SetConfig");
+/// The task `counter` running [`COUNTER`], and its directories.
+fn counter_task(guard: &TestContainers) -> (TaskDirs, pb::TaskConfig) {
+    let dirs = TaskDirs::create("counter");
+    let task = task_config(guard, &dirs, "counter", COUNTER, Vec::new());
+    (dirs, task)
+}
+
+/// Starts `task` in a plugin of its own, waits for `out-20` and SIGKILLs that plugin: the
+/// task runs on with no plugin.
+async fn start_then_crash_the_plugin(
+    task: pb::TaskConfig,
+    dirs: &TaskDirs,
+) -> pb::StartTaskResponse {
+    let mut plugin = configured_plugin().await;
+    let started = start(&mut plugin.driver(), task).await.expect("StartTask");
+    wait_for_out(&dirs.stdout, 20, Duration::from_secs(20)).await;
+    plugin.crash().await;
+    started
 }
 
 /// Stops the counter with SIGTERM and waits until its `end` line is forwarded.
@@ -142,15 +143,10 @@ async fn across_sigkill(case: &str, extra: Vec<(&str, rmpv::Value)>, check_stder
     let task = task_config(&guard, &dirs, "counter", &script, extra);
     let id = task.id.clone();
 
-    let mut plugin_a = configured_plugin().await;
-    let saved = start(&mut plugin_a.driver(), task)
+    let saved = start_then_crash_the_plugin(task, &dirs)
         .await
-        .expect("StartTask")
         .handle
         .expect("handle");
-    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
-    plugin_a.signal(Signal::SIGKILL);
-    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
     let down_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
     // The task keeps printing while no plugin is there.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -161,13 +157,7 @@ async fn across_sigkill(case: &str, extra: Vec<(&str, rmpv::Value)>, check_stder
         .recover_task(recover_request(&saved))
         .await
         .expect("RecoverTask");
-    wait_for_count(
-        || dirs.stdout.text(),
-        "out-",
-        down_at + 150,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for_out(&dirs.stdout, down_at + 150, Duration::from_secs(30)).await;
     finish(&mut driver, &id, &dirs).await;
     let (out, err) = (dirs.stdout.text(), dirs.stderr.text());
     assert_complete(&out, "out-", down_at + 150);
@@ -184,31 +174,23 @@ async fn a_broken_log_stream_resumes_where_it_broke() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
-    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let (dirs, task) = counter_task(&guard);
     let id = task.id.clone();
 
     let proxy = FaultProxy::start(DOCKER_SOCKET);
     let plugin = Launch::nomad()
         .env("DOCKER_HOST", &proxy.endpoint())
-        .start()
+        .start_configured(Vec::new())
         .await;
-    set_default_config(&plugin).await;
     let mut driver = plugin.driver();
     start(&mut driver, task).await.expect("StartTask");
-    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
+    wait_for_out(&dirs.stdout, 20, Duration::from_secs(20)).await;
     // Cut the log stream (and every call made meanwhile) for a while.
     proxy.set_mode(FaultMode::Truncate);
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.set_mode(FaultMode::Pass);
     let broke_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
-    wait_for_count(
-        || dirs.stdout.text(),
-        "out-",
-        broke_at + 150,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for_out(&dirs.stdout, broke_at + 150, Duration::from_secs(30)).await;
     finish(&mut driver, &id, &dirs).await;
     assert_complete(&dirs.stdout.text(), "out-", broke_at + 150);
     assert_complete(&dirs.stderr.text(), "err-", broke_at + 150);
@@ -222,17 +204,10 @@ async fn a_container_adopted_on_start_task_does_not_replay_its_history() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
-    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let (dirs, task) = counter_task(&guard);
     let id = task.id.clone();
 
-    let mut plugin_a = configured_plugin().await;
-    start(&mut plugin_a.driver(), task.clone())
-        .await
-        .expect("StartTask");
-    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
-    plugin_a.signal(Signal::SIGKILL);
-    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+    start_then_crash_the_plugin(task.clone(), &dirs).await;
 
     // The agent never got the handle and starts the task again: the running container with
     // the task's name is adopted. Its forwarder continues after what was delivered.
@@ -241,13 +216,7 @@ async fn a_container_adopted_on_start_task_does_not_replay_its_history() {
     start(&mut driver, task).await.expect("StartTask adopts");
     assert_eq!(guard.remaining().await.len(), 1, "adopted, not recreated");
     let adopted_at = numbers(&dirs.stdout.text(), "out-").len() as u64;
-    wait_for_count(
-        || dirs.stdout.text(),
-        "out-",
-        adopted_at + 100,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for_out(&dirs.stdout, adopted_at + 100, Duration::from_secs(30)).await;
     finish(&mut driver, &id, &dirs).await;
     assert_complete(&dirs.stdout.text(), "out-", adopted_at + 100);
     destroy(&mut driver, &id, true).await.expect("DestroyTask");
@@ -260,17 +229,10 @@ async fn an_adopted_container_without_a_saved_position_starts_from_now() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
-    let task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
+    let (dirs, task) = counter_task(&guard);
     let id = task.id.clone();
 
-    let mut plugin_a = configured_plugin().await;
-    start(&mut plugin_a.driver(), task.clone())
-        .await
-        .expect("StartTask");
-    wait_for_count(|| dirs.stdout.text(), "out-", 20, Duration::from_secs(20)).await;
-    plugin_a.signal(Signal::SIGKILL);
-    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+    start_then_crash_the_plugin(task.clone(), &dirs).await;
     let position = dirs
         .alloc_dir
         .join("counter")
@@ -333,8 +295,7 @@ async fn a_task_that_exited_while_the_plugin_was_down_delivers_its_last_output()
             .wait_for("first\n", Duration::from_secs(20))
             .await
     );
-    plugin_a.signal(Signal::SIGKILL);
-    assert!(plugin_a.wait_exit(Duration::from_secs(10)).await.is_some());
+    plugin_a.crash().await;
     let containers = guard.remaining().await;
     assert_eq!(containers.len(), 1);
     assert_eq!(
@@ -440,7 +401,7 @@ async fn a_failed_fifo_write_reopens_the_fifo() {
         return;
     };
     let guard = TestContainers::new(&docker, case).await;
-    let dirs = TaskDirs::create("counter");
+    let (dirs, mut task) = counter_task(&guard);
     let reader = ReopeningReader::create(
         &dirs
             .alloc_dir
@@ -450,7 +411,6 @@ async fn a_failed_fifo_write_reopens_the_fifo() {
         10,
         Duration::from_secs(1),
     );
-    let mut task = task_config(&guard, &dirs, "counter", COUNTER, Vec::new());
     task.stdout_path = reader.path.to_string_lossy().into_owned();
     let id = task.id.clone();
 

@@ -9,10 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
-use dockhand::config::plugin_config_spec;
 use futures::StreamExt as _;
-use nomad_plugin::hcldec::{apply, hcl_value_to_node};
-use nomad_plugin::proto::base::{NomadConfig, NomadDriverConfig, SetConfigRequest};
+use nomad_plugin::proto::base::SetConfigRequest;
 use nomad_plugin::proto::drivers::{FingerprintRequest, InitRequest};
 
 use crate::harness::{Launch, Plugin};
@@ -26,14 +24,7 @@ const ADMIN_SERVING: &str = "admin API serving";
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The msgpack Nomad sends for this `plugin { config { … } }` body.
-pub(crate) fn plugin_config(hcl_body: &str) -> Vec<u8> {
-    let value: hcl::Value = hcl::from_str(hcl_body).expect("test config parses");
-    let (cty, diags) = apply(&plugin_config_spec(), &hcl_value_to_node(&value, None));
-    assert!(diags.is_empty(), "{diags:?}");
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &cty).expect("encode");
-    out
-}
+pub(crate) use crate::harness::agent_config as plugin_config;
 
 /// A private data dir and admin socket, so tests never touch `/var/lib` or `/run`.
 pub(crate) struct Private {
@@ -84,25 +75,9 @@ fn keeping_images(hcl_body: &str) -> String {
 /// A launched plugin that received the long-lived instance's `SetConfig` with this body (and
 /// `gc.image = false` unless the body sets it).
 pub(crate) async fn long_lived(hcl_body: &str) -> Plugin {
-    let hcl_body = keeping_images(hcl_body);
-    let hcl_body = hcl_body.as_str();
-    let plugin = Launch::nomad().start().await;
-    plugin
-        .base()
-        .set_config(SetConfigRequest {
-            msgpack_config: plugin_config(hcl_body),
-            nomad_config: Some(NomadConfig {
-                driver: Some(NomadDriverConfig {
-                    client_max_port: 14512,
-                    client_min_port: 14000,
-                    topology: None,
-                }),
-            }),
-            plugin_api_version: "v0.1.0".to_owned(),
-        })
+    Launch::nomad()
+        .start_configured(plugin_config(&keeping_images(hcl_body)))
         .await
-        .expect("SetConfig");
-    plugin
 }
 
 /// [`long_lived`] plus `Init`, which starts the background work (reconciler, admin API).

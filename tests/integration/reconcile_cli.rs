@@ -31,7 +31,7 @@ const AGED: Duration = Duration::from_secs(62);
 const TASK_NODE: &str = "node";
 
 /// Runs `dockhand` with `args`: (exit status, stdout, stderr).
-fn dockhand(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn dockhand(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dockhand"))
         .args(args)
         .output()

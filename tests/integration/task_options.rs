@@ -6,12 +6,13 @@
 mod network;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand::docker::DockerApi;
-use dockhand::docker::models::ContainerInspectResponse;
+use dockhand::docker::models::{ContainerInspectResponse, HostConfig};
 use nomad_plugin::proto::drivers as pb;
 use nomad_plugin::proto::drivers::driver_client::DriverClient;
 use tonic::transport::Channel;
@@ -55,8 +56,20 @@ async fn inspect_task(
     docker.inspect_container(&ids[0]).await.expect("inspect")
 }
 
-/// Starts `task`, waits for it to exit 0 and returns its stdout.
-async fn run_to_end(driver: &mut DriverClient<Channel>, dirs: &TaskDirs, task: pb::TaskConfig) {
+/// The host config of the case's one task container.
+async fn host_config(docker: &Arc<dyn DockerApi>, guard: &TestContainers) -> HostConfig {
+    inspect_task(docker, guard)
+        .await
+        .host_config
+        .expect("host config")
+}
+
+/// Starts `task`, waits for it to exit 0 and returns its id.
+async fn run_to_end(
+    driver: &mut DriverClient<Channel>,
+    dirs: &TaskDirs,
+    task: pb::TaskConfig,
+) -> String {
     let id = task.id.clone();
     start(driver, task).await.expect("StartTask");
     let r = tokio::time::timeout(TASK_END, wait(driver, &id))
@@ -65,6 +78,7 @@ async fn run_to_end(driver: &mut DriverClient<Channel>, dirs: &TaskDirs, task: p
         .expect("WaitTask");
     let result = r.result.expect("result");
     assert_eq!(result.exit_code, 0, "stderr: {}", dirs.stderr.text());
+    id
 }
 
 /// A `docker` CLI call that must succeed; returns stdout.
@@ -135,10 +149,7 @@ async fn cpu_hard_limit_sets_the_cfs_quota_and_period_nomad_computes() {
     });
     let id = task.id.clone();
     start(&mut driver, task).await.expect("StartTask");
-    let host = inspect_task(&docker, &guard)
-        .await
-        .host_config
-        .expect("host config");
+    let host = host_config(&docker, &guard).await;
     assert_eq!(host.cpu_period, Some(50_000));
     assert_eq!(host.cpu_quota, Some(5_000 * affinity_cpus()));
     destroy(&mut driver, &id, true).await.expect("DestroyTask");
@@ -170,12 +181,8 @@ async fn tasks_run_without_net_raw_unless_allowed_and_asked_for() {
     let plugin = configured_plugin().await;
     let mut driver = plugin.driver();
     let task = task_config(&guard, &dirs, "caps", script, Vec::new());
-    let id = task.id.clone();
-    run_to_end(&mut driver, &dirs, task).await;
-    let host = inspect_task(&docker, &guard)
-        .await
-        .host_config
-        .expect("host config");
+    let id = run_to_end(&mut driver, &dirs, task).await;
+    let host = host_config(&docker, &guard).await;
     let dropped = host.cap_drop.unwrap_or_default();
     assert!(
         dropped.iter().any(|c| c.eq_ignore_ascii_case("net_raw")),
@@ -213,8 +220,7 @@ async fn tasks_run_without_net_raw_unless_allowed_and_asked_for() {
         script,
         vec![("cap_add", strings(&["NET_RAW"]))],
     );
-    let id = task.id.clone();
-    run_to_end(&mut driver, &dirs, task).await;
+    let id = run_to_end(&mut driver, &dirs, task).await;
     assert!(dirs.stdout.wait_for("CapEff", TASK_END).await);
     assert_ne!(cap_eff(&dirs.stdout.text()) & CAP_NET_RAW_BIT, 0);
     destroy(&mut driver, &id, true).await.expect("DestroyTask");
@@ -238,25 +244,27 @@ async fn a_seccomp_profile_file_is_read_and_handed_to_docker() {
     .expect("write profile");
     let plugin = configured_plugin().await;
     let mut driver = plugin.driver();
-    let opt = format!("seccomp={}", profile.display());
-    let task = task_config(
-        &guard,
-        &dirs,
-        "sec",
+    let seccomp_task = |script: &str, profile: &Path| {
+        let opt = format!("seccomp={}", profile.display());
+        task_config(
+            &guard,
+            &dirs,
+            "sec",
+            script,
+            vec![("security_opt", strings(&[&opt]))],
+        )
+    };
+    let task = seccomp_task(
         "if mkdir /tmp/made; then echo made; else echo refused; fi",
-        vec![("security_opt", strings(&[&opt]))],
+        &profile,
     );
-    let id = task.id.clone();
-    run_to_end(&mut driver, &dirs, task).await;
+    let id = run_to_end(&mut driver, &dirs, task).await;
     assert!(
         dirs.stdout.wait_for("refused", TASK_END).await,
         "{:?}",
         dirs.stdout.text()
     );
-    let host = inspect_task(&docker, &guard)
-        .await
-        .host_config
-        .expect("host config");
+    let host = host_config(&docker, &guard).await;
     let opts = host.security_opt.unwrap_or_default();
     assert!(
         opts.iter()
@@ -267,14 +275,7 @@ async fn a_seccomp_profile_file_is_read_and_handed_to_docker() {
 
     // An unreadable profile is refused naming the key and the file.
     let missing = profile_dir.path().join("absent.json");
-    let opt = format!("seccomp={}", missing.display());
-    let task = task_config(
-        &guard,
-        &dirs,
-        "sec",
-        "true",
-        vec![("security_opt", strings(&[&opt]))],
-    );
+    let task = seccomp_task("true", &missing);
     let err = start(&mut driver, task).await.expect_err("unreadable");
     assert!(err.message().contains("security_opt"), "{}", err.message());
     assert!(
@@ -352,17 +353,13 @@ async fn mount_sub_options_cgroupns_and_selinux_labels_reach_docker() {
             ("cgroupns", rmpv::Value::from("private")),
         ],
     );
-    let id = task.id.clone();
-    run_to_end(&mut driver, &dirs, task).await;
+    let id = run_to_end(&mut driver, &dirs, task).await;
     assert!(
         dirs.stdout.wait_for("mode=700", TASK_END).await,
         "{:?}",
         dirs.stdout.text()
     );
-    let host = inspect_task(&docker, &guard)
-        .await
-        .host_config
-        .expect("host config");
+    let host = host_config(&docker, &guard).await;
     assert_eq!(host.volume_driver.as_deref(), Some("local"));
     assert_eq!(
         host.cgroupns_mode.map(|m| m.to_string()).as_deref(),
@@ -434,7 +431,7 @@ async fn a_partial_or_unreadable_tls_configuration_fails_set_config_naming_the_k
         let err = plugin
             .base()
             .set_config(nomad_plugin::proto::base::SetConfigRequest {
-                msgpack_config: crate::plugin_reconciler::plugin_config(&body),
+                msgpack_config: crate::harness::agent_config(&body),
                 nomad_config: None,
                 plugin_api_version: "v0.1.0".to_owned(),
             })

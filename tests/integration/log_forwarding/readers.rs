@@ -3,9 +3,21 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::harness::make_fifo;
+
+/// Appends what `f` yields to `sink` until its end or a read error.
+fn read_to_end_into(f: &mut std::fs::File, sink: &Mutex<Vec<u8>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+    }
+}
 
 /// A FIFO whose reader reads nothing until the gate opens, then everything.
 pub struct GatedReader {
@@ -16,13 +28,7 @@ pub struct GatedReader {
 
 impl GatedReader {
     pub fn create(path: &Path) -> Self {
-        let made = Command::new("mkfifo")
-            .arg("-m")
-            .arg("600")
-            .arg(path)
-            .status()
-            .expect("run mkfifo");
-        assert!(made.success());
+        make_fifo(path);
         let text: Arc<Mutex<Vec<u8>>> = Arc::default();
         let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sink, open, p) = (text.clone(), gate.clone(), path.to_path_buf());
@@ -31,13 +37,7 @@ impl GatedReader {
             while !open.load(std::sync::atomic::Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
+            read_to_end_into(&mut f, &sink);
         });
         Self {
             path: path.to_path_buf(),
@@ -65,13 +65,7 @@ pub struct ReopeningReader {
 
 impl ReopeningReader {
     pub fn create(path: &Path, close_after: u64, gap: Duration) -> Self {
-        let made = Command::new("mkfifo")
-            .arg("-m")
-            .arg("600")
-            .arg(path)
-            .status()
-            .expect("run mkfifo");
-        assert!(made.success());
+        make_fifo(path);
         let text: Arc<Mutex<Vec<u8>>> = Arc::default();
         let reopened: Arc<Mutex<Option<usize>>> = Arc::default();
         let (sink, mark, p) = (text.clone(), reopened.clone(), path.to_path_buf());
@@ -95,12 +89,7 @@ impl ReopeningReader {
             std::thread::sleep(gap);
             let mut f = std::fs::File::open(&p).expect("reopen fifo for reading");
             *mark.lock().expect("lock") = Some(sink.lock().expect("lock").len());
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
+            read_to_end_into(&mut f, &sink);
         });
         Self {
             path: path.to_path_buf(),

@@ -138,6 +138,18 @@ pub async fn make(docker: &Arc<dyn DockerApi>, guard: &TestContainers, kind: Kin
     id
 }
 
+/// A running alloc container dockhand created on `node` for allocation `n` of `guard`'s case,
+/// named `<case>-web-<alloc>`.
+fn web_orphan(guard: &TestContainers, n: u32, node: &str) -> Kind<'static> {
+    let alloc = uuid_for(guard.case(), n);
+    Kind {
+        name: format!("{}-web-{alloc}", guard.case()),
+        labels: dockhand_labels(alloc, node),
+        start: true,
+        ..Kind::default()
+    }
+}
+
 /// An orphaned alloc container dockhand created on `node`.
 pub async fn labelled_orphan(
     docker: &Arc<dyn DockerApi>,
@@ -145,18 +157,22 @@ pub async fn labelled_orphan(
     n: u32,
     node: &str,
 ) -> String {
-    let alloc = uuid_for(guard.case(), n);
-    make(
-        docker,
-        guard,
-        Kind {
-            name: format!("{}-web-{alloc}", guard.case()),
-            labels: dockhand_labels(alloc, node),
-            start: true,
-            ..Kind::default()
-        },
-    )
-    .await
+    make(docker, guard, web_orphan(guard, n, node)).await
+}
+
+/// A [`labelled_orphan`] whose PID 1 ignores SIGTERM ([`STUBBORN`]): stopping it waits out
+/// its whole grace.
+pub async fn stubborn_orphan(
+    docker: &Arc<dyn DockerApi>,
+    guard: &TestContainers,
+    n: u32,
+    node: &str,
+) -> String {
+    let kind = Kind {
+        script: Some(STUBBORN),
+        ..web_orphan(guard, n, node)
+    };
+    make(docker, guard, kind).await
 }
 
 /// A running container with nothing of Nomad about it, named `<case>-plain`.
@@ -173,6 +189,19 @@ pub async fn plain_container(docker: &Arc<dyn DockerApi>, guard: &TestContainers
     .await
 }
 
+/// Binds of the `/alloc`, `/local` and `/secrets` a Nomad task container has, from directories
+/// `<dir>/<prefix><mount>` made here.
+pub fn task_dir_binds(dir: &Path, prefix: &str) -> Vec<String> {
+    ["alloc", "local", "secrets"]
+        .iter()
+        .map(|m| {
+            let host = dir.join(format!("{prefix}{m}"));
+            std::fs::create_dir_all(&host).expect("task dir");
+            format!("{}:/{m}", host.display())
+        })
+        .collect()
+}
+
 /// An unlabelled pre-0.10 style alloc container: `/alloc`, `/local`, `/secrets` binds from
 /// temp dirs and a `<name>-<uuid>` name.
 pub async fn unlabelled_orphan(
@@ -182,14 +211,7 @@ pub async fn unlabelled_orphan(
     n: u32,
 ) -> String {
     let alloc = uuid_for(guard.case(), n);
-    let binds = ["alloc", "local", "secrets"]
-        .iter()
-        .map(|m| {
-            let host = dir.join(format!("{n}-{m}"));
-            std::fs::create_dir_all(&host).unwrap();
-            format!("{}:/{m}", host.display())
-        })
-        .collect();
+    let binds = task_dir_binds(dir, &format!("{n}-"));
     make(
         docker,
         guard,

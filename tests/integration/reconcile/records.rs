@@ -18,8 +18,8 @@ use orphan_policy::store::{PolicyMode, PolicyStore};
 use orphan_policy::{NodeInfo, PolicyKind, guests};
 
 use super::fixtures::{
-    Kind, NODE, STUBBORN, default_policies, dockhand_labels, engine, labelled_orphan, make,
-    no_tracked, plain_container, settings, state, uuid_for,
+    Kind, NODE, default_policies, engine, labelled_orphan, make, no_tracked, plain_container,
+    settings, state, stubborn_orphan,
 };
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
@@ -98,6 +98,14 @@ fn of_kind<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json
     lines.iter().filter(|l| l["record"] == kind).collect()
 }
 
+/// [`settings`] with no grace that write the audit file into `dir`, and that file's path.
+fn auditing_settings(guard: &TestContainers, dir: &Path) -> (ReconcileSettings, PathBuf) {
+    let audit_path = dir.join("audit.jsonl");
+    let mut s = settings(guard, Duration::ZERO);
+    s.audit_path = Some(audit_path.clone());
+    (s, audit_path)
+}
+
 fn reconciler(docker: Arc<dyn dockhand::docker::DockerApi>, s: ReconcileSettings) -> Reconciler {
     Reconciler::new(
         docker,
@@ -121,10 +129,8 @@ async fn repeated_on_demand_sweeps_share_one_action_budget_per_period() {
     }
     let plain = plain_container(&docker, &guard).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let audit_path = dir.path().join("audit.jsonl");
-    let mut s = settings(&guard, Duration::ZERO);
+    let (mut s, audit_path) = auditing_settings(&guard, dir.path());
     s.max_actions_per_sweep = 2;
-    s.audit_path = Some(audit_path.clone());
     assert_eq!(s.period, Duration::from_secs(3600));
     let rec = Arc::new(reconciler(docker.clone(), s));
     let mut served = Served::start(&rec, PolicyMode::Enforce, None).await;
@@ -205,27 +211,11 @@ async fn switching_to_audit_mid_sweep_stops_the_sweep_from_acting_further() {
     // Each stop waits out the default kill policy's 30 s grace; four run at once.
     let mut orphans = Vec::new();
     for n in 1..=6 {
-        let alloc = uuid_for(case, n);
-        orphans.push(
-            make(
-                &docker,
-                &guard,
-                Kind {
-                    name: format!("{case}-web-{alloc}"),
-                    labels: dockhand_labels(alloc, NODE),
-                    start: true,
-                    script: Some(STUBBORN),
-                    ..Kind::default()
-                },
-            )
-            .await,
-        );
+        orphans.push(stubborn_orphan(&docker, &guard, n, NODE).await);
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let audit_path = dir.path().join("audit.jsonl");
-    let mut s = settings(&guard, Duration::ZERO);
+    let (mut s, audit_path) = auditing_settings(&guard, dir.path());
     s.docker_call_timeout = Duration::from_secs(30);
-    s.audit_path = Some(audit_path.clone());
     let rec = Arc::new(reconciler(docker.clone(), s));
     let mut served = Served::start(&rec, PolicyMode::Enforce, None).await;
     let sweep = tokio::spawn({
@@ -295,9 +285,7 @@ async fn the_audit_intent_is_on_disk_before_the_docker_call() {
     let proxy = FaultProxy::start(DOCKER_SOCKET);
     proxy.set_mode(FaultMode::HangMatching("/stop"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let audit_path = dir.path().join("audit.jsonl");
-    let mut s = settings(&guard, Duration::ZERO);
-    s.audit_path = Some(audit_path.clone());
+    let (s, audit_path) = auditing_settings(&guard, dir.path());
     let rec = Arc::new(reconciler(proxy.docker(Duration::from_secs(20)), s));
     let sweep = tokio::spawn({
         let rec = Arc::clone(&rec);
@@ -411,9 +399,7 @@ async fn bidirectional_and_format_characters_in_policy_reasons_are_escaped() {
         kill: engine.load_default(PolicyKind::Kill).expect("kill"),
     });
     let dir = tempfile::tempdir().expect("tempdir");
-    let audit_path: PathBuf = dir.path().join("audit.jsonl");
-    let mut s = settings(&guard, Duration::ZERO);
-    s.audit_path = Some(audit_path.clone());
+    let (s, audit_path) = auditing_settings(&guard, dir.path());
     let rec = Reconciler::new(
         docker.clone(),
         no_tracked(),

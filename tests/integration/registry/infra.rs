@@ -5,10 +5,8 @@ use std::time::{Duration, Instant};
 use dockhand::tasks::sandbox_name;
 use nomad_plugin::proto::drivers as pb;
 
-use super::plugin_with;
+use super::{plugin_with, setup};
 use crate::harness::alloc_id_for;
-use crate::support::registry::{Registry, registry_or_skip};
-use crate::support::{TestContainers, docker_with_image};
 
 /// A pause-like command: idles until SIGTERM or SIGINT.
 const PAUSE_CMD: &str =
@@ -17,14 +15,9 @@ const PAUSE_CMD: &str =
 #[tokio::test]
 async fn infra_image_is_pulled_with_the_agent_credentials_and_collected_after_the_network() {
     let case = "registry_infra_image";
-    if !registry_or_skip(case) {
-        return;
-    }
-    let Some(docker) = docker_with_image(case).await else {
+    let Some((_docker, registry, guard)) = setup(case, Some(("dave", "p4use"))).await else {
         return;
     };
-    let registry = Registry::start(&docker, Some(("dave", "p4use"))).await;
-    let guard = TestContainers::new(&docker, case).await;
     let alloc_id = alloc_id_for(case);
     guard.track(sandbox_name(&alloc_id));
     let (image, _) = registry

@@ -6,45 +6,17 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use nomad_plugin::proto::drivers as pb;
 
-use super::{PULL, auth_block, plugin_with, task};
+use super::{auth_block, plugin_with, setup, start_ok, start_task, task};
 use crate::harness::TaskDirs;
 use crate::lifecycle::{destroy, start};
-use crate::support::registry::{Registry, Throttle, ThrottleProxy, registry_or_skip};
-use crate::support::{TestContainers, docker_with_image};
-
-macro_rules! setup {
-    ($case:expr, $creds:expr) => {{
-        if !registry_or_skip($case) {
-            return;
-        }
-        let Some(docker) = docker_with_image($case).await else {
-            return;
-        };
-        // The registry goes after the guard, so containers are removed before their images.
-        let registry = Registry::start(&docker, $creds).await;
-        let guard = TestContainers::new(&docker, $case).await;
-        (docker, registry, guard)
-    }};
-}
-
-async fn start_ok(
-    driver: &mut pb::driver_client::DriverClient<tonic::transport::Channel>,
-    t: pb::TaskConfig,
-    registry: &Registry,
-) {
-    let id = t.id.clone();
-    let started = tokio::time::timeout(PULL, start(driver, t))
-        .await
-        .expect("StartTask hung");
-    if let Err(e) = started {
-        panic!("StartTask {id}: {e:?}; registry log:\n{}", registry.log());
-    }
-}
+use crate::support::registry::{Registry, Throttle, ThrottleProxy};
 
 #[tokio::test]
 async fn an_untagged_image_pulls_latest_and_no_other_tag() {
     let case = "registry_untagged_latest";
-    let (docker, registry, guard) = setup!(case, None);
+    let Some((docker, registry, guard)) = setup(case, None).await else {
+        return;
+    };
     let (latest, latest_id) = registry.push_unique(case, "app", "latest", "latest").await;
     let (other, _) = registry.push_unique(case, "app", "other", "other").await;
     let untagged = latest.trim_end_matches(":latest").to_owned();
@@ -52,11 +24,8 @@ async fn an_untagged_image_pulls_latest_and_no_other_tag() {
 
     let plugin = plugin_with("", &[]).await;
     let mut driver = plugin.driver();
-    let dirs = TaskDirs::create("web");
-    let t = task(&guard, &dirs, "web", &untagged, vec![]);
-    let id = t.id.clone();
-    start_ok(&mut driver, t, &registry).await;
-    let inspected = crate::lifecycle::inspect(&mut driver, &id)
+    let web = start_task(&mut driver, &registry, &guard, "web", &untagged).await;
+    let inspected = crate::lifecycle::inspect(&mut driver, &web.id)
         .await
         .expect("inspect");
     assert!(inspected.task.is_some());
@@ -67,13 +36,15 @@ async fn an_untagged_image_pulls_latest_and_no_other_tag() {
     );
     let image = docker.inspect_image(&latest).await.expect("inspect latest");
     assert_eq!(image.id.as_deref(), Some(latest_id.as_str()));
-    destroy(&mut driver, &id, true).await.expect("destroy");
+    destroy(&mut driver, &web.id, true).await.expect("destroy");
 }
 
 #[tokio::test]
 async fn task_credentials_authenticate_and_wrong_ones_fail_clearly_then_a_retry_works() {
     let case = "registry_task_auth";
-    let (_docker, registry, guard) = setup!(case, Some(("alice", "s3cret")));
+    let Some((_docker, registry, guard)) = setup(case, Some(("alice", "s3cret"))).await else {
+        return;
+    };
     let (image, _) = registry.push_unique(case, "private", "1", "a").await;
     let plugin = plugin_with("", &[]).await;
     let mut driver = plugin.driver();
@@ -152,7 +123,9 @@ fn path_with(dir: &std::path::Path) -> String {
 #[tokio::test]
 async fn the_agent_credential_helper_supplies_credentials() {
     let case = "registry_auth_helper";
-    let (_docker, registry, guard) = setup!(case, Some(("bob", "h3lper")));
+    let Some((_docker, registry, guard)) = setup(case, Some(("bob", "h3lper"))).await else {
+        return;
+    };
     let (image, _) = registry.push_unique(case, "helped", "1", "a").await;
     let bin = registry.scratch();
     let record = write_helper(&bin, "dhtest", "bob", "h3lper");
@@ -162,22 +135,21 @@ async fn the_agent_credential_helper_supplies_credentials() {
     )
     .await;
     let mut driver = plugin.driver();
-    let dirs = TaskDirs::create("app");
-    let t = task(&guard, &dirs, "app", &image, vec![]);
-    let id = t.id.clone();
-    start_ok(&mut driver, t, &registry).await;
+    let app = start_task(&mut driver, &registry, &guard, "app", &image).await;
     assert_eq!(
         std::fs::read_to_string(&record).expect("the helper ran"),
         registry.host(),
         "the helper is asked for the registry host"
     );
-    destroy(&mut driver, &id, true).await.expect("destroy");
+    destroy(&mut driver, &app.id, true).await.expect("destroy");
 }
 
 #[tokio::test]
 async fn the_agent_docker_config_file_supplies_credentials() {
     let case = "registry_auth_config";
-    let (_docker, registry, guard) = setup!(case, Some(("carol", "c0nfig")));
+    let Some((_docker, registry, guard)) = setup(case, Some(("carol", "c0nfig"))).await else {
+        return;
+    };
     let (image, _) = registry.push_unique(case, "configured", "1", "a").await;
     let (helped, _) = registry.push_unique(case, "helped", "1", "b").await;
     let scratch = registry.scratch();
@@ -197,11 +169,8 @@ async fn the_agent_docker_config_file_supplies_credentials() {
     )
     .await;
     let mut driver = plugin.driver();
-    let dirs = TaskDirs::create("app");
-    let t = task(&guard, &dirs, "app", &image, vec![]);
-    let id = t.id.clone();
-    start_ok(&mut driver, t, &registry).await;
-    destroy(&mut driver, &id, true).await.expect("destroy");
+    let app = start_task(&mut driver, &registry, &guard, "app", &image).await;
+    destroy(&mut driver, &app.id, true).await.expect("destroy");
     drop(plugin);
 
     // `credHelpers` names the helper for this registry.
@@ -220,17 +189,18 @@ async fn the_agent_docker_config_file_supplies_credentials() {
     )
     .await;
     let mut driver = plugin.driver();
-    let dirs = TaskDirs::create("helped");
-    let t = task(&guard, &dirs, "helped", &helped, vec![]);
-    let id = t.id.clone();
-    start_ok(&mut driver, t, &registry).await;
-    destroy(&mut driver, &id, true).await.expect("destroy");
+    let helped_task = start_task(&mut driver, &registry, &guard, "helped", &helped).await;
+    destroy(&mut driver, &helped_task.id, true)
+        .await
+        .expect("destroy");
 }
 
 #[tokio::test]
 async fn a_failed_credential_lookup_fails_the_task_unless_auth_soft_fail() {
     let case = "registry_auth_soft_fail";
-    let (_docker, registry, guard) = setup!(case, None);
+    let Some((_docker, registry, guard)) = setup(case, None).await else {
+        return;
+    };
     let (image, _) = registry.push_unique(case, "public", "1", "a").await;
     let plugin = plugin_with("auth {\n helper = \"dockhand-none-such\"\n}\n", &[]).await;
     let mut driver = plugin.driver();
@@ -262,14 +232,28 @@ async fn a_failed_credential_lookup_fails_the_task_unless_auth_soft_fail() {
     destroy(&mut driver, &id, true).await.expect("destroy");
 }
 
+/// A unique image pushed to `registry`, named through a proxy throttled by `mode` (and
+/// removed with the registry).
+async fn throttled_image(
+    registry: &Registry,
+    case: &str,
+    name: &str,
+    mode: Throttle,
+) -> (ThrottleProxy, String) {
+    let (pushed, _) = registry.push_unique(case, name, "1", "a").await;
+    let proxy = ThrottleProxy::start(registry, mode).await;
+    let image = pushed.replace(&registry.host(), &proxy.host());
+    registry.track_image(image.clone());
+    (proxy, image)
+}
+
 #[tokio::test]
 async fn a_slow_pull_sends_downloading_and_progress_events() {
     let case = "registry_pull_events";
-    let (_docker, registry, guard) = setup!(case, None);
-    let (pushed, _) = registry.push_unique(case, "slow", "1", "a").await;
-    let proxy = ThrottleProxy::start(&registry, Throttle::Slow).await;
-    let image = pushed.replace(&registry.host(), &proxy.host());
-    registry.track_image(image.clone());
+    let Some((_docker, registry, guard)) = setup(case, None).await else {
+        return;
+    };
+    let (_proxy, image) = throttled_image(&registry, case, "slow", Throttle::Slow).await;
     let plugin = plugin_with("", &[("DOCKHAND_PULL_PROGRESS_PERIOD", "500ms")]).await;
     let mut driver = plugin.driver();
     let mut events = driver
@@ -277,14 +261,11 @@ async fn a_slow_pull_sends_downloading_and_progress_events() {
         .await
         .expect("TaskEvents")
         .into_inner();
-    let dirs = TaskDirs::create("app");
-    let t = task(&guard, &dirs, "app", &image, vec![]);
-    let id = t.id.clone();
-    start_ok(&mut driver, t, &registry).await;
+    let app = start_task(&mut driver, &registry, &guard, "app", &image).await;
 
     let mut seen = Vec::new();
     while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {
-        if e.task_id == id {
+        if e.task_id == app.id {
             seen.push((e.message, e.annotations));
         }
     }
@@ -307,17 +288,16 @@ async fn a_slow_pull_sends_downloading_and_progress_events() {
         progress.iter().all(|m| m.contains(" layers: ")),
         "{progress:?}"
     );
-    destroy(&mut driver, &id, true).await.expect("destroy");
+    destroy(&mut driver, &app.id, true).await.expect("destroy");
 }
 
 #[tokio::test]
 async fn image_pull_timeout_bounds_a_stalled_pull() {
     let case = "registry_pull_timeout";
-    let (_docker, registry, guard) = setup!(case, None);
-    let (pushed, _) = registry.push_unique(case, "stalled", "1", "a").await;
-    let proxy = ThrottleProxy::start(&registry, Throttle::Stall).await;
-    let image = pushed.replace(&registry.host(), &proxy.host());
-    registry.track_image(image.clone());
+    let Some((_docker, registry, guard)) = setup(case, None).await else {
+        return;
+    };
+    let (_proxy, image) = throttled_image(&registry, case, "stalled", Throttle::Stall).await;
     let plugin = plugin_with("", &[]).await;
     let mut driver = plugin.driver();
     let dirs = TaskDirs::create("app");

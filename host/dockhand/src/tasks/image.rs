@@ -440,6 +440,21 @@ mod tests {
         }
     }
 
+    /// [`follow_pull`] of `img:1` with a 60 s activity timeout and Nomad's progress interval.
+    async fn follow(
+        stream: BoxStream<'_, Result<PullMessage, DockerError>>,
+        observer: &dyn PullObserver,
+    ) -> Result<(), PullError> {
+        follow_pull(
+            stream,
+            "img:1",
+            Duration::from_secs(60),
+            PULL_PROGRESS_INTERVAL,
+            observer,
+        )
+        .await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_silent_pull_is_aborted_by_the_watchdog() {
         // Two messages, then silence: the watchdog fires after the activity timeout.
@@ -448,15 +463,7 @@ mod tests {
                 .chain(futures::stream::pending())
                 .boxed();
         let started = tokio::time::Instant::now();
-        let err = follow_pull(
-            stream,
-            "img:1",
-            Duration::from_secs(60),
-            PULL_PROGRESS_INTERVAL,
-            &Silent,
-        )
-        .await
-        .unwrap_err();
+        let err = follow(stream, &Silent).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "image pull aborted due to inactivity after 60s"
@@ -483,15 +490,7 @@ mod tests {
             })
             .boxed();
         let recorder = Recorder::default();
-        follow_pull(
-            stream,
-            "img:1",
-            Duration::from_secs(60),
-            PULL_PROGRESS_INTERVAL,
-            &recorder,
-        )
-        .await
-        .unwrap();
+        follow(stream, &recorder).await.unwrap();
         let seen = recorder.0.into_inner().unwrap();
         assert_eq!(seen.len(), 2, "{seen:?}");
         assert_eq!(
@@ -525,15 +524,7 @@ mod tests {
         ])
         .boxed();
         let recorder = Recorder::default();
-        follow_pull(
-            stream,
-            "img:1",
-            Duration::from_secs(60),
-            PULL_PROGRESS_INTERVAL,
-            &recorder,
-        )
-        .await
-        .unwrap();
+        follow(stream, &recorder).await.unwrap();
         assert!(recorder.0.into_inner().unwrap().is_empty());
     }
 
@@ -543,15 +534,7 @@ mod tests {
             message: "manifest unknown".into(),
         })])
         .boxed();
-        let err = follow_pull(
-            stream,
-            "img:1",
-            Duration::from_secs(60),
-            PULL_PROGRESS_INTERVAL,
-            &Silent,
-        )
-        .await
-        .unwrap_err();
+        let err = follow(stream, &Silent).await.unwrap_err();
         assert_eq!(err.to_string(), "docker stream error: manifest unknown");
     }
 

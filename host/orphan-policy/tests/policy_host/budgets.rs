@@ -6,16 +6,15 @@
 use std::time::{Duration, Instant};
 
 use orphan_policy::limits::{MAX_CONTAINERS_PER_BATCH, hostcall_budget};
-use orphan_policy::{CompileSource, EngineConfig, EvalError, LoadError, Ownership, PolicyKind};
+use orphan_policy::{
+    CompileSource, EngineConfig, EvalError, LoadError, LoadedPolicy, Ownership, PolicyKind,
+};
 
-use crate::support::{ALLOC, container, ctx, guest, harness, harness_with, plain_batch};
+use crate::support::{ALLOC, Harness, container, ctx, guest, harness, harness_with, plain_batch};
 
-/// The host copied nothing of the aliased answer: the batch fails as too
-/// large for its budget, and the engine serves the next call.
-#[test]
-fn aliased_answer_strings_fail_as_too_large_before_any_copy() {
-    // A generous deadline: filling the 24 MiB region must not time out on a
-    // loaded machine.
+/// The `hostile-aliased-answer` guest, loaded in an engine with a generous
+/// deadline: filling its 24 MiB region must not time out on a loaded machine.
+fn aliased_answer_guest() -> (Harness, LoadedPolicy) {
     let h = harness_with(EngineConfig {
         deadline: Duration::from_secs(2),
         ..EngineConfig::default()
@@ -24,6 +23,14 @@ fn aliased_answer_strings_fail_as_too_large_before_any_copy() {
         .engine
         .load(PolicyKind::Ownership, &guest("hostile-aliased-answer"))
         .expect("hostile guest loads");
+    (h, hostile)
+}
+
+/// The host copied nothing of the aliased answer: the batch fails as too
+/// large for its budget, and the engine serves the next call.
+#[test]
+fn aliased_answer_strings_fail_as_too_large_before_any_copy() {
+    let (h, hostile) = aliased_answer_guest();
     for count in [1, 8, MAX_CONTAINERS_PER_BATCH] {
         let batch: Vec<_> = (0..count)
             .map(|i| container(&format!("c{i}"), "/aliased"))
@@ -64,14 +71,7 @@ fn aliased_answer_strings_fail_as_too_large_before_any_copy() {
 /// host: it is over the call's budget, so the call fails the same way.
 #[test]
 fn aliased_log_message_is_refused_before_any_copy() {
-    let h = harness_with(EngineConfig {
-        deadline: Duration::from_secs(2),
-        ..EngineConfig::default()
-    });
-    let hostile = h
-        .engine
-        .load(PolicyKind::Ownership, &guest("hostile-aliased-answer"))
-        .expect("hostile guest loads");
+    let (_h, hostile) = aliased_answer_guest();
     let err = hostile
         .classify(&ctx(), &[container("log-region", "/logger")])
         .expect_err("a 24 MiB log message must be refused");
