@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -103,6 +103,11 @@ pub(crate) struct EngineShared {
     pub(crate) slots: Slots,
     /// Permits to compile ([`MAX_CONCURRENT_COMPILES`]).
     pub(crate) compile_permits: Slots,
+    /// Compiles started (a permit held, `Component::new` called).
+    pub(crate) compiles_started: AtomicU64,
+    /// Compiles whose result was thrown away because their load was
+    /// cancelled while they ran.
+    pub(crate) compiles_discarded: AtomicU64,
 }
 
 impl std::fmt::Debug for EngineShared {
@@ -186,6 +191,8 @@ impl PolicyEngine {
                 ticker_running: Arc::new(AtomicBool::new(false)),
                 slots: Slots::new(config.max_concurrent_evaluations),
                 compile_permits: Slots::new(MAX_CONCURRENT_COMPILES),
+                compiles_started: AtomicU64::new(0),
+                compiles_discarded: AtomicU64::new(0),
                 config,
             }),
         })
@@ -265,10 +272,32 @@ impl PolicyEngine {
             .count()
     }
 
+    /// How many compiles this engine started, and how many of their results
+    /// it discarded because the load was cancelled while they ran. A load
+    /// served from memory or the disk cache, refused before compiling, or
+    /// cancelled before its compile began counts in neither.
+    pub fn compile_counts(&self) -> CompileCounts {
+        CompileCounts {
+            started: self.shared.compiles_started.load(Ordering::Relaxed),
+            discarded: self.shared.compiles_discarded.load(Ordering::Relaxed),
+        }
+    }
+
     /// Loads the bundled default policy of `kind`.
     pub fn load_default(&self, kind: PolicyKind) -> Result<LoadedPolicy, LoadError> {
         self.load(kind, crate::guests::default_policy(kind))
     }
+}
+
+/// Compiles an engine started and discarded (see
+/// [`PolicyEngine::compile_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompileCounts {
+    /// Compiles started.
+    pub started: u64,
+    /// Compiles finished after their load was cancelled, whose result was
+    /// neither cached nor kept.
+    pub discarded: u64,
 }
 
 /// The per-user cache of compiled policies for one-shot commands:
