@@ -24,5 +24,6 @@ mod support;
 mod task_options;
 mod task_spans;
 mod tasks;
+mod upload_cancel;
 mod wedged;
 mod wire;
