@@ -13,6 +13,7 @@ mod log_forwarding;
 mod network;
 mod plugin_crash_sweep;
 mod plugin_reconciler;
+mod plugin_sweeps;
 mod policy_cli;
 mod policy_new;
 mod reconcile;
