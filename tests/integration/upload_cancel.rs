@@ -73,7 +73,7 @@ fn arithmetic_module(seed: u8, functions: usize, ops: usize) -> Vec<u8> {
 fn slow_compiling_policy(seed: u8) -> Vec<u8> {
     let mut component = orphan_policy::guests::DEFAULT_OWNERSHIP.to_vec();
     // Component section 1 is a core module.
-    section(&mut component, 1, &arithmetic_module(seed, 600, 400));
+    section(&mut component, 1, &arithmetic_module(seed, 1200, 400));
     component
 }
 
