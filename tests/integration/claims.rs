@@ -30,11 +30,11 @@ use crate::reconcile_cli::dockhand;
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
 /// Past the 1m creation grace, with a margin.
-const AGED: Duration = Duration::from_secs(62);
+pub(crate) const AGED: Duration = Duration::from_secs(62);
 
 /// The plugin config body: defaults but for the fence and Nomad's minimum grace; `extra` goes
 /// inside `dockhand { }`.
-fn config(private: &Private, case: &str, extra: &str) -> String {
+pub(crate) fn config(private: &Private, case: &str, extra: &str) -> String {
     private.config(
         &format!(" label_filter = \"{TEST_CASE_LABEL}={case}\"\n{extra}"),
         "gc {\n dangling_containers {\n creation_grace = \"1m\"\n }\n}\n",
@@ -42,7 +42,7 @@ fn config(private: &Private, case: &str, extra: &str) -> String {
 }
 
 /// Writes `<data_dir>/node.json`, as a plugin that ran a task of `node` before leaves it.
-fn remember_node(private: &Private, node: &str) {
+pub(crate) fn remember_node(private: &Private, node: &str) {
     let dir = private.data_dir();
     std::fs::create_dir_all(&dir).expect("data dir");
     let json = serde_json::json!({ "id": node, "name": node });
@@ -50,7 +50,7 @@ fn remember_node(private: &Private, node: &str) {
 }
 
 /// A Nomad `TaskConfig` of `node` for allocation `alloc`.
-fn node_task(
+pub(crate) fn node_task(
     guard: &TestContainers,
     dirs: &TaskDirs,
     name: &str,
@@ -84,7 +84,7 @@ async fn start_task(plugin: &Plugin, guard: &TestContainers, task: pb::TaskConfi
 
 /// One real sweep through `admin`, once the plugin's start-up wait (a `creation_grace` from
 /// its start, which the containers' own ageing may end a little earlier) allows one.
-async fn sweep(admin: &mut AdminClient) -> SweepResponse {
+pub(crate) async fn sweep(admin: &mut AdminClient) -> SweepResponse {
     let deadline = Instant::now() + Duration::from_secs(90);
     let report = loop {
         let report = admin.sweep(false).await.expect("Sweep");
@@ -99,7 +99,7 @@ async fn sweep(admin: &mut AdminClient) -> SweepResponse {
 }
 
 /// `(ownership, ownership reason, outcome)` of container `id` in `report`.
-fn decision(report: &SweepResponse, id: &str) -> (String, String, String) {
+pub(crate) fn decision(report: &SweepResponse, id: &str) -> (String, String, String) {
     let d = report
         .decisions
         .iter()
@@ -143,7 +143,7 @@ fn audited(data_dir: &Path, sweep_ms: i64, id: &str) -> serde_json::Value {
 }
 
 /// Waits until `created` is [`AGED`] ago.
-async fn until_aged(created: Instant) {
+pub(crate) async fn until_aged(created: Instant) {
     tokio::time::sleep(AGED.saturating_sub(created.elapsed())).await;
 }
 

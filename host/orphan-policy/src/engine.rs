@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::limits::{
     DEFAULT_DEADLINE, DEFAULT_EPOCH_TICK, DEFAULT_MAX_CONCURRENT_EVALUATIONS, DEFAULT_MEMORY_LIMIT,
     MAX_CONCURRENT_COMPILES, MAX_DEADLINE, MAX_INSTANCES_PER_POLICY, MAX_MEMORIES_PER_POLICY,
     MAX_MEMORY_LIMIT, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_POLICY, MAX_WASM_STACK,
-    SLOT_SHARE_DIVISOR,
+    MEMORY_GUARD_BYTES, MEMORY_RESERVATION_BYTES, SLOT_SHARE_DIVISOR,
 };
 use crate::load::{self, LoadError};
 use crate::policy::LoadedPolicy;
@@ -103,6 +103,11 @@ pub(crate) struct EngineShared {
     pub(crate) slots: Slots,
     /// Permits to compile ([`MAX_CONCURRENT_COMPILES`]).
     pub(crate) compile_permits: Slots,
+    /// Compiles started (a permit held, `Component::new` called).
+    pub(crate) compiles_started: AtomicU64,
+    /// Compiles whose result was thrown away because their load was
+    /// cancelled while they ran.
+    pub(crate) compiles_discarded: AtomicU64,
 }
 
 impl std::fmt::Debug for EngineShared {
@@ -138,7 +143,8 @@ impl EngineShared {
 
     /// A new entry for a freshly compiled or deserialised component.
     pub(crate) fn new_compiled(&self, component: Component) -> Arc<Compiled> {
-        let share = (self.config.max_concurrent_evaluations / SLOT_SHARE_DIVISOR).max(1);
+        let share =
+            PoolTotals::for_evaluations(self.config.max_concurrent_evaluations).slots_per_component;
         Arc::new(Compiled {
             component,
             share: Slots::new(share),
@@ -189,6 +195,8 @@ impl PolicyEngine {
                 ticker_running: Arc::new(AtomicBool::new(false)),
                 slots: Slots::new(config.max_concurrent_evaluations),
                 compile_permits: Slots::new(MAX_CONCURRENT_COMPILES),
+                compiles_started: AtomicU64::new(0),
+                compiles_discarded: AtomicU64::new(0),
                 config,
             }),
         })
@@ -268,10 +276,32 @@ impl PolicyEngine {
             .count()
     }
 
+    /// How many compiles this engine started, and how many of their results
+    /// it discarded because the load was cancelled while they ran. A load
+    /// served from memory or the disk cache, refused before compiling, or
+    /// cancelled before its compile began counts in neither.
+    pub fn compile_counts(&self) -> CompileCounts {
+        CompileCounts {
+            started: self.shared.compiles_started.load(Ordering::Relaxed),
+            discarded: self.shared.compiles_discarded.load(Ordering::Relaxed),
+        }
+    }
+
     /// Loads the bundled default policy of `kind`.
     pub fn load_default(&self, kind: PolicyKind) -> Result<LoadedPolicy, LoadError> {
         self.load(kind, crate::guests::default_policy(kind))
     }
+}
+
+/// Compiles an engine started and discarded (see
+/// [`PolicyEngine::compile_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompileCounts {
+    /// Compiles started.
+    pub started: u64,
+    /// Compiles finished after their load was cancelled, whose result was
+    /// neither cached nor kept.
+    pub discarded: u64,
 }
 
 /// The per-user cache of compiled policies for one-shot commands:
@@ -327,6 +357,48 @@ fn validate(config: &EngineConfig) -> Result<(), EngineError> {
 /// an instance is torn down.
 const KEEP_RESIDENT_BYTES: usize = 4 << 20;
 
+/// What the pooling allocator and the evaluation slots are sized to, from
+/// `max_concurrent_evaluations` (the limits table of
+/// `docs/policy-authoring.md` states the defaults' figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolTotals {
+    /// Component instances in the pool: one per evaluation slot.
+    pub(crate) component_instances: u32,
+    /// Core instances: every slot may hold the largest policy allowed
+    /// ([`MAX_INSTANCES_PER_POLICY`]).
+    pub(crate) core_instances: u32,
+    /// Linear memories ([`MAX_MEMORIES_PER_POLICY`] per slot).
+    pub(crate) memories: u32,
+    /// Tables ([`MAX_TABLES_PER_POLICY`] per slot).
+    pub(crate) tables: u32,
+    /// Largest memory one slot may grow to ([`MAX_MEMORY_LIMIT`]).
+    pub(crate) max_memory_bytes: usize,
+    /// Address space reserved for the linear memories: each memory's
+    /// [`MEMORY_RESERVATION_BYTES`] and [`MEMORY_GUARD_BYTES`]. Reserved,
+    /// not resident.
+    pub(crate) reserved_memory_bytes: u64,
+    /// Evaluation slots one component may hold at once (see
+    /// [`SLOT_SHARE_DIVISOR`]).
+    pub(crate) slots_per_component: u32,
+}
+
+impl PoolTotals {
+    pub(crate) fn for_evaluations(n: u32) -> Self {
+        let per_slot = |max: usize| n.saturating_mul(u32::try_from(max).unwrap_or(u32::MAX));
+        let memories = per_slot(MAX_MEMORIES_PER_POLICY);
+        Self {
+            component_instances: n,
+            core_instances: per_slot(MAX_INSTANCES_PER_POLICY),
+            memories,
+            tables: per_slot(MAX_TABLES_PER_POLICY),
+            max_memory_bytes: MAX_MEMORY_LIMIT,
+            reserved_memory_bytes: u64::from(memories)
+                .saturating_mul(MEMORY_RESERVATION_BYTES + MEMORY_GUARD_BYTES),
+            slots_per_component: (n / SLOT_SHARE_DIVISOR).max(1),
+        }
+    }
+}
+
 fn wasmtime_config(config: &EngineConfig) -> Config {
     let mut cfg = Config::new();
     cfg.strategy(Strategy::Cranelift)
@@ -335,23 +407,25 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .memory_init_cow(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .cranelift_nan_canonicalization(true)
-        .wasm_memory64(false);
+        .wasm_memory64(false)
+        .memory_reservation(MEMORY_RESERVATION_BYTES)
+        .memory_guard_size(MEMORY_GUARD_BYTES);
     if config.pooling_allocator {
         let n = config.max_concurrent_evaluations;
-        let mut pool = PoolingAllocationConfig::default();
         // Room for `n` calls of the largest policy allowed at once (an
         // embedded interpreter's dozens of core instances), so one policy's
         // instances cannot exhaust the pool for another call that holds a
         // slot; an unused core-instance slot costs address space, not memory.
-        let per_policy = |max: usize| n * u32::try_from(max).unwrap_or(u32::MAX);
-        pool.total_component_instances(n)
-            .total_core_instances(per_policy(MAX_INSTANCES_PER_POLICY))
-            .total_memories(per_policy(MAX_MEMORIES_PER_POLICY))
-            .total_tables(per_policy(MAX_TABLES_PER_POLICY))
+        let totals = PoolTotals::for_evaluations(n);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(totals.component_instances)
+            .total_core_instances(totals.core_instances)
+            .total_memories(totals.memories)
+            .total_tables(totals.tables)
             .max_memories_per_component(u32::try_from(MAX_MEMORIES_PER_POLICY).unwrap_or(2))
             .max_tables_per_component(u32::try_from(MAX_TABLES_PER_POLICY).unwrap_or(8))
             .max_core_instances_per_component(u32::try_from(MAX_INSTANCES_PER_POLICY).unwrap_or(48))
-            .max_memory_size(MAX_MEMORY_LIMIT)
+            .max_memory_size(totals.max_memory_bytes)
             .table_elements(MAX_TABLE_ELEMENTS)
             .max_unused_warm_slots(n)
             // A batch's input is about a megabyte: resetting that much of a
@@ -362,3 +436,6 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     }
     cfg
 }
+
+#[cfg(test)]
+mod tests;

@@ -74,7 +74,7 @@ pub use convert::OutputError;
 pub use decision::{
     Action, ActionKind, Ownership, PolicyInfo, PolicyKind, Signal, UnknownSignal, Verdict,
 };
-pub use engine::{EngineConfig, EngineError, PolicyEngine, user_cache_dir};
+pub use engine::{CompileCounts, EngineConfig, EngineError, PolicyEngine, user_cache_dir};
 pub use epoch::EpochTicker;
 pub use guest_log::LogStats;
 pub use load::{ALLOWED_IMPORTS, CONTRACT_VERSION, LoadError};

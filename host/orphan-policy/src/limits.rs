@@ -132,6 +132,17 @@ pub fn policy_memory_limit(configured: usize, initial: usize) -> Option<usize> {
     (limit <= MAX_MEMORY_LIMIT).then_some(limit)
 }
 
+/// Address space reserved for each guest linear memory. With 4 GiB a 32-bit
+/// memory's every address falls inside its reservation, so compiled code
+/// needs no bounds checks (out-of-bounds accesses hit unmapped pages). It is
+/// reserved, not backed by memory. wasmtime's default on 64-bit hosts, named
+/// and set here so the instance pool's address space is ours to state.
+pub const MEMORY_RESERVATION_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Unmapped guard region after each memory's reservation (wasmtime's default
+/// on 64-bit hosts).
+pub const MEMORY_GUARD_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Default wall-clock budget of one call. Decisions take microseconds; the
 /// deadline is the kill switch for loops.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(100);

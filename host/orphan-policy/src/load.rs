@@ -221,9 +221,11 @@ fn compile(
     if is_cancelled() {
         return Err(LoadError::Cancelled);
     }
+    shared.compiles_started.fetch_add(1, Ordering::Relaxed);
     let component = Component::new(&shared.engine, bytes)
         .map_err(|e| LoadError::Compile(e.root_cause().to_string()))?;
     if is_cancelled() {
+        shared.compiles_discarded.fetch_add(1, Ordering::Relaxed);
         return Err(LoadError::Cancelled);
     }
     Ok(component)
@@ -346,6 +348,7 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(1));
         });
         assert_eq!(engine.compiled_in_memory(), 0);
+        assert_eq!(engine.compile_counts(), crate::CompileCounts::default());
         drop(held);
         // Cancelled before it starts: no compile either.
         let result = engine.load_cancellable(PolicyKind::Ownership, DEFAULT_OWNERSHIP, &cancelled);
@@ -360,6 +363,13 @@ mod tests {
             .expect("load");
         assert_eq!(policy.compile_source(), CompileSource::Compiled);
         assert_eq!(engine.compiled_in_memory(), 1);
+        assert_eq!(
+            engine.compile_counts(),
+            crate::CompileCounts {
+                started: 1,
+                discarded: 0
+            }
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! * [`FaultMode::Truncate`]: the response is cut in the middle of its first chunk.
 //! * [`FaultMode::HangMatching`]: requests containing a pattern (e.g. `/stop`) are swallowed;
 //!   every other one passes.
+//! * [`FaultMode::HoldMatching`]: requests containing a pattern wait until the mode changes,
+//!   then pass; every other one passes at once.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,9 @@ pub enum FaultMode {
     Truncate,
     /// Swallow requests whose bytes contain the pattern; forward everything else.
     HangMatching(&'static str),
+    /// Hold requests whose bytes contain the pattern until the mode changes, then forward
+    /// them; forward everything else.
+    HoldMatching(&'static str),
 }
 
 /// A running proxy; dropping it stops it and closes every connection.
@@ -176,7 +181,7 @@ async fn connection(
                     break;
                 }
                 FaultMode::Slow(delay) => tokio::time::sleep(delay).await,
-                FaultMode::Pass | FaultMode::HangMatching(_) => {}
+                FaultMode::Pass | FaultMode::HangMatching(_) | FaultMode::HoldMatching(_) => {}
             }
             if down_wr.lock().await.write_all(&buf[..n]).await.is_err() {
                 break;
@@ -206,6 +211,16 @@ async fn connection(
                 continue;
             }
             FaultMode::HangMatching(_) => {}
+            FaultMode::HoldMatching(pattern)
+                if buf[..n]
+                    .windows(pattern.len())
+                    .any(|w| w == pattern.as_bytes()) =>
+            {
+                while current(&mode) == FaultMode::HoldMatching(pattern) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            FaultMode::HoldMatching(_) => {}
             FaultMode::Http500 => {
                 let mut w = client_wr.lock().await;
                 let _ = w.write_all(&canned_500()).await;

@@ -114,6 +114,26 @@ impl AdminClient {
         name: Option<String>,
         version: Option<String>,
     ) -> Result<proto::UploadResponse, ClientError> {
+        let chunks: Vec<Vec<u8>> = bytes
+            .chunks(UPLOAD_CHUNK_BYTES)
+            .map(<[u8]>::to_vec)
+            .collect();
+        self.upload_stream(kind, sha256, name, version, tokio_stream::iter(chunks))
+            .await
+    }
+
+    /// Streams a policy of `kind` up as `chunks` arrive, one upload message each (at most
+    /// [`UPLOAD_CHUNK_BYTES`] is what [`upload`](Self::upload) sends). The upload ends when
+    /// `chunks` does; dropping the returned future first cancels it.
+    pub async fn upload_stream(
+        &mut self,
+        kind: proto::PolicyKind,
+        sha256: Option<String>,
+        name: Option<String>,
+        version: Option<String>,
+        chunks: impl tokio_stream::Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<proto::UploadResponse, ClientError> {
+        use tokio_stream::StreamExt as _;
         let header = proto::UploadRequest {
             part: Some(Part::Header(proto::UploadHeader {
                 kind: kind as i32,
@@ -122,13 +142,10 @@ impl AdminClient {
                 version: version.unwrap_or_default(),
             })),
         };
-        let chunks: Vec<proto::UploadRequest> = bytes
-            .chunks(UPLOAD_CHUNK_BYTES)
-            .map(|c| proto::UploadRequest {
-                part: Some(Part::Chunk(c.to_vec())),
-            })
-            .collect();
-        let stream = tokio_stream::iter(std::iter::once(header).chain(chunks));
+        let chunks = chunks.map(|c| proto::UploadRequest {
+            part: Some(Part::Chunk(c)),
+        });
+        let stream = tokio_stream::once(header).chain(chunks);
         Ok(self.inner.upload(stream).await?.into_inner())
     }
 

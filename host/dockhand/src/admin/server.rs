@@ -430,6 +430,7 @@ impl PolicyAdmin for Service {
             .as_ref()
             .map(|r| r.current_node())
             .unwrap_or_default();
+        let compiles = self.state.engine.compile_counts();
         Ok(Response::new(proto::StatusResponse {
             reconciler_running: policies.has_slot(),
             metrics_json: snapshot
@@ -442,6 +443,8 @@ impl PolicyAdmin for Service {
                 .collect(),
             node_id: node.id,
             node_name: node.name,
+            policy_compiles_started: compiles.started,
+            policy_compiles_discarded: compiles.discarded,
         }))
     }
 }

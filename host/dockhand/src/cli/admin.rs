@@ -354,7 +354,8 @@ impl StatusArgs {
         run(&self.socket, |mut c| async move {
             let r = c.status().await?;
             let mut out = format!(
-                "reconciler: {}\nlast successful sweep: {}\nnode: {}\n\nactive policies:\n{}",
+                "reconciler: {}\nlast successful sweep: {}\nnode: {}\npolicy compiles: {} \
+                 started, {} discarded (cancelled uploads)\n\nactive policies:\n{}",
                 if r.reconciler_running {
                     "running"
                 } else {
@@ -366,6 +367,8 @@ impl StatusArgs {
                     time_name(r.last_sweep_ms / 1000)
                 },
                 node_line(&r.node_id, &r.node_name),
+                r.policy_compiles_started,
+                r.policy_compiles_discarded,
                 active_table(&r.active)
             );
             for a in &r.active {

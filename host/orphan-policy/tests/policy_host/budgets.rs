@@ -188,3 +188,97 @@ fn hostile_policy_cannot_starve_a_concurrent_evaluation_of_slots() {
         }
     });
 }
+
+/// More callers than evaluation slots, across four components (two of them
+/// hostile, holding their slot to the deadline or to the memory limit): every
+/// call runs, fails with its own named error, or waits for a slot and gives
+/// up as `busy` — none fails because the instance pool ran out, and nothing
+/// crashes — and once the burst is over every policy evaluates again.
+#[test]
+fn more_concurrent_evaluations_than_slots_wait_or_fail_by_name_never_on_an_exhausted_pool() {
+    let deadline = Duration::from_millis(150);
+    let h = harness_with(EngineConfig {
+        max_concurrent_evaluations: 2,
+        deadline,
+        ..EngineConfig::default()
+    });
+    let load = |name: &str| {
+        h.engine
+            .load(PolicyKind::Ownership, &guest(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let normal = h.engine.load_default(PolicyKind::Ownership).expect("load");
+    let allowlist = load("example-label-allowlist");
+    let spin = load("hostile-spin-loop");
+    let bomb = load("hostile-memory-bomb");
+    // Each policy's expected outcomes besides waiting too long (`busy`).
+    let policies = [
+        ("default", &normal, "ok"),
+        ("allowlist", &allowlist, "ok"),
+        ("spin", &spin, "deadline"),
+        ("bomb", &bomb, "memory"),
+    ];
+    // 16 callers per policy at once on 2 slots: the spinning policy alone
+    // needs 16 x 150 ms of its one-slot share, more than the 1.5 s a caller
+    // waits, so some of its callers must give up.
+    const CALLERS: usize = 16;
+    let outcomes: Vec<(&str, &str, String)> = std::thread::scope(|s| {
+        let callers: Vec<_> = policies
+            .iter()
+            .flat_map(|&(name, policy, _)| {
+                (0..CALLERS).map(move |_| {
+                    s.spawn(move || match policy.classify(&ctx(), &plain_batch()) {
+                        Ok(_) => (name, "ok", String::new()),
+                        Err(e) => (name, e.kind(), e.to_string()),
+                    })
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .map(|c| c.join().expect("a caller panicked"))
+            .collect()
+    });
+    let mut busy = 0;
+    for (name, kind, error) in &outcomes {
+        let expected = policies
+            .iter()
+            .find(|p| p.0 == *name)
+            .map(|p| p.2)
+            .expect("known policy");
+        if *kind == "busy" {
+            busy += 1;
+            assert_eq!(
+                error, "no evaluation slot became free within 1.5s",
+                "{name}"
+            );
+        } else {
+            assert_eq!(kind, &expected, "{name}: {error}");
+        }
+    }
+    assert!(
+        outcomes
+            .iter()
+            .any(|(n, k, _)| *n == "spin" && *k == "busy"),
+        "the spinning policy's callers were never turned away: {outcomes:?}"
+    );
+    eprintln!("{} calls, {busy} turned away as busy", outcomes.len());
+
+    // Afterwards every policy evaluates as before.
+    let verdicts = normal.classify(&ctx(), &plain_batch()).expect("default");
+    assert_eq!(
+        verdicts[0].ownership,
+        Ownership::Owned {
+            alloc_id: ALLOC.into()
+        }
+    );
+    allowlist
+        .classify(&ctx(), &plain_batch())
+        .expect("allowlist");
+    for (policy, kind) in [(&spin, "deadline"), (&bomb, "memory")] {
+        let err = policy
+            .classify(&ctx(), &plain_batch())
+            .expect_err("hostile");
+        assert_eq!(err.kind(), kind, "{err}");
+    }
+}
