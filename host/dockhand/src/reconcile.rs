@@ -42,7 +42,7 @@
 //! admin API [`install`](PoliciesInForce::install)s activations into it at any time. A sweep
 //! takes the current pair once at its start and keeps that `Arc` to the end, so one sweep never
 //! mixes two policy versions; right before each action it reads the mode in force again (see
-//! [`policies`](self::policies)).
+//! [`policies`]).
 
 mod audit;
 mod claims;
