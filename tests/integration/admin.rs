@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use dockhand::admin::client::{AdminClient, ClientError};
 use dockhand::admin::{
-    ActivePolicySet, AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, restore_from_store,
-    serve_admin,
+    AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, restore_from_store, serve_admin,
 };
-use dockhand::reconcile::{ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn};
+use dockhand::docker::BollardDocker;
+use dockhand::reconcile::{
+    ActivePolicies, AlwaysHealthy, PoliciesInForce, ReconcileSettings, Reconciler, TrackedFn,
+};
 use orphan_policy::limits::MAX_POLICY_BYTES;
 use orphan_policy::store::{PolicyMode, PolicyStore, sha256_hex};
-use orphan_policy::{EngineConfig, EpochTicker, PolicyEngine, PolicyKind, guests};
+use orphan_policy::{EngineConfig, PolicyEngine, PolicyKind, guests};
 use tokio::sync::oneshot;
 
 use crate::support::docker_or_skip;
@@ -27,11 +29,11 @@ use cli::cli;
 struct Server {
     dir: tempfile::TempDir,
     socket: PathBuf,
-    slot: PolicySlot,
+    /// The policies in force, as the reconciler reads them.
+    slot: PoliciesInForce,
     state: Arc<AdminState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _ticker: EpochTicker,
 }
 
 impl Server {
@@ -42,17 +44,29 @@ impl Server {
             ..EngineConfig::default()
         })
         .unwrap();
-        let ticker = engine.start_epoch_ticker().unwrap();
         let store = Arc::new(PolicyStore::open(&dir.path().join("policies"), 3).unwrap());
-        let slot = PolicySlot::new(ActivePolicies {
-            ownership: engine.load_default(PolicyKind::Ownership).unwrap(),
-            kill: engine.load_default(PolicyKind::Kill).unwrap(),
-        });
-        let mut state = AdminState::new(
-            engine,
-            store,
-            ActivePolicySet::from_slot(slot.clone(), PolicyMode::Enforce),
+        let slot = PoliciesInForce::new(ActivePolicies::from_config(
+            engine.load_default(PolicyKind::Ownership).unwrap(),
+            engine.load_default(PolicyKind::Kill).unwrap(),
+            PolicyMode::Enforce,
+        ));
+        // A reconciler reading those policies, as in the plugin; these tests never let it
+        // sweep (and it could only report: dry run, no container carries its label).
+        let mut settings = ReconcileSettings::new(
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::ZERO,
         );
+        settings.dry_run = true;
+        settings.label_filter = Some(format!("dockhand.test.case=admin-{}", std::process::id()));
+        let reconciler = Reconciler::new(
+            Arc::new(BollardDocker::from_env().unwrap()),
+            Arc::new(TrackedFn(Default::default)),
+            slot.clone(),
+            settings,
+            Arc::new(AlwaysHealthy),
+        );
+        let mut state =
+            AdminState::new(engine, store, slot.clone()).with_sweeper(Arc::new(reconciler));
         if dry_run && let Some(docker) = docker_or_skip("admin dry run").await {
             let mut settings = ReconcileSettings::new(
                 std::time::Duration::from_secs(60),
@@ -94,7 +108,6 @@ impl Server {
             state,
             stop: Some(stop),
             task: Some(task),
-            _ticker: ticker,
         }
     }
 
@@ -212,12 +225,9 @@ async fn upload_list_activate_rollback_and_status() {
     );
     let after = server.slot.current();
     assert!(!Arc::ptr_eq(&before, &after), "slot swapped");
-    assert_eq!(after.kill.digest_hex(), kill_p.digest);
-    assert_eq!(server.state.policies().modes().kill, PolicyMode::Audit);
-    assert_eq!(
-        server.state.policies().modes().effective(),
-        PolicyMode::Audit
-    );
+    assert_eq!(after.kill.policy.digest_hex(), kill_p.digest);
+    assert_eq!(after.kill.mode, PolicyMode::Audit);
+    assert_eq!(server.slot.mode(), PolicyMode::Audit);
     let states: Vec<String> = c
         .list()
         .await
@@ -232,7 +242,8 @@ async fn upload_list_activate_rollback_and_status() {
     c.activate(kill_p.digest.clone(), PolicyModeMsg::Enforce)
         .await
         .unwrap();
-    assert_eq!(server.state.policies().modes().kill, PolicyMode::Enforce);
+    assert_eq!(server.slot.current().kill.mode, PolicyMode::Enforce);
+    assert_eq!(server.slot.mode(), PolicyMode::Enforce);
     let err = rpc_message(c.rollback(PolicyKindMsg::Kill).await.unwrap_err());
     assert!(err.contains("no previous kill policy revision"), "{err}");
     let err = rpc_message(c.rollback(PolicyKindMsg::Ownership).await.unwrap_err());
@@ -255,10 +266,16 @@ async fn upload_list_activate_rollback_and_status() {
         c.activate(o2.digest.clone(), PolicyModeMsg::Enforce)
             .await
             .unwrap();
-        assert_eq!(server.slot.current().ownership.digest_hex(), o2.digest);
+        assert_eq!(
+            server.slot.current().ownership.policy.digest_hex(),
+            o2.digest
+        );
         let r = c.rollback(PolicyKindMsg::Ownership).await.unwrap();
         assert_eq!(r.active.unwrap().digest, own_digest);
-        assert_eq!(server.slot.current().ownership.digest_hex(), own_digest);
+        assert_eq!(
+            server.slot.current().ownership.policy.digest_hex(),
+            own_digest
+        );
     }
 
     let status = c.status().await.unwrap();
@@ -274,7 +291,6 @@ async fn upload_list_activate_rollback_and_status() {
         ..EngineConfig::default()
     })
     .unwrap();
-    let _ticker = engine.start_epoch_ticker().unwrap();
     let kill_entry = restore_from_store(&engine, server.state.store(), PolicyKind::Kill)
         .unwrap()
         .expect("an activated kill policy");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use dockhand::config::{PolicyMode, TaskConfig};
 use dockhand::fingerprint::RuntimeCatalog;
 use dockhand::reconcile::{
-    ActivePolicies, AlwaysHealthy, Outcome, PolicySlot, Reconciler, SweepStatus, TrackedFn,
+    ActiveEntry, ActivePolicies, AlwaysHealthy, Outcome, Reconciler, SweepStatus, TrackedFn,
     TrackedSource, dry_run_report,
 };
 use dockhand::tasks::spec::TaskResources;
@@ -249,12 +249,11 @@ async fn dry_run_and_audit_mode_change_nothing_and_report_what_they_would_do() {
 
     // Audit mode, with an audit file.
     let mut s = settings(&guard, Duration::ZERO);
-    s.mode = PolicyMode::Audit;
     s.audit_path = Some(dir.path().join("audit.jsonl"));
     let reconciler = Reconciler::new(
         docker.clone(),
         no_tracked(),
-        default_policies(),
+        default_policies_in(PolicyMode::Audit),
         s,
         Arc::new(AlwaysHealthy),
     );
@@ -287,17 +286,18 @@ async fn a_failing_policy_means_no_action() {
     };
     let guard = TestContainers::new(&docker, case).await;
     let orphan = labelled_orphan(&docker, &guard, 1, NODE).await;
-    let (engine, _) = engine();
+    let engine = engine();
     let good = default_policies().current();
     let spin = orphan_policy::guests::test_guest("hostile-spin-loop").unwrap();
 
     // An ownership policy that runs into its deadline.
-    let slot = PolicySlot::new(ActivePolicies {
-        ownership: engine
+    let slot = default_policies();
+    slot.install(ActiveEntry::from_config(
+        engine
             .load(PolicyKind::Ownership, &spin)
             .expect("load spin loop"),
-        kill: good.kill.clone(),
-    });
+        PolicyMode::Enforce,
+    ));
     // An audit file that cannot be written is counted and logged, and changes nothing else.
     let mut s = settings(&guard, Duration::ZERO);
     s.audit_path = Some("/dev/null/not-a-dir/audit.jsonl".into());
@@ -317,7 +317,7 @@ async fn a_failing_policy_means_no_action() {
     ));
 
     // A kill policy that fails (an ownership component asked to decide).
-    slot.swap(ActivePolicies {
+    slot.replace(ActivePolicies {
         ownership: good.ownership.clone(),
         kill: good.ownership.clone(),
     });
@@ -334,7 +334,7 @@ async fn a_failing_policy_means_no_action() {
 
     // Good policies again, but still no audit file: an action whose intent cannot be
     // recorded is not taken.
-    slot.swap((*good).clone());
+    slot.replace((*good).clone());
     let report = reconciler.sweep_once().await;
     assert!(report.acted_on().is_empty(), "{report:?}");
     assert!(

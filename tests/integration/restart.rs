@@ -385,12 +385,11 @@ async fn the_creation_grace_rounds_the_listed_second_up_on_the_daemons_clock() {
     let guard = TestContainers::new(&docker, case).await;
     let grace = Duration::from_secs(2);
     let grace_ms = i64::try_from(grace.as_millis()).expect("ms");
-    let mut s = settings(&guard, grace);
-    s.mode = dockhand::config::PolicyMode::Audit;
+    let s = settings(&guard, grace);
     let rec = Reconciler::new(
         docker.clone(),
         crate::reconcile::no_tracked(),
-        crate::reconcile::default_policies(),
+        crate::reconcile::default_policies_in(dockhand::config::PolicyMode::Audit),
         s,
         Arc::new(AlwaysHealthy),
     );

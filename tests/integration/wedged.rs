@@ -11,7 +11,9 @@ use futures::StreamExt as _;
 
 use dockhand::reconcile::{AlwaysHealthy, Reconciler, SweepStatus, TrackedFn};
 
-use crate::reconcile::{NODE, default_policies, labelled_orphan, settings, state};
+use crate::reconcile::{
+    NODE, default_policies, default_policies_in, labelled_orphan, settings, state,
+};
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
 
@@ -137,12 +139,11 @@ async fn errors_resets_and_truncated_answers_take_no_action_and_slow_answers_sti
 
     // Slow but within the deadline: the sweep completes (in audit mode: report only).
     let mut s = rec.settings().clone();
-    s.mode = dockhand::config::PolicyMode::Audit;
     s.docker_call_timeout = Duration::from_secs(5);
     let slow = Reconciler::new(
         proxy.docker(Duration::from_secs(5)),
         Arc::new(TrackedFn(std::collections::BTreeSet::new)),
-        default_policies(),
+        default_policies_in(dockhand::config::PolicyMode::Audit),
         s,
         Arc::new(AlwaysHealthy),
     );

@@ -15,7 +15,7 @@ use dockhand::config::PolicyMode;
 use dockhand::docker::models::{ContainerCreateBody, HostConfig};
 use dockhand::docker::{BollardDocker, ContainerFilter, DockerApi};
 use dockhand::reconcile::{
-    ActivePolicies, AlwaysHealthy, PolicySlot, ReconcileSettings, Reconciler, SweepStatus,
+    ActivePolicies, AlwaysHealthy, PoliciesInForce, ReconcileSettings, Reconciler, SweepStatus,
     TrackedFn,
 };
 use futures::StreamExt as _;
@@ -126,17 +126,16 @@ async fn cleanup(docker: &Arc<dyn DockerApi>) {
 
 async fn measure(docker: &Arc<dyn DockerApi>) -> Result<(), String> {
     let engine = PolicyEngine::new(EngineConfig::default()).map_err(|e| error_chain(&e))?;
-    let _ticker = engine.start_epoch_ticker().map_err(|e| error_chain(&e))?;
-    let policies = PolicySlot::new(ActivePolicies {
-        ownership: engine
+    let policies = PoliciesInForce::new(ActivePolicies::from_config(
+        engine
             .load_default(PolicyKind::Ownership)
             .map_err(|e| e.to_string())?,
-        kill: engine
+        engine
             .load_default(PolicyKind::Kill)
             .map_err(|e| e.to_string())?,
-    });
+        PolicyMode::Audit,
+    ));
     let settings = ReconcileSettings {
-        mode: PolicyMode::Audit,
         node: NodeInfo {
             id: "bench-node".into(),
             ..NodeInfo::default()
@@ -207,6 +206,7 @@ async fn measure(docker: &Arc<dyn DockerApi>) -> Result<(), String> {
         let t = Instant::now();
         let verdicts = policies
             .ownership
+            .policy
             .classify(&ctx, &snapshots)
             .map_err(|e| e.to_string())?;
         classify.push(t.elapsed());
@@ -222,6 +222,7 @@ async fn measure(docker: &Arc<dyn DockerApi>) -> Result<(), String> {
         let t = Instant::now();
         policies
             .kill
+            .policy
             .decide(&ctx, &candidates)
             .map_err(|e| e.to_string())?;
         decide.push(t.elapsed());

@@ -19,17 +19,16 @@
 //! validated with [`PolicyEngine::load`] (world, imports, contract version, compile limits)
 //! **before** it reaches the [`PolicyStore`], so a refused upload changes nothing. Activation and
 //! rollback load the stored bytes again (the store re-hashes them), persist the new pointer,
-//! and only then swap the policy into the [`ActivePolicySet`], which takes effect at the next
-//! sweep (a sweep in flight keeps the policies it started with). Writes are serialised, so the
-//! store's pointer and the policies in force never disagree.
+//! and only then install the policy with its mode into the reconciler's [`PoliciesInForce`], in
+//! one swap before the activation answers: the next sweep uses the new pair, a sweep in flight
+//! keeps the policies it started with, and a switch to audit stops it from acting further
+//! (each action reads the mode in force). Writes are serialised, so the store's pointer and the
+//! policies in force never disagree.
 //!
 //! # Wiring
 //!
-//! The plugin builds an [`AdminState`] and runs [`serve_admin`] until shutdown. The reconciler
-//! has one mode for both policies; the per-policy modes chosen through the API are kept in the
-//! [`ActivePolicySet`] ([`ActivePolicySet::modes`], [`ActivePolicySet::subscribe_modes`]), which
-//! sets the reconciler's [`ModeSwitch`] itself ([`ActivePolicySet::with_mode_switch`]) before
-//! an activation answers.
+//! The plugin builds an [`AdminState`] over the same [`PoliciesInForce`] its reconciler reads
+//! and runs [`serve_admin`] until shutdown.
 //!
 //! A dry run (`DryRun`) evaluates with the node identity the running reconciler's sweeps use
 //! (the learnt one), so it reports what enforce mode would do.
@@ -44,15 +43,15 @@ use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use orphan_policy::store::{PolicyMode, PolicyStore, StoreError};
-use orphan_policy::{LoadError, LoadedPolicy, PolicyEngine, PolicyKind};
-use tokio::sync::watch;
+use orphan_policy::store::{PolicyStore, StoreError};
+use orphan_policy::{LoadError, PolicyEngine, PolicyKind};
 
 use crate::docker::DockerApi;
 use crate::reconcile::{
-    ActivePolicies, Metrics, ModeSwitch, PolicySlot, ReconcileSettings, Reconciler, TrackedSource,
+    ActiveEntry, Metrics, PoliciesInForce, PolicyOrigin, ReconcileSettings, Reconciler,
+    TrackedSource,
 };
 
 pub use on_demand::sweep_response;
@@ -114,55 +113,6 @@ pub enum AdminError {
     },
 }
 
-/// Where a policy in force came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyOrigin {
-    /// The policy the plugin started with (configured file or bundled default).
-    Config,
-    /// Activated from the policy store.
-    Store,
-}
-
-impl PolicyOrigin {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Config => "config",
-            Self::Store => "store",
-        }
-    }
-}
-
-/// One policy in force, as the admin API reports it.
-#[derive(Debug, Clone)]
-pub struct ActiveEntry {
-    /// The loaded policy.
-    pub policy: LoadedPolicy,
-    /// Name for listings (from the upload, else what the policy reports).
-    pub name: String,
-    /// Version for listings.
-    pub version: String,
-    /// Audit or enforce.
-    pub mode: PolicyMode,
-    /// Where it came from.
-    pub origin: PolicyOrigin,
-    /// Unix seconds of the activation; 0 for the start-up policy.
-    pub activated_at: u64,
-}
-
-impl ActiveEntry {
-    /// An entry for a policy the plugin started with.
-    pub fn from_config(policy: LoadedPolicy, mode: PolicyMode) -> Self {
-        Self {
-            name: policy.info().name.clone(),
-            version: policy.info().version.clone(),
-            policy,
-            mode,
-            origin: PolicyOrigin::Config,
-            activated_at: 0,
-        }
-    }
-}
-
 /// The policy of `kind` last activated through the admin API (in this or an earlier run),
 /// loaded and verified, in its recorded mode; `None` if none was ever activated. The plugin
 /// calls this at start-up so activations survive restarts. Blocking: call it from
@@ -192,166 +142,6 @@ pub fn restore_from_store(
     }))
 }
 
-/// The mode of each policy kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PolicyModes {
-    /// Mode of the ownership policy.
-    pub ownership: PolicyMode,
-    /// Mode of the kill policy.
-    pub kill: PolicyMode,
-}
-
-impl PolicyModes {
-    /// The mode the reconciler should run in: audit if either policy is in audit.
-    pub fn effective(&self) -> PolicyMode {
-        if self.ownership == PolicyMode::Audit || self.kill == PolicyMode::Audit {
-            PolicyMode::Audit
-        } else {
-            PolicyMode::Enforce
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Entries {
-    ownership: ActiveEntry,
-    kill: ActiveEntry,
-}
-
-impl Entries {
-    fn get_mut(&mut self, kind: PolicyKind) -> &mut ActiveEntry {
-        match kind {
-            PolicyKind::Ownership => &mut self.ownership,
-            PolicyKind::Kill => &mut self.kill,
-        }
-    }
-}
-
-/// The policies in force and their modes, optionally tied to the reconciler's [`PolicySlot`].
-#[derive(Debug)]
-pub struct ActivePolicySet {
-    slot: Option<PolicySlot>,
-    /// The running reconciler's mode, set in the same call as the policies.
-    switch: Option<Arc<ModeSwitch>>,
-    entries: Mutex<Entries>,
-    modes: watch::Sender<PolicyModes>,
-}
-
-impl ActivePolicySet {
-    /// A set starting with `ownership` and `kill`. With a `slot` (the running reconciler's),
-    /// the pair is swapped into it now and every later change too; without one (reconciler
-    /// disabled) changes are only recorded (and persisted by the store for the next start).
-    pub fn new(ownership: ActiveEntry, kill: ActiveEntry, slot: Option<PolicySlot>) -> Self {
-        let modes = PolicyModes {
-            ownership: ownership.mode,
-            kill: kill.mode,
-        };
-        if let Some(slot) = &slot {
-            slot.swap(ActivePolicies {
-                ownership: ownership.policy.clone(),
-                kill: kill.policy.clone(),
-            });
-        }
-        Self {
-            slot,
-            switch: None,
-            entries: Mutex::new(Entries { ownership, kill }),
-            modes: watch::Sender::new(modes),
-        }
-    }
-
-    /// Drives the running reconciler's `switch`: it is set now to the effective mode, and by
-    /// every activation before the activation returns — switching to audit stops the sweep
-    /// in flight from acting further (the reconciler reads the switch before each action).
-    pub fn with_mode_switch(mut self, switch: Arc<ModeSwitch>) -> Self {
-        switch.set(self.modes().effective());
-        self.switch = Some(switch);
-        self
-    }
-
-    /// A set for a running reconciler: starts from what `slot` holds, both in `mode`.
-    pub fn from_slot(slot: PolicySlot, mode: PolicyMode) -> Self {
-        let current = slot.current();
-        Self::new(
-            ActiveEntry::from_config(current.ownership.clone(), mode),
-            ActiveEntry::from_config(current.kill.clone(), mode),
-            Some(slot),
-        )
-    }
-
-    /// Whether changes reach a running reconciler.
-    pub fn has_slot(&self) -> bool {
-        self.slot.is_some()
-    }
-
-    /// The policy of `kind` in force.
-    pub fn entry(&self, kind: PolicyKind) -> ActiveEntry {
-        self.lock().get_mut(kind).clone()
-    }
-
-    /// The pair in force, as a sweep would use it.
-    pub fn pair(&self) -> ActivePolicies {
-        let entries = self.lock();
-        ActivePolicies {
-            ownership: entries.ownership.policy.clone(),
-            kill: entries.kill.policy.clone(),
-        }
-    }
-
-    /// The current per-kind modes.
-    pub fn modes(&self) -> PolicyModes {
-        *self.modes.borrow()
-    }
-
-    /// A receiver that sees every mode change (for wiring the reconciler's mode).
-    pub fn subscribe_modes(&self) -> watch::Receiver<PolicyModes> {
-        self.modes.subscribe()
-    }
-
-    /// Puts `entry` in force for its kind; returns whether a reconciler slot was updated.
-    pub fn install(&self, entry: ActiveEntry) -> bool {
-        let kind = entry.policy.kind();
-        let mode = entry.mode;
-        let mut modes = self.modes();
-        match kind {
-            PolicyKind::Ownership => modes.ownership = mode,
-            PolicyKind::Kill => modes.kill = mode,
-        }
-        // Into audit before the new policy is in force; into enforce only after.
-        let effective = modes.effective();
-        if effective == PolicyMode::Audit
-            && let Some(switch) = &self.switch
-        {
-            switch.set(effective);
-        }
-        let pair = {
-            let mut entries = self.lock();
-            *entries.get_mut(kind) = entry;
-            ActivePolicies {
-                ownership: entries.ownership.policy.clone(),
-                kill: entries.kill.policy.clone(),
-            }
-        };
-        let applied = match &self.slot {
-            Some(slot) => {
-                slot.swap(pair);
-                true
-            }
-            None => false,
-        };
-        self.modes.send_replace(modes);
-        if let Some(switch) = &self.switch {
-            switch.set(effective);
-        }
-        applied
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // The guarded value is replaced whole; a panic cannot leave it half-written.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// What a dry run needs: the live Docker, the plugin's tracked set and its reconciler settings.
 #[derive(Debug, Clone)]
 pub struct DryRunSource {
@@ -368,7 +158,7 @@ pub struct DryRunSource {
 pub struct AdminState {
     engine: PolicyEngine,
     store: Arc<PolicyStore>,
-    policies: ActivePolicySet,
+    policies: PoliciesInForce,
     metrics: Option<Arc<Metrics>>,
     dry_run: Option<DryRunSource>,
     /// The running reconciler, for on-demand sweeps; `None` when it is disabled.
@@ -378,8 +168,8 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    /// State over an engine (with a running epoch ticker), a store and the policies in force.
-    pub fn new(engine: PolicyEngine, store: Arc<PolicyStore>, policies: ActivePolicySet) -> Self {
+    /// State over an engine, a store and the policies in force (the reconciler's, if one runs).
+    pub fn new(engine: PolicyEngine, store: Arc<PolicyStore>, policies: PoliciesInForce) -> Self {
         Self {
             engine,
             store,
@@ -410,7 +200,7 @@ impl AdminState {
     }
 
     /// The policies in force.
-    pub fn policies(&self) -> &ActivePolicySet {
+    pub fn policies(&self) -> &PoliciesInForce {
         &self.policies
     }
 

@@ -18,7 +18,8 @@
 //!   work starts once, from the first `Fingerprint` or `Init` ([`plugin`]).
 //! * **When in doubt, don't kill.** The reconciler never judges a tracked container, checks
 //!   every ownership claim itself, and any failure on the way to a destructive action (policy,
-//!   Docker, audit file, budget, a mode switch) leaves the container alone and says so.
+//!   Docker, audit file, budget, audit mode put in force) leaves the container alone and says
+//!   so.
 //! * **Every action on record.** A destructive action's intent is fsynced to the audit file
 //!   before the Docker call and its outcome after it.
 //! * **Followable logs.** Each task RPC, sweep, policy call and action runs in a tracing span

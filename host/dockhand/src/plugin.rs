@@ -50,7 +50,7 @@ use tracing::Instrument as _;
 
 use crate::config::{self, PluginConfig};
 use crate::fingerprint::{FingerprintOutcome, FingerprintSettings, Fingerprinter, Health};
-use crate::reconcile::{Metrics, NODE_FILE_NAME, NodeCell, PolicySlot};
+use crate::reconcile::{Metrics, NODE_FILE_NAME, NodeCell, PoliciesInForce};
 use crate::tasks::TaskEngine;
 
 mod background;
@@ -288,8 +288,8 @@ impl Dockhand {
         self.reconciler().map(|r| r.metrics.clone())
     }
 
-    /// The reconciler's policy slot (for hot swaps), once it runs.
-    pub fn reconciler_policies(&self) -> Option<PolicySlot> {
+    /// The policies in force, with their modes, once the reconciler runs.
+    pub fn reconciler_policies(&self) -> Option<PoliciesInForce> {
         self.reconciler().map(|r| r.policies.clone())
     }
 

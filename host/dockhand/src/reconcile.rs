@@ -12,8 +12,8 @@
 //!    classified once more with their environment.
 //! 5. The kill policy decides about the owned ones in one batch.
 //! 6. Actions are carried out, each Docker call with its own timeout; one container's failure
-//!    does not stop the others. Right before each, the mode and the tracked set are read again,
-//!    one action is taken from the period's budget and the intent is fsynced to the audit file.
+//!    does not stop the others. Right before each, the mode in force and the tracked set are
+//!    read again, one action is taken from the period's budget and the intent is fsynced to the audit file.
 //! 7. Every decision is logged as a structured `tracing` event and recorded in the audit file
 //!    (routine not-Nomad rows only counted); [`Metrics`] count what happened.
 //!
@@ -38,9 +38,11 @@
 //!
 //! # Hot-swappable policies
 //!
-//! Policies live in a [`PolicySlot`]; an admin API can [`PolicySlot::swap`] them at any time. A
-//! sweep takes the current pair once at its start and keeps that `Arc` to the end, so one sweep
-//! never mixes two policy versions.
+//! The policies in force, each with its mode, are one shared value, [`PoliciesInForce`]; the
+//! admin API [`install`](PoliciesInForce::install)s activations into it at any time. A sweep
+//! takes the current pair once at its start and keeps that `Arc` to the end, so one sweep never
+//! mixes two policy versions; right before each action it reads the mode in force again (see
+//! [`policies`]).
 
 mod audit;
 mod claims;
@@ -48,6 +50,7 @@ mod execute;
 mod manual;
 mod metrics;
 mod node;
+pub mod policies;
 mod report;
 mod snapshot;
 mod sweep;
@@ -55,11 +58,11 @@ mod sweep;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use orphan_policy::{LoadedPolicy, NodeInfo};
+use orphan_policy::NodeInfo;
 use tracing::Instrument as _;
 
 use crate::config::{DaemonSharing, PluginConfig, PolicyMode};
@@ -75,6 +78,10 @@ pub use execute::execute_action;
 pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{NODE_FILE_NAME, NodeCell, saved_identity};
+pub use policies::{
+    ActiveEntry, ActivePolicies, PoliciesInForce, PolicyFileError, PolicyOrigin, load_policy_file,
+    policy_engine,
+};
 pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label, format_age};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;
@@ -155,32 +162,6 @@ where
     }
 }
 
-/// Audit or enforce, switchable at run time (the admin API's activations). A sweep reads it at
-/// its start and again right before each action.
-#[derive(Debug)]
-pub struct ModeSwitch(AtomicBool);
-
-impl ModeSwitch {
-    /// A switch starting in `mode`.
-    pub fn new(mode: PolicyMode) -> Self {
-        Self(AtomicBool::new(mode == PolicyMode::Audit))
-    }
-
-    /// Puts `mode` in force from the next sweep on.
-    pub fn set(&self, mode: PolicyMode) {
-        self.0.store(mode == PolicyMode::Audit, Ordering::SeqCst);
-    }
-
-    /// The mode in force.
-    pub fn get(&self) -> PolicyMode {
-        if self.0.load(Ordering::SeqCst) {
-            PolicyMode::Audit
-        } else {
-            PolicyMode::Enforce
-        }
-    }
-}
-
 /// Whether Docker is healthy enough to sweep.
 pub trait HealthProbe: Send + Sync + std::fmt::Debug {
     /// `false` skips the sweep.
@@ -203,44 +184,6 @@ impl HealthProbe for AlwaysHealthy {
     }
 }
 
-/// The ownership and kill policies used together by one sweep.
-#[derive(Debug, Clone)]
-pub struct ActivePolicies {
-    /// Classifies containers.
-    pub ownership: LoadedPolicy,
-    /// Decides what to do with owned orphans.
-    pub kill: LoadedPolicy,
-}
-
-/// A hot-swappable holder of [`ActivePolicies`]. Cheap to clone; clones share the slot.
-#[derive(Debug, Clone)]
-pub struct PolicySlot {
-    inner: Arc<RwLock<Arc<ActivePolicies>>>,
-}
-
-impl PolicySlot {
-    /// A slot holding `policies`.
-    pub fn new(policies: ActivePolicies) -> Self {
-        Self {
-            inner: Arc::new(RwLock::new(Arc::new(policies))),
-        }
-    }
-
-    /// The policies in force now. A sweep keeps this `Arc` until it ends.
-    pub fn current(&self) -> Arc<ActivePolicies> {
-        self.inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Replaces the policies for later sweeps; returns the previous pair.
-    pub fn swap(&self, policies: ActivePolicies) -> Arc<ActivePolicies> {
-        let mut slot = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *slot, Arc::new(policies))
-    }
-}
-
 /// How the reconciler behaves. Validation of operator input lives in the config layer; this
 /// type accepts any value (tests use sub-second graces).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,10 +192,9 @@ pub struct ReconcileSettings {
     pub period: Duration,
     /// Containers created less than this long ago are never touched.
     pub creation_grace: Duration,
-    /// Log what would be done; do nothing.
+    /// Log what would be done; do nothing. (Audit mode, which does the same, belongs to the
+    /// policies in force: [`ActivePolicies::mode`].)
     pub dry_run: bool,
-    /// `Audit` logs and counts decisions without executing them.
-    pub mode: PolicyMode,
     /// Most destructive actions taken by the sweeps (periodic and on-demand) of one
     /// `period`; 0 means never act.
     pub max_actions_per_sweep: u32,
@@ -277,7 +219,7 @@ pub struct ReconcileSettings {
 
 impl ReconcileSettings {
     /// Settings with the plugin config's defaults for `period` and `creation_grace`
-    /// (enforce mode, 10 actions per sweep, a Docker call timeout of `max(30 s, period)`),
+    /// (10 actions per sweep, a Docker call timeout of `max(30 s, period)`),
     /// driver name `docker`, and no audit file.
     pub fn new(period: Duration, creation_grace: Duration) -> Self {
         let defaults = PluginConfig::default();
@@ -293,7 +235,8 @@ impl ReconcileSettings {
     /// Settings from the validated plugin config. The Docker call timeout is
     /// `max(dockhand.docker_call_timeout, period)`, which with the 30 s default is upstream's
     /// `max(30 s, period)`. The audit file is `<data_dir>/audit.jsonl`; the label filter is
-    /// `dockhand.label_filter`.
+    /// `dockhand.label_filter`. (`dockhand.mode` is the mode of the configured policies:
+    /// [`ActivePolicies::from_config`].)
     pub fn from_config(config: &PluginConfig, node: NodeInfo, driver_name: &str) -> Self {
         let gc = &config.gc.dangling_containers;
         let own = &config.dockhand;
@@ -301,7 +244,6 @@ impl ReconcileSettings {
             period: gc.period,
             creation_grace: gc.creation_grace,
             dry_run: gc.dry_run,
-            mode: own.mode,
             max_actions_per_sweep: own.max_actions_per_sweep,
             docker_call_timeout: own.docker_call_timeout.max(gc.period),
             node,
@@ -312,11 +254,6 @@ impl ReconcileSettings {
             audit_path: Some(own.data_dir.join(AUDIT_FILE_NAME)),
             audit_max_bytes: DEFAULT_AUDIT_MAX_BYTES,
         }
-    }
-
-    /// True when decisions are only reported (dry run or audit mode).
-    pub fn report_only(&self) -> bool {
-        self.dry_run || self.mode == PolicyMode::Audit
     }
 
     /// The start-up wait: `creation_grace` after the reconciler starts, no sweep — periodic
@@ -337,15 +274,14 @@ impl ReconcileSettings {
 pub struct Reconciler {
     docker: Arc<dyn DockerApi>,
     tracked: Arc<dyn TrackedSource>,
-    policies: PolicySlot,
+    /// The policies in force and their modes (shared with the admin API).
+    policies: PoliciesInForce,
     settings: ReconcileSettings,
     health: Arc<dyn HealthProbe>,
     metrics: Arc<Metrics>,
     audit: Option<Arc<AuditLog>>,
     /// Where the node identity is learnt at run time (overrides `settings.node` once known).
     node_source: Option<Arc<NodeCell>>,
-    /// The mode in force (starts as `settings.mode`).
-    mode: Arc<ModeSwitch>,
     /// Set while sweeps keep failing: suppresses repeated warnings.
     failing: AtomicBool,
     /// Held for the whole of a sweep: periodic and on-demand sweeps never overlap.
@@ -361,7 +297,7 @@ impl Reconciler {
     pub fn new(
         docker: Arc<dyn DockerApi>,
         tracked: Arc<dyn TrackedSource>,
-        policies: PolicySlot,
+        policies: PoliciesInForce,
         settings: ReconcileSettings,
         health: Arc<dyn HealthProbe>,
     ) -> Self {
@@ -369,7 +305,6 @@ impl Reconciler {
             .audit_path
             .clone()
             .map(|path| Arc::new(AuditLog::new(path, settings.audit_max_bytes)));
-        let mode = Arc::new(ModeSwitch::new(settings.mode));
         Self {
             docker,
             tracked,
@@ -379,7 +314,6 @@ impl Reconciler {
             metrics: Arc::new(Metrics::default()),
             audit,
             node_source: None,
-            mode,
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
@@ -387,14 +321,10 @@ impl Reconciler {
         }
     }
 
-    /// The run-time mode switch (audit or enforce).
-    pub fn mode_switch(&self) -> Arc<ModeSwitch> {
-        Arc::clone(&self.mode)
-    }
-
-    /// Whether a sweep starting now only reports: dry run, or audit mode in force.
+    /// Whether an action taken now would only be reported: dry run, or audit mode in force
+    /// (read from the policies in force now, not from a sweep's pair).
     pub fn report_only(&self) -> bool {
-        self.settings.dry_run || self.mode.get() == PolicyMode::Audit
+        self.settings.dry_run || self.policies.mode() == PolicyMode::Audit
     }
 
     /// Take the node identity from `cell` once it is known (see [`NodeCell`]).
@@ -435,8 +365,8 @@ impl Reconciler {
         self.metrics.clone()
     }
 
-    /// The policy slot (for hot swaps).
-    pub fn policies(&self) -> &PolicySlot {
+    /// The policies in force (shared: installing into a clone reaches this reconciler).
+    pub fn policies(&self) -> &PoliciesInForce {
         &self.policies
     }
 
@@ -467,7 +397,7 @@ impl Reconciler {
             first_sweep_in = ?delay,
             period = ?self.settings.period,
             dry_run = self.settings.dry_run,
-            mode = ?self.settings.mode,
+            mode = %self.policies.mode(),
             "dangling container reconciler started"
         );
         loop {
@@ -579,7 +509,7 @@ impl Reconciler {
 pub async fn dry_run_report(
     docker: Arc<dyn DockerApi>,
     tracked: Arc<dyn TrackedSource>,
-    policies: PolicySlot,
+    policies: PoliciesInForce,
     mut settings: ReconcileSettings,
 ) -> SweepReport {
     settings.dry_run = true;
@@ -610,7 +540,6 @@ mod tests {
             Duration::from_secs(300),
             "max(30s, period)"
         );
-        assert_eq!(s.mode, PolicyMode::Enforce);
         assert_eq!(s.max_actions_per_sweep, 10);
         assert_eq!(s.node, node);
         assert_eq!(s.label_filter, None);
@@ -619,15 +548,15 @@ mod tests {
             s.audit_path,
             Some(config.dockhand.data_dir.join(AUDIT_FILE_NAME))
         );
-        assert!(!s.report_only());
+        assert!(!s.dry_run);
 
         config.gc.dangling_containers.period = Duration::from_secs(10);
         config.gc.dangling_containers.creation_grace = Duration::from_secs(120);
-        config.dockhand.mode = PolicyMode::Audit;
+        config.gc.dangling_containers.dry_run = true;
         let s = ReconcileSettings::from_config(&config, node, "docker");
         assert_eq!(s.docker_call_timeout, Duration::from_secs(30));
         assert_eq!(s.first_delay(), Duration::from_secs(120));
-        assert!(s.report_only());
+        assert!(s.dry_run);
     }
 
     #[test]
@@ -638,7 +567,6 @@ mod tests {
             (Duration::from_secs(3), Duration::from_secs(1))
         );
         assert_eq!(s.docker_call_timeout, Duration::from_secs(30));
-        assert_eq!(s.mode, PolicyMode::Enforce);
         assert_eq!(s.max_actions_per_sweep, 10);
         assert!(!s.dry_run);
         assert_eq!(s.driver_name, "docker");

@@ -59,7 +59,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Why an engine could not be created or its ticker started.
+/// Why an engine could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A setting is out of range.
@@ -71,9 +71,6 @@ pub enum EngineError {
     /// wasmtime refused the configuration.
     #[error("creating the wasmtime engine: {0}")]
     Wasmtime(String),
-    /// `start_epoch_ticker` was called while a ticker runs.
-    #[error("the epoch ticker is already running for this engine")]
-    TickerAlreadyRunning,
     /// The ticker thread could not be spawned.
     #[error("spawning the epoch ticker thread")]
     TickerSpawn(#[source] std::io::Error),
@@ -99,7 +96,9 @@ pub(crate) struct EngineShared {
     pub(crate) deadline_ticks: u64,
     pub(crate) compiled: Mutex<HashMap<[u8; 32], Weak<Compiled>>>,
     pub(crate) cache: Option<PrecompiledCache>,
-    pub(crate) ticker_running: Arc<AtomicBool>,
+    /// Makes deadlines fire for as long as the engine or a policy it loaded
+    /// lives.
+    pub(crate) ticker: EpochTicker,
     pub(crate) slots: Slots,
     /// Permits to compile ([`MAX_CONCURRENT_COMPILES`]).
     pub(crate) compile_permits: Slots,
@@ -116,7 +115,7 @@ impl std::fmt::Debug for EngineShared {
             .field("config", &self.config)
             .field("deadline_ticks", &self.deadline_ticks)
             .field("cache", &self.cache)
-            .field("ticker_running", &self.ticker_running)
+            .field("ticker", &self.ticker)
             .finish_non_exhaustive()
     }
 }
@@ -160,9 +159,10 @@ pub struct PolicyEngine {
 
 impl PolicyEngine {
     /// Builds the engine (Cranelift, epoch interruption, copy-on-write memory
-    /// images, pooling allocator unless disabled) and, if configured, opens
-    /// the compiled-policy cache. Starts no thread: see
-    /// [`start_epoch_ticker`](Self::start_epoch_ticker).
+    /// images, pooling allocator unless disabled), starts its epoch ticker
+    /// thread and, if configured, opens the compiled-policy cache. The ticker
+    /// runs until the engine and every policy it loaded are dropped, so a
+    /// call's deadline always fires.
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         validate(&config)?;
         let engine = Engine::new(&wasmtime_config(&config))
@@ -185,6 +185,8 @@ impl PolicyEngine {
         let deadline_ticks = u64::try_from(config.deadline.as_nanos().div_ceil(tick_ns))
             .unwrap_or(u64::MAX)
             .max(1);
+        let ticker = EpochTicker::spawn(engine.weak(), config.epoch_tick)
+            .map_err(EngineError::TickerSpawn)?;
         Ok(Self {
             shared: Arc::new(EngineShared {
                 engine,
@@ -192,7 +194,7 @@ impl PolicyEngine {
                 deadline_ticks,
                 compiled: Mutex::new(HashMap::new()),
                 cache,
-                ticker_running: Arc::new(AtomicBool::new(false)),
+                ticker,
                 slots: Slots::new(config.max_concurrent_evaluations),
                 compile_permits: Slots::new(MAX_CONCURRENT_COMPILES),
                 compiles_started: AtomicU64::new(0),
@@ -200,34 +202,6 @@ impl PolicyEngine {
                 config,
             }),
         })
-    }
-
-    /// Starts the epoch ticker thread that makes deadlines fire. Call once,
-    /// from the long-lived owner; keep the handle (dropping it stops the
-    /// ticker, after which calls fail with
-    /// [`EvalError::EpochTickerStopped`](crate::EvalError::EpochTickerStopped)).
-    pub fn start_epoch_ticker(&self) -> Result<EpochTicker, EngineError> {
-        let running = &self.shared.ticker_running;
-        if running
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(EngineError::TickerAlreadyRunning);
-        }
-        EpochTicker::spawn(
-            self.shared.engine.weak(),
-            self.shared.config.epoch_tick,
-            running.clone(),
-        )
-        .map_err(|e| {
-            running.store(false, Ordering::Release);
-            EngineError::TickerSpawn(e)
-        })
-    }
-
-    /// Whether an epoch ticker is running (calls need one).
-    pub fn epoch_ticker_running(&self) -> bool {
-        self.shared.ticker_running.load(Ordering::Acquire)
     }
 
     /// The settings this engine was built with.
@@ -242,7 +216,7 @@ impl PolicyEngine {
     /// are not WebAssembly, core modules, precompiled (`.cwasm`) bytes,
     /// components importing anything beyond the contract, components of the
     /// other world, and policies whose `describe()` fails or names another
-    /// contract version. Needs a running epoch ticker (for `describe()`).
+    /// contract version.
     ///
     /// Imports are checked by parsing, before anything is compiled; at most
     /// [`MAX_CONCURRENT_COMPILES`] compiles run at once (others wait).

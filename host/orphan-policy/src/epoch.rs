@@ -2,10 +2,10 @@
 //!
 //! Wasmtime checks a store's deadline against the engine's epoch counter,
 //! which only moves when someone calls `Engine::increment_epoch`. The ticker
-//! is a thread doing that every `epoch_tick`. Starting it is explicit, so
-//! short-lived engine instances (config validation) spawn no thread; a call
-//! made while no ticker runs fails with `EvalError::EpochTickerStopped`
-//! instead of silently having no deadline.
+//! is a thread doing that every `epoch_tick`. The engine owns it: it starts
+//! in `PolicyEngine::new` and stops when the engine's shared state is dropped,
+//! which every loaded policy keeps alive. So no call can run without a
+//! deadline, and no caller keeps a guard beside the engine.
 //!
 //! Missed ticks are skipped, not caught up: after a stall (suspended VM,
 //! overloaded host) a burst of catch-up ticks would expire every in-flight
@@ -18,21 +18,20 @@ use std::time::{Duration, Instant};
 
 use wasmtime::EngineWeak;
 
-/// Handle of a running ticker; dropping it stops the thread.
+/// Handle of a running ticker, owned by the engine; dropping it stops the
+/// thread.
 #[derive(Debug)]
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
-    running: Arc<AtomicBool>,
+    /// True from the spawn until the thread has been joined.
+    pub(crate) running: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub(crate) fn spawn(
-        engine: EngineWeak,
-        tick: Duration,
-        running: Arc<AtomicBool>,
-    ) -> std::io::Result<Self> {
+    pub(crate) fn spawn(engine: EngineWeak, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicBool::new(true));
         let thread = thread::Builder::new().name("policy-epoch".into()).spawn({
             let stop = stop.clone();
             move || tick_loop(&engine, tick, &stop)

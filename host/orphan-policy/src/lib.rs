@@ -22,7 +22,7 @@
 //!   pooling allocator with copy-on-write memory images: microseconds, and
 //!   no state survives between calls.
 //! * **Every resource bounded.** Memory (32 MiB), time (100 ms via epoch
-//!   interruption; [`PolicyEngine::start_epoch_ticker`]), stack (512 KiB),
+//!   interruption, ticked by a thread the engine owns), stack (512 KiB),
 //!   batch size, reason length, log lines and bytes — see [`limits`].
 //! * **Deny by default.** The linker defines only the contract's imports, and
 //!   `load` lists any other import by name ([`LoadError::ForbiddenImports`]).
@@ -41,7 +41,6 @@
 //! use orphan_policy::{EngineConfig, EvalContext, PolicyEngine, PolicyKind};
 //!
 //! let engine = PolicyEngine::new(EngineConfig::default())?;
-//! let _ticker = engine.start_epoch_ticker()?; // keep alive while in use
 //! let ownership = engine.load_default(PolicyKind::Ownership)?;
 //! let verdicts = ownership.classify(&EvalContext::default(), &[])?;
 //! assert!(verdicts.is_empty());
@@ -75,7 +74,6 @@ pub use decision::{
     Action, ActionKind, Ownership, PolicyInfo, PolicyKind, Signal, UnknownSignal, Verdict,
 };
 pub use engine::{CompileCounts, EngineConfig, EngineError, PolicyEngine, user_cache_dir};
-pub use epoch::EpochTicker;
 pub use guest_log::LogStats;
 pub use load::{ALLOWED_IMPORTS, CONTRACT_VERSION, LoadError};
 pub use policy::{CompileSource, EvalError, Evaluation, LoadedPolicy};

@@ -324,7 +324,6 @@ mod tests {
     #[test]
     fn compiles_are_bounded_and_a_cancelled_load_never_compiles() {
         let engine = PolicyEngine::new(EngineConfig::default()).expect("engine");
-        let _ticker = engine.start_epoch_ticker().expect("ticker");
         let held: Vec<_> = (0..MAX_CONCURRENT_COMPILES)
             .map(|_| {
                 engine

@@ -1,6 +1,5 @@
 //! A loaded policy and its calls: one fresh, limited `Store` per batch.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,9 +22,6 @@ use crate::snapshot::{Candidate, ContainerSnapshot, EvalContext};
 /// takes no action for the batch.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    /// No epoch ticker runs, so no deadline could be enforced.
-    #[error("the policy epoch ticker is not running, so calls cannot be time-limited")]
-    EpochTickerStopped,
     /// `classify` on a kill policy or `decide` on an ownership policy.
     #[error("{call} called on a {policy} policy")]
     WrongKind {
@@ -82,7 +78,6 @@ impl EvalError {
     /// A short stable name for metrics and audit lines.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::EpochTickerStopped => "no-ticker",
             Self::WrongKind { .. } => "wrong-kind",
             Self::BatchTooLarge { .. } | Self::InputTooLarge { .. } => "batch-too-large",
             Self::Busy { .. } => "busy",
@@ -393,9 +388,6 @@ impl LoadedPolicy {
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<Evaluation<R>, EvalError> {
         let engine = &shared.engine;
-        if !engine.ticker_running.load(Ordering::Acquire) {
-            return Err(EvalError::EpochTickerStopped);
-        }
         let wait = engine.config.deadline * 10;
         let until = Instant::now() + wait;
         let busy = EvalError::Busy { waited: wait };

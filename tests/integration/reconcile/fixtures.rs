@@ -5,13 +5,14 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use dockhand::config::PolicyMode;
 use dockhand::docker::models::{ContainerCreateBody, HostConfig};
 use dockhand::docker::{DockerApi, LogsRequest};
 use dockhand::reconcile::{
-    ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn, TrackedSource,
+    ActivePolicies, PoliciesInForce, ReconcileSettings, TrackedFn, TrackedSource,
 };
 use futures::StreamExt as _;
-use orphan_policy::{EngineConfig, EpochTicker, NodeInfo, PolicyEngine, PolicyKind};
+use orphan_policy::{EngineConfig, NodeInfo, PolicyEngine, PolicyKind};
 
 use crate::support::{TEST_CASE_LABEL, TEST_IMAGE, TestContainers};
 
@@ -35,24 +36,26 @@ pub fn dockhand_labels(alloc: String, node: &str) -> Vec<(&'static str, String)>
 /// A long-running command that exits promptly on SIGTERM (busybox as PID 1 ignores it).
 pub const SLEEPER: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
-pub fn engine() -> &'static (PolicyEngine, EpochTicker) {
-    static ENGINE: OnceLock<(PolicyEngine, EpochTicker)> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let engine = PolicyEngine::new(EngineConfig::default()).expect("policy engine");
-        let ticker = engine.start_epoch_ticker().expect("epoch ticker");
-        (engine, ticker)
-    })
+pub fn engine() -> &'static PolicyEngine {
+    static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| PolicyEngine::new(EngineConfig::default()).expect("policy engine"))
 }
 
-/// The bundled default policies.
-pub fn default_policies() -> PolicySlot {
-    let (engine, _) = engine();
-    PolicySlot::new(ActivePolicies {
-        ownership: engine
+/// The bundled default policies, in enforce mode.
+pub fn default_policies() -> PoliciesInForce {
+    default_policies_in(PolicyMode::Enforce)
+}
+
+/// The bundled default policies, both in `mode`.
+pub fn default_policies_in(mode: PolicyMode) -> PoliciesInForce {
+    let engine = engine();
+    PoliciesInForce::new(ActivePolicies::from_config(
+        engine
             .load_default(PolicyKind::Ownership)
             .expect("default ownership"),
-        kill: engine.load_default(PolicyKind::Kill).expect("default kill"),
-    })
+        engine.load_default(PolicyKind::Kill).expect("default kill"),
+        mode,
+    ))
 }
 
 /// Settings for tests: enforce, grace `grace`, restricted to `guard`'s containers.

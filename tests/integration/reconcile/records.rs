@@ -8,18 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
-use dockhand::admin::{
-    ActivePolicySet, AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, serve_admin,
-};
-use dockhand::reconcile::{
-    ActivePolicies, AlwaysHealthy, NodeCell, PolicySlot, ReconcileSettings, Reconciler,
-};
+use dockhand::admin::{AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, serve_admin};
+use dockhand::reconcile::{ActiveEntry, AlwaysHealthy, NodeCell, ReconcileSettings, Reconciler};
 use orphan_policy::store::{PolicyMode, PolicyStore};
 use orphan_policy::{NodeInfo, PolicyKind, guests};
 
 use super::fixtures::{
-    Kind, NODE, default_policies, engine, labelled_orphan, make, no_tracked, plain_container,
-    settings, state, stubborn_orphan,
+    Kind, NODE, default_policies, default_policies_in, engine, labelled_orphan, make, no_tracked,
+    plain_container, settings, state, stubborn_orphan,
 };
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
@@ -33,13 +29,11 @@ struct Served {
 }
 
 impl Served {
-    /// `mode` is the activations' mode, as the plugin's configuration gives it.
-    async fn start(rec: &Arc<Reconciler>, mode: PolicyMode, dry_run: Option<DryRunSource>) -> Self {
+    /// Over the policies in force that `rec` reads, as in the plugin.
+    async fn start(rec: &Arc<Reconciler>, dry_run: Option<DryRunSource>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(PolicyStore::open(&dir.path().join("policies"), 3).expect("store"));
-        let policies = ActivePolicySet::from_slot(rec.policies().clone(), mode)
-            .with_mode_switch(rec.mode_switch());
-        let mut state = AdminState::new(engine().0.clone(), store, policies)
+        let mut state = AdminState::new(engine().clone(), store, rec.policies().clone())
             .with_metrics(rec.metrics())
             .with_sweeper(Arc::clone(rec));
         if let Some(source) = dry_run {
@@ -133,7 +127,7 @@ async fn repeated_on_demand_sweeps_share_one_action_budget_per_period() {
     s.max_actions_per_sweep = 2;
     assert_eq!(s.period, Duration::from_secs(3600));
     let rec = Arc::new(reconciler(docker.clone(), s));
-    let mut served = Served::start(&rec, PolicyMode::Enforce, None).await;
+    let mut served = Served::start(&rec, None).await;
 
     // `dockhand reconcile --once` three times in a row: one budget for the period.
     let mut done = Vec::new();
@@ -217,7 +211,7 @@ async fn switching_to_audit_mid_sweep_stops_the_sweep_from_acting_further() {
     let (mut s, audit_path) = auditing_settings(&guard, dir.path());
     s.docker_call_timeout = Duration::from_secs(30);
     let rec = Arc::new(reconciler(docker.clone(), s));
-    let mut served = Served::start(&rec, PolicyMode::Enforce, None).await;
+    let mut served = Served::start(&rec, None).await;
     let sweep = tokio::spawn({
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
@@ -331,16 +325,22 @@ async fn the_admin_dry_run_uses_the_node_identity_of_the_real_sweep() {
     // As in the plugin: nothing configured, the id learnt from Nomad's first task.
     let mut s = settings(&guard, Duration::ZERO);
     s.node = NodeInfo::default();
-    s.mode = dockhand::config::PolicyMode::Audit;
     let cell = Arc::new(NodeCell::default());
     cell.learn(NODE, "node-a");
-    let rec = Arc::new(reconciler(docker.clone(), s.clone()).with_node_source(cell));
+    let rec = Reconciler::new(
+        docker.clone(),
+        no_tracked(),
+        default_policies_in(PolicyMode::Audit),
+        s.clone(),
+        Arc::new(AlwaysHealthy),
+    );
+    let rec = Arc::new(rec.with_node_source(cell));
     let source = DryRunSource {
         docker: docker.clone(),
         tracked: no_tracked(),
         settings: s,
     };
-    let mut served = Served::start(&rec, PolicyMode::Audit, Some(source)).await;
+    let mut served = Served::start(&rec, Some(source)).await;
 
     let dry = served
         .client
@@ -391,13 +391,13 @@ async fn bidirectional_and_format_characters_in_policy_reasons_are_escaped() {
     .await;
     // The probe answers `unknown` with a reason echoing the `tier` label.
     let probe = guests::test_guest("probe-echo-inputs").expect("probe built");
-    let (engine, _) = engine();
-    let slot = PolicySlot::new(ActivePolicies {
-        ownership: engine
+    let slot = default_policies();
+    slot.install(ActiveEntry::from_config(
+        engine()
             .load(PolicyKind::Ownership, &probe)
             .expect("probe loads"),
-        kill: engine.load_default(PolicyKind::Kill).expect("kill"),
-    });
+        PolicyMode::Enforce,
+    ));
     let dir = tempfile::tempdir().expect("tempdir");
     let (s, audit_path) = auditing_settings(&guard, dir.path());
     let rec = Reconciler::new(

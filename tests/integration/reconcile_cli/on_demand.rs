@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand::admin::client::AdminClient;
-use dockhand::admin::{ActivePolicySet, AdminState, serve_admin};
-use dockhand::reconcile::{ActivePolicies, HealthProbe, PolicySlot, Reconciler, SweepSkipped};
-use orphan_policy::store::{PolicyMode, PolicyStore};
-use orphan_policy::{EngineConfig, PolicyEngine, PolicyKind};
+use dockhand::admin::{AdminState, serve_admin};
+use dockhand::reconcile::{HealthProbe, Reconciler, SweepSkipped};
+use orphan_policy::store::PolicyStore;
+use orphan_policy::{EngineConfig, PolicyEngine};
 
 use super::dockhand;
-use crate::reconcile::{NODE, default_policies, labelled_orphan, no_tracked, settings, state};
+use crate::reconcile::{
+    NODE, default_policies, default_policies_in, labelled_orphan, no_tracked, settings, state,
+};
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
 
@@ -23,19 +25,8 @@ async fn sweep_without_a_reconciler_is_a_failed_precondition() {
         ..EngineConfig::default()
     })
     .expect("engine");
-    let _ticker = engine.start_epoch_ticker().expect("ticker");
     let store = Arc::new(PolicyStore::open(&dir.path().join("policies"), 3).expect("store"));
-    let slot = PolicySlot::new(ActivePolicies {
-        ownership: engine
-            .load_default(PolicyKind::Ownership)
-            .expect("ownership"),
-        kill: engine.load_default(PolicyKind::Kill).expect("kill"),
-    });
-    let state = Arc::new(AdminState::new(
-        engine,
-        store,
-        ActivePolicySet::from_slot(slot, PolicyMode::Enforce),
-    ));
+    let state = Arc::new(AdminState::new(engine, store, default_policies()));
     let socket = dir.path().join("admin.sock");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let uid = nix::unistd::geteuid().as_raw();
@@ -105,13 +96,12 @@ async fn an_on_demand_sweep_waits_for_the_sweep_in_progress_and_skips_an_unhealt
     // Every request and response chunk through the proxy is delayed: a sweep takes a while.
     let proxy = FaultProxy::start(DOCKER_SOCKET);
     proxy.set_mode(FaultMode::Slow(Duration::from_millis(300)));
-    let mut s = settings(&guard, Duration::ZERO);
-    s.mode = dockhand::config::PolicyMode::Audit;
+    let s = settings(&guard, Duration::ZERO);
     let health = Arc::new(Health(true.into()));
     let rec = Arc::new(Reconciler::new(
         proxy.docker(Duration::from_secs(20)),
         no_tracked(),
-        default_policies(),
+        default_policies_in(dockhand::config::PolicyMode::Audit),
         s,
         health.clone(),
     ));

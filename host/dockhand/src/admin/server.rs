@@ -15,7 +15,7 @@ use super::peer::{PeerStream, check_peer};
 use super::proto::policy_admin_server::{PolicyAdmin, PolicyAdminServer};
 use super::proto::{self, upload_request::Part};
 use super::{ActiveEntry, AdminError, AdminState, PolicyOrigin};
-use crate::reconcile::{Decision, PolicySlot, SweepStatus, dry_run_report};
+use crate::reconcile::{Decision, PoliciesInForce, SweepStatus, dry_run_report};
 
 /// Runs the service on `listener` until `shutdown`.
 pub(super) async fn run(
@@ -186,7 +186,9 @@ impl Service {
         let msg = entry_to_proto(&entry);
         let kind = entry.policy.kind();
         let mode = entry.mode;
-        let applied = self.state.policies.install(entry);
+        self.state.policies.install(entry);
+        // The reconciler reads the policies in force: it uses this one from its next sweep.
+        let applied = self.state.sweeper.is_some();
         tracing::info!(%kind, digest = %msg.digest, %mode, applied, "admin API: policy put in force");
         (msg, applied)
     }
@@ -363,7 +365,7 @@ impl PolicyAdmin for Service {
                 "dry run unavailable: this plugin has no Docker connection for the reconciler",
             ));
         };
-        let mut pair = self.state.policies.pair();
+        let mut pair = (*self.state.policies.current()).clone();
         if !request.digest.is_empty() {
             let (meta, policy) = self.load_stored(request.digest.to_lowercase()).await?;
             if request.kind != proto::PolicyKind::Unspecified as i32 {
@@ -376,10 +378,14 @@ impl PolicyAdmin for Service {
                     }));
                 }
             }
-            match meta.kind {
-                PolicyKind::Ownership => pair.ownership = policy,
-                PolicyKind::Kill => pair.kill = policy,
-            }
+            pair = pair.with(ActiveEntry {
+                policy,
+                name: meta.name,
+                version: meta.version,
+                mode: PolicyMode::Audit,
+                origin: PolicyOrigin::Store,
+                activated_at: 0,
+            });
         }
         // The node identity the real sweep uses (learnt from Nomad's task configs), not the
         // configured one, which is empty until then.
@@ -390,7 +396,7 @@ impl PolicyAdmin for Service {
         let report = dry_run_report(
             source.docker,
             source.tracked,
-            PolicySlot::new(pair),
+            PoliciesInForce::new(pair),
             settings,
         )
         .await;
@@ -423,7 +429,7 @@ impl PolicyAdmin for Service {
         _request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
         let snapshot = self.state.metrics.as_ref().map(|m| m.snapshot());
-        let policies = &self.state.policies;
+        let policies = self.state.policies.current();
         let node = self
             .state
             .sweeper
@@ -432,14 +438,14 @@ impl PolicyAdmin for Service {
             .unwrap_or_default();
         let compiles = self.state.engine.compile_counts();
         Ok(Response::new(proto::StatusResponse {
-            reconciler_running: policies.has_slot(),
+            reconciler_running: self.state.sweeper.is_some(),
             metrics_json: snapshot
                 .map(|s| serde_json::to_string(&s).unwrap_or_default())
                 .unwrap_or_default(),
             last_sweep_ms: snapshot.map_or(0, |s| s.last_success_ms),
             active: [PolicyKind::Ownership, PolicyKind::Kill]
                 .into_iter()
-                .map(|k| entry_to_proto(&policies.entry(k)))
+                .map(|k| entry_to_proto(policies.entry(k)))
                 .collect(),
             node_id: node.id,
             node_name: node.name,

@@ -22,7 +22,7 @@ pub mod test;
 
 use std::path::{Path, PathBuf};
 
-use orphan_policy::{EngineConfig, EpochTicker, LoadError, LoadedPolicy, PolicyEngine, PolicyKind};
+use orphan_policy::{EngineConfig, LoadError, LoadedPolicy, PolicyEngine, PolicyKind};
 
 /// Prefix naming an embedded default instead of a file.
 pub const BUNDLED_PREFIX: &str = "bundled:";
@@ -40,7 +40,7 @@ pub enum PolicyCliError {
     /// `bundled:` named something other than `ownership` or `kill`.
     #[error("unknown bundled policy {0:?} (expected bundled:ownership or bundled:kill)")]
     UnknownBundled(String),
-    /// The engine could not be built or its ticker started.
+    /// The engine could not be built.
     #[error("starting the policy engine")]
     Engine(#[from] orphan_policy::EngineError),
     /// The engine refused the policy. The message is the operator's wording of the refusal, so
@@ -99,12 +99,11 @@ impl PolicySource {
     }
 }
 
-/// An engine configured like the plugin's, with its ticker running.
+/// An engine configured like the plugin's.
 #[derive(Debug)]
 pub struct OfflineEngine {
     /// The engine.
     pub engine: PolicyEngine,
-    _ticker: EpochTicker,
 }
 
 impl OfflineEngine {
@@ -118,11 +117,7 @@ impl OfflineEngine {
             cache_dir: orphan_policy::user_cache_dir(),
             ..EngineConfig::default()
         })?;
-        let ticker = engine.start_epoch_ticker()?;
-        Ok(Self {
-            engine,
-            _ticker: ticker,
-        })
+        Ok(Self { engine })
     }
 
     /// Loads `source` as `kind`, or, when `kind` is `None`, as whichever

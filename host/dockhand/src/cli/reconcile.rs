@@ -39,8 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nomad_plugin::error_chain;
-use orphan_policy::store::sha256_hex;
-use orphan_policy::{EngineConfig, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
+use orphan_policy::{LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 
 use super::{CommandResult, Failure};
 use crate::admin::client::{AdminClient, ClientError};
@@ -50,8 +49,8 @@ use crate::config::hcl_file;
 use crate::config::{PluginConfig, PolicyFile};
 use crate::docker::{BollardDocker, DockerApi};
 use crate::reconcile::{
-    ActivePolicies, NODE_FILE_NAME, PolicySlot, ReconcileSettings, TrackedFn, dry_run_report,
-    saved_identity,
+    ActivePolicies, NODE_FILE_NAME, PoliciesInForce, ReconcileSettings, TrackedFn, dry_run_report,
+    load_policy_file, policy_engine, saved_identity,
 };
 
 pub use render::{NodeSource, Origin, Output};
@@ -210,38 +209,25 @@ impl ReconcileArgs {
         driver_name: &str,
         node: &NodeSource,
     ) -> Result<SweepResponse, ReconcileError> {
-        let engine = PolicyEngine::new(EngineConfig {
-            memory_limit: usize::try_from(config.dockhand.policy_memory_mib)
-                .unwrap_or(usize::MAX)
-                .saturating_mul(1024 * 1024),
-            deadline: config.dockhand.policy_deadline,
-            cache_dir: orphan_policy::user_cache_dir(),
-            ..EngineConfig::default()
-        })
-        .map_err(|e| {
+        let engine = policy_engine(config, orphan_policy::user_cache_dir()).map_err(|e| {
             ReconcileError::Policy(format!(
                 "cannot start the policy engine: {}",
                 error_chain(&e)
             ))
         })?;
-        let _ticker = engine.start_epoch_ticker().map_err(|e| {
-            ReconcileError::Policy(format!(
-                "cannot start the policy engine's ticker: {}",
-                error_chain(&e)
-            ))
-        })?;
-        let policies = ActivePolicies {
-            ownership: load_policy(
+        let policies = ActivePolicies::from_config(
+            load_policy(
                 &engine,
                 PolicyKind::Ownership,
                 config.dockhand.ownership_policy.as_ref(),
             )?,
-            kill: load_policy(
+            load_policy(
                 &engine,
                 PolicyKind::Kill,
                 config.dockhand.kill_policy.as_ref(),
             )?,
-        };
+            config.dockhand.mode,
+        );
         let connection = crate::plugin::convert::docker_connection(config);
         let docker: Arc<dyn DockerApi> = Arc::new(
             BollardDocker::new(connection).map_err(|e| ReconcileError::Docker(e.to_string()))?,
@@ -264,7 +250,8 @@ impl ReconcileArgs {
         }
         // No plugin, no task handles: every running container counts as untracked.
         let tracked = Arc::new(TrackedFn(std::collections::BTreeSet::<String>::new));
-        let report = dry_run_report(docker, tracked, PolicySlot::new(policies), settings).await;
+        let report =
+            dry_run_report(docker, tracked, PoliciesInForce::new(policies), settings).await;
         Ok(sweep_response(&report, true))
     }
 }
@@ -313,30 +300,18 @@ fn load_config(path: &Path) -> Result<(PluginConfig, String), ReconcileError> {
     }
 }
 
-/// The configured policy of `kind` (its sha256 pin checked), or the bundled default.
+/// The configured policy of `kind` (read, its sha256 pin checked and loaded as the plugin
+/// does), or the bundled default.
 fn load_policy(
     engine: &PolicyEngine,
     kind: PolicyKind,
     source: Option<&PolicyFile>,
 ) -> Result<LoadedPolicy, ReconcileError> {
-    let Some(source) = source else {
-        return engine.load_default(kind).map_err(|e| {
+    match source {
+        Some(source) => load_policy_file(engine, kind, source)
+            .map_err(|e| ReconcileError::Policy(error_chain(&e))),
+        None => engine.load_default(kind).map_err(|e| {
             ReconcileError::Policy(format!("bundled {kind} policy: {}", error_chain(&e)))
-        });
-    };
-    let path = source.path.display();
-    let bytes = std::fs::read(&source.path).map_err(|e| {
-        ReconcileError::Policy(format!("{kind} policy {path}: cannot read it: {e}"))
-    })?;
-    if let Some(pin) = &source.sha256 {
-        let actual = sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(pin) {
-            return Err(ReconcileError::Policy(format!(
-                "{kind} policy {path}: sha256 mismatch: pinned {pin}, file has {actual}"
-            )));
-        }
+        }),
     }
-    engine.load(kind, &bytes).map_err(|e| {
-        ReconcileError::Policy(format!("{kind} policy {path} refused: {}", error_chain(&e)))
-    })
 }

@@ -98,10 +98,11 @@ pub struct AllowedModes {
 }
 
 /// Whether policy decisions are carried out: `dockhand.mode`, the policy store's mode and the
-/// reconciler's switch are one type.
+/// mode of each policy in force are one type.
 pub use orphan_policy::store::PolicyMode;
 
-/// A policy component on disk, optionally pinned by digest.
+/// A policy component on disk, optionally pinned by digest; read, checked and loaded by
+/// [`load_policy_file`](crate::reconcile::load_policy_file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyFile {
     /// Absolute path of the component.
@@ -140,7 +141,8 @@ pub struct AdminConfig {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockhandConfig {
-    /// Audit or enforce.
+    /// Audit or enforce: the mode of the configured (or bundled) policies the plugin starts
+    /// with, until an activation from the store replaces one.
     pub mode: PolicyMode,
     /// State directory (policy store, persisted refcounts).
     pub data_dir: PathBuf,

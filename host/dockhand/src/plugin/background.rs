@@ -11,31 +11,26 @@ use std::sync::Arc;
 
 use nomad_plugin::proto::drivers::FingerprintResponse;
 use nomad_plugin::proto::drivers::fingerprint_response::HealthState;
-use orphan_policy::store::sha256_hex;
-use orphan_policy::{EngineConfig, EpochTicker, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
+use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyStore, STORE_DIR_NAME};
+use orphan_policy::{LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 use tokio::sync::watch;
 
-use crate::admin::{
-    ActiveEntry, ActivePolicySet, AdminState, DryRunSource, restore_from_store, serve_admin,
-};
+use crate::admin::{AdminState, DryRunSource, restore_from_store, serve_admin};
 use crate::config::{PluginConfig, PolicyFile};
 use crate::reconcile::{
-    ActivePolicies, HealthProbe, Metrics, ModeSwitch, NodeCell, PolicySlot, ReconcileSettings,
-    Reconciler, TrackedSource,
+    ActivePolicies, HealthProbe, Metrics, NodeCell, PoliciesInForce, ReconcileSettings, Reconciler,
+    TrackedSource, load_policy_file, policy_engine,
 };
-use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyStore, STORE_DIR_NAME};
 
 /// What stays alive while the reconciler runs.
 #[derive(Debug)]
 pub(crate) struct ReconcilerHandle {
     /// Counters of the running reconciler.
     pub metrics: Arc<Metrics>,
-    /// The policies it uses (hot-swappable).
-    pub policies: PolicySlot,
+    /// The policies in force (shared with the reconciler and the admin API).
+    pub policies: PoliciesInForce,
     /// The policy engine (for loading further policies).
     pub engine: PolicyEngine,
-    /// Keeps the engine's epoch ticker running.
-    _ticker: EpochTicker,
 }
 
 /// Docker health as last fingerprinted: sweeps are skipped unless it is healthy.
@@ -61,37 +56,24 @@ pub(crate) struct ReconcilerInputs {
     pub node: Arc<NodeCell>,
 }
 
-/// Builds and spawns the reconciler when `gc.dangling_containers.enabled`; `None` when it is
-/// disabled or could not be set up (logged).
 /// Compiled policies, under `data_dir`: a large policy is compiled once per engine version,
 /// not at every start.
 pub(crate) const POLICY_CACHE_DIR_NAME: &str = "policy-cache";
 
+/// Builds and spawns the reconciler when `gc.dangling_containers.enabled`, with the configured
+/// policies (or the bundled defaults) and, when the admin API is enabled, the store's
+/// activations in force; `None` when it is disabled or could not be set up (logged).
 pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHandle> {
     let config = &inputs.config;
     if !config.gc.dangling_containers.enabled {
         tracing::info!("dangling container reconciler disabled by configuration");
         return None;
     }
-    let engine_config = EngineConfig {
-        memory_limit: usize::try_from(config.dockhand.policy_memory_mib)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1024 * 1024),
-        deadline: config.dockhand.policy_deadline,
-        cache_dir: Some(config.dockhand.data_dir.join(POLICY_CACHE_DIR_NAME)),
-        ..EngineConfig::default()
-    };
-    let engine = match PolicyEngine::new(engine_config) {
+    let cache_dir = config.dockhand.data_dir.join(POLICY_CACHE_DIR_NAME);
+    let engine = match policy_engine(config, Some(cache_dir)) {
         Ok(engine) => engine,
         Err(e) => {
             tracing::error!(error = %nomad_plugin::error_chain(&e), "policy engine failed to start; reconciler not started");
-            return None;
-        }
-    };
-    let ticker = match engine.start_epoch_ticker() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %nomad_plugin::error_chain(&e), "policy epoch ticker failed to start; reconciler not started");
             return None;
         }
     };
@@ -105,7 +87,23 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
         PolicyKind::Kill,
         config.dockhand.kill_policy.as_ref(),
     )?;
-    let policies = PolicySlot::new(ActivePolicies { ownership, kill });
+    let mut pair = ActivePolicies::from_config(ownership, kill, config.dockhand.mode);
+    let store = config
+        .dockhand
+        .admin
+        .enabled
+        .then(|| open_store(config))
+        .flatten();
+    if let Some(store) = &store {
+        pair = restored(&engine, store, pair);
+    }
+    tracing::info!(
+        ownership = %pair.ownership.policy.digest_hex(),
+        kill = %pair.kill.policy.digest_hex(),
+        mode = %pair.mode(),
+        "orphan policies loaded"
+    );
+    let policies = PoliciesInForce::new(pair);
     let settings = ReconcileSettings::from_config(config, NodeInfo::default(), &inputs.driver_name);
     let reconciler = Reconciler::new(
         inputs.docker.clone(),
@@ -117,26 +115,17 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     .with_node_source(inputs.node);
     let reconciler = Arc::new(reconciler);
     let metrics = reconciler.metrics();
-    if config.dockhand.admin.enabled {
-        let admin = AdminInputs {
-            engine: &engine,
-            policies: &policies,
-            mode: reconciler.mode_switch(),
-            metrics: metrics.clone(),
-            sweeper: Arc::clone(&reconciler),
-            dry_run: DryRunSource {
+    if let Some(store) = store {
+        let state = AdminState::new(engine.clone(), store, policies.clone())
+            .with_metrics(metrics.clone())
+            .with_dry_run(DryRunSource {
                 docker: inputs.docker,
                 tracked: inputs.tracked,
                 settings,
-            },
-        };
-        start_admin(config, admin);
+            })
+            .with_sweeper(Arc::clone(&reconciler));
+        serve(config, state);
     }
-    tracing::info!(
-        ownership = %policies.current().ownership.digest_hex(),
-        kill = %policies.current().kill.digest_hex(),
-        "orphan policies loaded"
-    );
     tokio::spawn(async move {
         reconciler.run_shared(std::future::pending::<()>()).await;
     });
@@ -144,7 +133,6 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
         metrics,
         policies,
         engine,
-        _ticker: ticker,
     })
 }
 
@@ -156,7 +144,7 @@ fn policy_or_default(
     source: Option<&PolicyFile>,
 ) -> Option<LoadedPolicy> {
     if let Some(source) = source {
-        match load_configured(engine, kind, source) {
+        match load_policy_file(engine, kind, source) {
             Ok(policy) => {
                 tracing::info!(
                     kind = ?kind,
@@ -166,10 +154,11 @@ fn policy_or_default(
                 );
                 return Some(policy);
             }
-            Err(reason) => tracing::error!(
+            Err(e) => tracing::error!(
                 kind = ?kind,
                 path = %source.path.display(),
-                "configured policy refused, using the bundled default: {reason}"
+                "configured policy refused, using the bundled default: {}",
+                nomad_plugin::error_chain(&e)
             ),
         }
     }
@@ -182,73 +171,46 @@ fn policy_or_default(
     }
 }
 
-fn load_configured(
-    engine: &PolicyEngine,
-    kind: PolicyKind,
-    source: &PolicyFile,
-) -> Result<LoadedPolicy, String> {
-    let bytes = std::fs::read(&source.path).map_err(|e| format!("cannot read it: {e}"))?;
-    if let Some(pin) = &source.sha256 {
-        let actual = sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(pin) {
-            return Err(format!("sha256 mismatch: pinned {pin}, file has {actual}"));
-        }
-    }
-    engine
-        .load(kind, &bytes)
-        .map_err(|e| nomad_plugin::error_chain(&e))
-}
-
-/// What the admin API is built from.
-struct AdminInputs<'a> {
-    engine: &'a PolicyEngine,
-    policies: &'a PolicySlot,
-    mode: Arc<ModeSwitch>,
-    metrics: Arc<Metrics>,
-    sweeper: Arc<Reconciler>,
-    dry_run: DryRunSource,
-}
-
-/// Opens the policy store, puts its activations (which survive restarts) in force, and serves
-/// the admin API. Any failure leaves the reconciler running on the policies it has and is
-/// logged.
-fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
+/// The policy store under `data_dir`; `None` (logged) when it cannot be opened, and then the
+/// admin API does not start.
+fn open_store(config: &PluginConfig) -> Option<Arc<PolicyStore>> {
     let store_dir = config.dockhand.data_dir.join(STORE_DIR_NAME);
-    let store = match PolicyStore::open(&store_dir, DEFAULT_KEEP_REVISIONS) {
-        Ok(store) => Arc::new(store),
+    match PolicyStore::open(&store_dir, DEFAULT_KEEP_REVISIONS) {
+        Ok(store) => Some(Arc::new(store)),
         Err(e) => {
             tracing::error!(error = %nomad_plugin::error_chain(&e), dir = %store_dir.display(), "policy store unavailable; admin API not started");
-            return;
+            None
         }
-    };
-    let mode = config.dockhand.mode;
-    let current = inputs.policies.current();
-    let entry = |kind: PolicyKind, configured: &LoadedPolicy| match restore_from_store(
-        inputs.engine,
-        &store,
-        kind,
-    ) {
-        Ok(Some(entry)) => {
-            tracing::info!(kind = ?kind, digest = %entry.policy.digest_hex(), "activated policy restored from the store");
-            entry
-        }
-        Ok(None) => ActiveEntry::from_config(configured.clone(), mode),
-        Err(e) => {
-            tracing::error!(kind = ?kind, error = %nomad_plugin::error_chain(&e), "stored activation unusable; keeping the configured policy");
-            ActiveEntry::from_config(configured.clone(), mode)
-        }
-    };
-    let ownership = entry(PolicyKind::Ownership, &current.ownership);
-    let kill = entry(PolicyKind::Kill, &current.kill);
-    // Activations choose audit or enforce per policy: the reconciler audits while either does,
-    // from the moment an activation answers.
-    let set = ActivePolicySet::new(ownership, kill, Some(inputs.policies.clone()))
-        .with_mode_switch(inputs.mode);
+    }
+}
 
-    let state = AdminState::new(inputs.engine.clone(), store, set)
-        .with_metrics(inputs.metrics)
-        .with_dry_run(inputs.dry_run)
-        .with_sweeper(inputs.sweeper);
+/// `configured` with the store's activations (which survive restarts) put in force, each in
+/// its recorded mode; a stored activation that no longer loads keeps the configured policy
+/// (logged).
+fn restored(
+    engine: &PolicyEngine,
+    store: &PolicyStore,
+    configured: ActivePolicies,
+) -> ActivePolicies {
+    let mut pair = configured;
+    for kind in [PolicyKind::Ownership, PolicyKind::Kill] {
+        match restore_from_store(engine, store, kind) {
+            Ok(Some(entry)) => {
+                tracing::info!(kind = ?kind, digest = %entry.policy.digest_hex(), "activated policy restored from the store");
+                pair = pair.with(entry);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(kind = ?kind, error = %nomad_plugin::error_chain(&e), "stored activation unusable; keeping the configured policy");
+            }
+        }
+    }
+    pair
+}
+
+/// Serves the admin API over `state`; a failure is logged and leaves the reconciler running
+/// on the policies it has.
+fn serve(config: &PluginConfig, state: AdminState) {
     let socket = config.dockhand.admin.socket.clone();
     let allowed = config.dockhand.admin.allowed_uids.clone();
     tokio::spawn(async move {

@@ -2,7 +2,7 @@
 //! --once`).
 //!
 //! An on-demand sweep is the same sweep as a periodic one, on the same instance: the plugin's
-//! tracked set, the node identity learnt so far, the policies in force and the mode switch. It
+//! tracked set, the node identity learnt so far, the policies in force and their modes. It
 //! waits for a sweep in progress to end (sweeps never overlap, so a container is never acted on
 //! twice at once) and, like a periodic tick, does not run while Docker is unhealthy.
 //!
@@ -124,7 +124,7 @@ impl Reconciler {
         Err(skipped)
     }
 
-    /// This reconciler in dry-run form: same Docker, tracked set, policies, node and mode; no
+    /// This reconciler in dry-run form: same Docker, tracked set, policies in force and node; no
     /// audit file and counters of its own.
     fn report_only_copy(&self) -> Reconciler {
         let mut settings = self.settings.clone();
@@ -139,7 +139,6 @@ impl Reconciler {
             metrics: Arc::new(Metrics::default()),
             audit: None,
             node_source: self.node_source.clone(),
-            mode: Arc::clone(&self.mode),
             failing: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
             started: self.started,

@@ -12,6 +12,7 @@ use orphan_policy::{
 use super::report::{Decision, Outcome, SweepReport, SweepStatus};
 use super::snapshot::{snapshot_from_summary, with_inspected_env};
 use super::{POLICY_BATCH_SIZE, Reconciler, claims, execute};
+use crate::config::PolicyMode;
 use crate::docker::{ContainerFilter, DockerApi, DockerError};
 
 /// Unix milliseconds now.
@@ -91,18 +92,19 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
     let started = Instant::now();
     let started_ms = now_ms();
     let settings = &rec.settings;
-    // The policies of this sweep, kept to its end even if swapped meanwhile.
+    // The policies of this sweep and their modes, read once and kept to its end even if
+    // swapped meanwhile (each action still reads the mode in force again).
     let policies = rec.policies.current();
     let mut report = SweepReport {
         started_ms,
         duration: Duration::ZERO,
-        report_only: rec.report_only(),
+        report_only: settings.dry_run || policies.mode() == PolicyMode::Audit,
         status: SweepStatus::Completed,
         listed: 0,
         skipped_tracked: 0,
         skipped_young: 0,
-        ownership_digest: policies.ownership.digest_hex(),
-        kill_digest: policies.kill.digest_hex(),
+        ownership_digest: policies.ownership.policy.digest_hex(),
+        kill_digest: policies.kill.policy.digest_hex(),
         policy_failures: 0,
         cap_reached: false,
         warned: false,
@@ -171,7 +173,14 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
 
     // Ownership, in batches.
     let all: Vec<usize> = (0..work.len()).collect();
-    classify(&policies.ownership, &ctx, &mut work, &all, &mut report).await;
+    classify(
+        &policies.ownership.policy,
+        &ctx,
+        &mut work,
+        &all,
+        &mut report,
+    )
+    .await;
 
     // Inspect the need-inspect ones, then classify them once more.
     let need: Vec<usize> = (0..work.len())
@@ -190,7 +199,7 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
             .filter(|&i| work[i].outcome.is_none())
             .collect();
         classify(
-            &policies.ownership,
+            &policies.ownership.policy,
             &ctx,
             &mut work,
             &inspected,
@@ -222,7 +231,7 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
                 )
         })
         .collect();
-    decide(&policies.kill, &ctx, &mut work, &owned, &mut report).await;
+    decide(&policies.kill.policy, &ctx, &mut work, &owned, &mut report).await;
 
     // Act.
     execute::carry_out(rec, &mut work_views(&mut work), &mut report).await;

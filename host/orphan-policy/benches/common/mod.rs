@@ -16,7 +16,7 @@ use orphan_policy::{
     Evaluation, LoadedPolicy, Mount, Ownership, PolicyKind, Verdict, native,
 };
 
-/// The integration tests' fixtures: node ids, `ctx()` and an engine with its ticker.
+/// The integration tests' fixtures: node ids, `ctx()` and an engine.
 #[path = "../../tests/policy_host/support.rs"]
 mod support;
 

@@ -128,3 +128,17 @@ fn an_engine_builds_with_the_largest_configurable_pool() {
     };
     PolicyEngine::new(config).expect("engine with a 1024-slot pool");
 }
+
+#[test]
+fn the_ticker_runs_until_the_engine_and_its_last_policy_are_dropped() {
+    let engine = PolicyEngine::new(EngineConfig::default()).expect("engine");
+    let running = Arc::clone(&engine.shared.ticker.running);
+    assert!(running.load(Ordering::Acquire), "started with the engine");
+    let policy = engine
+        .load_default(PolicyKind::Ownership)
+        .expect("loads: describe() runs under a deadline");
+    drop(engine);
+    assert!(running.load(Ordering::Acquire), "the policy keeps it");
+    drop(policy);
+    assert!(!running.load(Ordering::Acquire), "stopped and joined");
+}

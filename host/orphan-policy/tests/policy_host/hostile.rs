@@ -316,33 +316,31 @@ fn calling_the_wrong_kind_and_oversized_batches_fail_cleanly() {
 }
 
 #[test]
-fn calls_without_a_ticker_fail_instead_of_running_unbounded() {
-    let engine = orphan_policy::PolicyEngine::new(Default::default()).expect("engine");
-    let e = engine
-        .load_default(PolicyKind::Ownership)
-        .expect_err("describe needs the ticker");
-    assert!(
-        matches!(e, LoadError::Describe(EvalError::EpochTickerStopped)),
-        "{e:?}"
-    );
-
-    let ticker = engine.start_epoch_ticker().expect("ticker");
-    assert!(matches!(
-        engine.start_epoch_ticker(),
-        Err(orphan_policy::EngineError::TickerAlreadyRunning)
-    ));
-    let policy = engine
-        .load_default(PolicyKind::Ownership)
-        .expect("loads with a ticker");
-    drop(ticker);
-    assert!(!engine.epoch_ticker_running());
-    let e = policy
+fn a_policy_outliving_its_engine_still_hits_the_deadline() {
+    // No ticker guard anywhere: the engine starts its ticker, and a loaded policy keeps it
+    // running after the engine handle is gone.
+    let engine = orphan_policy::PolicyEngine::new(orphan_policy::EngineConfig {
+        deadline: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .expect("engine");
+    let spin = engine
+        .load(PolicyKind::Ownership, &guest("hostile-spin-loop"))
+        .expect("loads");
+    drop(engine);
+    let started = Instant::now();
+    let err = spin
         .classify(&ctx(), &plain_batch())
-        .expect_err("ticker stopped");
-    assert!(matches!(e, EvalError::EpochTickerStopped), "{e:?}");
-    // It can be started again.
-    let _ticker = engine.start_epoch_ticker().expect("restart");
-    assert!(policy.classify(&ctx(), &plain_batch()).is_ok());
+        .expect_err("the spin loop never answers");
+    assert!(
+        matches!(err, EvalError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(100)),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -1,21 +1,19 @@
-//! Shared fixtures: engines with a running ticker, guest bytes, snapshots.
+//! Shared fixtures: engines, guest bytes, snapshots.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use orphan_policy::{
-    ContainerSnapshot, ContainerState, EngineConfig, EpochTicker, EvalContext, Mount, NodeInfo,
-    PolicyEngine,
+    ContainerSnapshot, ContainerState, EngineConfig, EvalContext, Mount, NodeInfo, PolicyEngine,
 };
 
 pub const NODE_ID: &str = "9d5741c1-3954-4b57-8a4c-d7a1e5a1a001";
 pub const OTHER_NODE_ID: &str = "0b8c2f4e-7d19-4c3a-9e6b-5f0a2d7c8e02";
 pub const ALLOC: &str = "72bfa388-024e-a903-45b8-2bc28b74ed69";
 
-/// An engine whose epoch ticker runs for as long as the value lives.
+/// An engine (its epoch ticker runs for as long as it or a policy it loaded lives).
 pub struct Harness {
     pub engine: PolicyEngine,
-    _ticker: EpochTicker,
 }
 
 pub fn harness() -> Harness {
@@ -23,11 +21,8 @@ pub fn harness() -> Harness {
 }
 
 pub fn harness_with(config: EngineConfig) -> Harness {
-    let engine = PolicyEngine::new(config).expect("engine");
-    let ticker = engine.start_epoch_ticker().expect("ticker");
     Harness {
-        engine,
-        _ticker: ticker,
+        engine: PolicyEngine::new(config).expect("engine"),
     }
 }
 

@@ -52,7 +52,6 @@ fn empty_report() -> SweepReport {
 /// towards the batch's input size).
 async fn classify_all(work: &mut [Work]) -> SweepReport {
     let engine = PolicyEngine::new(EngineConfig::default()).expect("engine");
-    let _ticker = engine.start_epoch_ticker().expect("ticker");
     let policy = engine
         .load_default(PolicyKind::Ownership)
         .expect("default ownership")
