@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use dockhand::admin::client::{AdminClient, ClientError};
 use dockhand::admin::{
-    ActivePolicySet, AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, restore_from_store,
-    serve_admin,
+    ActivePolicySet, AdminState, PolicyKindMsg, PolicyModeMsg, restore_from_store, serve_admin,
 };
-use dockhand::reconcile::{ActivePolicies, PolicySlot, ReconcileSettings, TrackedFn};
+use dockhand::reconcile::{
+    ActivePolicies, AlwaysHealthy, PolicySlot, ReconcileSettings, Reconciler, TrackedFn,
+};
 use orphan_policy::limits::MAX_POLICY_BYTES;
 use orphan_policy::store::{PolicyMode, PolicyStore, sha256_hex};
 use orphan_policy::{EngineConfig, EpochTicker, PolicyEngine, PolicyKind, guests};
@@ -61,11 +62,14 @@ impl Server {
             // No container carries this label: the dry run sees an empty, real listing.
             settings.label_filter =
                 Some(format!("dockhand.test.case=admin-{}", std::process::id()));
-            state = state.with_dry_run(DryRunSource {
+            // A reconciler over the same slot, never run periodically: dry runs sweep with it.
+            state = state.with_sweeper(Arc::new(Reconciler::new(
                 docker,
-                tracked: Arc::new(TrackedFn(Default::default)),
+                Arc::new(TrackedFn(Default::default)),
+                slot.clone(),
                 settings,
-            });
+                Arc::new(AlwaysHealthy),
+            )));
         }
         let state = Arc::new(state);
         let socket = dir.path().join("run/admin.sock");

@@ -75,7 +75,10 @@ pub use execute::execute_action;
 pub use manual::SweepSkipped;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{NODE_FILE_NAME, NodeCell, saved_identity};
-pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label, format_age};
+pub use report::{
+    Decision, Outcome, SweepReport, SweepStatus, action_label, action_name, format_age,
+    ownership_name,
+};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;
 

@@ -15,9 +15,7 @@ use orphan_policy::store::sha256_hex;
 use orphan_policy::{EngineConfig, EpochTicker, LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 use tokio::sync::watch;
 
-use crate::admin::{
-    ActiveEntry, ActivePolicySet, AdminState, DryRunSource, restore_from_store, serve_admin,
-};
+use crate::admin::{ActiveEntry, ActivePolicySet, AdminState, restore_from_store, serve_admin};
 use crate::config::{PluginConfig, PolicyFile};
 use crate::reconcile::{
     ActivePolicies, HealthProbe, Metrics, ModeSwitch, NodeCell, PolicySlot, ReconcileSettings,
@@ -108,10 +106,10 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     let policies = PolicySlot::new(ActivePolicies { ownership, kill });
     let settings = ReconcileSettings::from_config(config, NodeInfo::default(), &inputs.driver_name);
     let reconciler = Reconciler::new(
-        inputs.docker.clone(),
-        inputs.tracked.clone(),
+        inputs.docker,
+        inputs.tracked,
         policies.clone(),
-        settings.clone(),
+        settings,
         inputs.health,
     )
     .with_node_source(inputs.node);
@@ -124,11 +122,6 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
             mode: reconciler.mode_switch(),
             metrics: metrics.clone(),
             sweeper: Arc::clone(&reconciler),
-            dry_run: DryRunSource {
-                docker: inputs.docker,
-                tracked: inputs.tracked,
-                settings,
-            },
         };
         start_admin(config, admin);
     }
@@ -204,7 +197,6 @@ struct AdminInputs<'a> {
     mode: Arc<ModeSwitch>,
     metrics: Arc<Metrics>,
     sweeper: Arc<Reconciler>,
-    dry_run: DryRunSource,
 }
 
 /// Opens the policy store, puts its activations (which survive restarts) in force, and serves
@@ -245,7 +237,6 @@ fn start_admin(config: &PluginConfig, inputs: AdminInputs<'_>) {
 
     let state = AdminState::new(inputs.engine.clone(), store, set)
         .with_metrics(inputs.metrics)
-        .with_dry_run(inputs.dry_run)
         .with_sweeper(inputs.sweeper);
     let socket = config.dockhand.admin.socket.clone();
     let allowed = config.dockhand.admin.allowed_uids.clone();
