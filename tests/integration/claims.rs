@@ -451,8 +451,7 @@ async fn an_activation_that_names_no_mode_audits() {
     let active = activated.active.expect("active policy");
     assert_eq!(active.mode, PolicyModeMsg::Audit as i32, "{active:?}");
     let answer = admin.sweep(false).await.expect("sweep");
-    let report_only = answer.report().is_some_and(|r| r.report_only);
-    assert!(!answer.dry_run && report_only, "{answer:?}");
+    assert!(!answer.dry_run && answer.report_only(), "{answer:?}");
     let (code, status, err) = dockhand(&["status", "--socket", socket]);
     assert_eq!(code, 0, "{err}");
     let line = mode_of(&status, "ownership");

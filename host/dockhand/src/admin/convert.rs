@@ -81,6 +81,12 @@ impl SweepAnswer {
         }
     }
 
+    /// Nothing was carried out: the sweep did not run, or only reported (dry run, the
+    /// configured `dry_run`, or audit mode).
+    pub fn report_only(&self) -> bool {
+        self.report().is_none_or(|r| r.report_only)
+    }
+
     /// The report, when the sweep ran.
     pub fn report(&self) -> Option<&SweepReport> {
         match &self.outcome {
@@ -522,6 +528,7 @@ mod tests {
             SweepSkipped::TrackedSetIncomplete.to_string()
         );
         assert_eq!(answer.report(), None);
+        assert!(answer.report_only());
     }
 
     #[test]

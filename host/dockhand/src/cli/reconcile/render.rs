@@ -190,7 +190,7 @@ impl Output {
             Origin::Plugin { socket } => {
                 let what = if self.answer.dry_run {
                     "dry run: nothing was acted on"
-                } else if r.report_only {
+                } else if self.answer.report_only() {
                     "real sweep, but the plugin only reports (gc dry_run or audit mode): \
                      nothing was acted on"
                 } else {
@@ -260,7 +260,7 @@ impl Output {
             tracked_set,
             note: self.note(),
             dry_run: self.answer.dry_run,
-            report_only: r.report_only,
+            report_only: self.answer.report_only(),
             status: self.answer.status(),
             error: escape(self.answer.error()),
             ownership_digest: &r.ownership_digest,
