@@ -39,7 +39,7 @@
 //! # On the wire
 //!
 //! Each thing is said once: answers carry typed rows (verdicts, actions, outcomes and sweep
-//! statuses are enums, the counters are fields), never rendered text; [`convert`] maps them to
+//! statuses are enums, the counters are fields), never rendered text; `convert` maps them to
 //! and from the domain types and refuses unspecified values on the client, and the CLI renders
 //! tables and JSON from the domain types.
 
