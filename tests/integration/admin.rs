@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use dockhand::admin::client::{AdminClient, ClientError};
-use dockhand::admin::{
-    AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, restore_from_store, serve_admin,
-};
+use dockhand::admin::{AdminState, PolicyKindMsg, PolicyModeMsg, restore_from_store, serve_admin};
 use dockhand::docker::BollardDocker;
 use dockhand::reconcile::{
     ActivePolicies, AlwaysHealthy, PoliciesInForce, ReconcileSettings, Reconciler, TrackedFn,
@@ -75,11 +73,14 @@ impl Server {
             // No container carries this label: the dry run sees an empty, real listing.
             settings.label_filter =
                 Some(format!("dockhand.test.case=admin-{}", std::process::id()));
-            state = state.with_dry_run(DryRunSource {
+            // A reconciler over the same slot, never run periodically: dry runs sweep with it.
+            state = state.with_sweeper(Arc::new(Reconciler::new(
                 docker,
-                tracked: Arc::new(TrackedFn(Default::default)),
+                Arc::new(TrackedFn(Default::default)),
+                slot.clone(),
                 settings,
-            });
+                Arc::new(AlwaysHealthy),
+            )));
         }
         let state = Arc::new(state);
         let socket = dir.path().join("run/admin.sock");

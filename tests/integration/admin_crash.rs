@@ -176,11 +176,12 @@ async fn active_ownership(admin: &mut AdminClient) -> String {
     assert_eq!(in_force.source, "store", "{status:#?}");
 
     for asked in [None, Some(digest.clone())] {
-        let report = admin
-            .dry_run(PolicyKindMsg::Ownership, asked.clone())
+        let answer = admin
+            .preview(PolicyKindMsg::Ownership, asked.clone())
             .await
             .unwrap_or_else(|e| panic!("dry run with {asked:?}: {e}"));
-        assert_eq!(report.list_error, "", "{report:?}");
+        assert_eq!(answer.status(), "completed", "{answer:?}");
+        let report = answer.report().expect("a report");
         assert_eq!(report.ownership_digest, digest, "dry run with {asked:?}");
     }
     digest
@@ -273,10 +274,11 @@ async fn a_sigkill_during_an_upload_leaves_the_active_policy_intact() {
     match listing.iter().find(|p| p.digest == new_digest) {
         Some(stored) => {
             assert_eq!(stored.state, "inactive", "{stored:?}");
-            let report = admin
-                .dry_run(PolicyKindMsg::Ownership, Some(new_digest.clone()))
+            let answer = admin
+                .preview(PolicyKindMsg::Ownership, Some(new_digest.clone()))
                 .await
                 .expect("a stored upload is whole and loads");
+            let report = answer.report().expect("a report");
             assert_eq!(report.ownership_digest, new_digest);
         }
         None => assert!(!finished, "an upload reported as done was lost"),

@@ -14,7 +14,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
-use dockhand::admin::{PolicyKindMsg, PolicyModeMsg, SweepResponse};
+use dockhand::admin::{PolicyKindMsg, PolicyModeMsg};
+use dockhand::reconcile::{SweepReport, ownership_name};
 use nomad_plugin::proto::drivers as pb;
 use orphan_policy::guests;
 use orphan_policy::store::sha256_hex;
@@ -84,38 +85,42 @@ async fn start_task(plugin: &Plugin, guard: &TestContainers, task: pb::TaskConfi
 
 /// One real sweep through `admin`, once the plugin's start-up wait (a `creation_grace` from
 /// its start, which the containers' own ageing may end a little earlier) allows one.
-pub(crate) async fn sweep(admin: &mut AdminClient) -> SweepResponse {
+pub(crate) async fn sweep(admin: &mut AdminClient) -> SweepReport {
     let deadline = Instant::now() + Duration::from_secs(90);
-    let report = loop {
-        let report = admin.sweep(false).await.expect("Sweep");
-        if report.status != "skipped-startup-wait" || Instant::now() > deadline {
-            break report;
+    let answer = loop {
+        let answer = admin.sweep(false).await.expect("Sweep");
+        if answer.status() != "skipped-startup-wait" || Instant::now() > deadline {
+            break answer;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(report.status, "completed", "{report:?}");
+    assert_eq!(answer.status(), "completed", "{answer:?}");
+    let report = answer.report().expect("a report").clone();
     assert_eq!(report.policy_failures, 0, "{report:?}");
     report
 }
 
 /// `(ownership, ownership reason, outcome)` of container `id` in `report`.
-pub(crate) fn decision(report: &SweepResponse, id: &str) -> (String, String, String) {
+pub(crate) fn decision(report: &SweepReport, id: &str) -> (String, String, String) {
     let d = report
         .decisions
         .iter()
-        .find(|d| d.container_id == id)
+        .find(|d| d.id == id)
         .unwrap_or_else(|| panic!("no decision about {id}: {report:?}"));
+    let (ownership, reason) = d.verdict.as_ref().map_or(("", ""), |v| {
+        (ownership_name(&v.ownership), v.reason.as_str())
+    });
     (
-        d.ownership.clone(),
-        d.ownership_reason.clone(),
-        d.outcome.clone(),
+        ownership.to_owned(),
+        reason.to_owned(),
+        d.outcome.label().to_owned(),
     )
 }
 
 /// Asserts that the host refused a claim on `id` and left it running.
 async fn assert_refused(
     docker: &std::sync::Arc<dyn dockhand::docker::DockerApi>,
-    report: &SweepResponse,
+    report: &SweepReport,
     id: &str,
     why: &str,
 ) {
@@ -202,10 +207,7 @@ async fn shared_daemon_with_default_config_each_client_reaps_only_its_own_orphan
         let report = sweep(&mut admin).await;
         eprintln!("client {i}: {report:?}");
         // Its own task is tracked; its orphan is stopped and removed.
-        assert!(
-            report.decisions.iter().all(|d| &d.container_id != web),
-            "{report:?}"
-        );
+        assert!(report.decisions.iter().all(|d| &d.id != web), "{report:?}");
         assert_eq!(decision(&report, orphan).2, "done", "{report:?}");
         assert_eq!(state(&docker, orphan).await, None, "own orphan removed");
         // The other client's running task is left alone (its orphan is gone or left alone).
@@ -408,8 +410,8 @@ async fn an_activation_that_names_no_mode_audits() {
         .expect("activate");
     let active = activated.active.expect("active policy");
     assert_eq!(active.mode, PolicyModeMsg::Audit as i32, "{active:?}");
-    let report = admin.sweep(false).await.expect("sweep");
-    assert!(!report.dry_run && report.report_only, "{report:?}");
+    let answer = admin.sweep(false).await.expect("sweep");
+    assert!(!answer.dry_run && answer.report_only(), "{answer:?}");
     let (code, status, err) = dockhand(&["status", "--socket", socket]);
     assert_eq!(code, 0, "{err}");
     let line = mode_of(&status, "ownership");

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
 use dockhand::docker::DockerApi;
+use dockhand::reconcile::MetricsSnapshot;
 use nix::sys::signal::Signal;
 use nomad_plugin::proto::drivers as pb;
 
@@ -54,10 +55,10 @@ async fn run_identity(docker: &Arc<dyn DockerApi>, id: &str) -> (String, i64, bo
 }
 
 /// Reconciler counters from the admin API.
-async fn metrics(admin: &mut AdminClient) -> serde_json::Value {
+async fn metrics(admin: &mut AdminClient) -> MetricsSnapshot {
     let status = admin.status().await.expect("admin status");
     assert!(status.reconciler_running, "{status:?}");
-    serde_json::from_str(&status.metrics_json).expect("metrics are JSON")
+    status.metrics.expect("a reconciler's counters").into()
 }
 
 /// Container ids named by the plugin's `reconciler decision` log lines. Read leniently: the
@@ -201,19 +202,19 @@ async fn sigkill_mid_sweep_then_recovery_leaves_recovered_tasks_untouched() {
     let deadline = Instant::now() + SWEEP_TIMEOUT;
     let counters = loop {
         let m = metrics(&mut admin).await;
-        if m["sweeps"].as_u64().unwrap_or(0) >= 1 {
+        if m.sweeps >= 1 {
             break m;
         }
         assert!(
             Instant::now() < deadline,
-            "the relaunched plugin never finished a sweep: {m}; log: {:?}",
+            "the relaunched plugin never finished a sweep: {m:?}; log: {:?}",
             plugin_b.stderr_lines()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(counters["sweeps_failed"], 0, "{counters}");
-    assert_eq!(counters["policy_failures"], 0, "{counters}");
-    assert_eq!(counters["action_failures"], 0, "{counters}");
+    assert_eq!(counters.sweeps_failed, 0, "{counters:?}");
+    assert_eq!(counters.policy_failures, 0, "{counters:?}");
+    assert_eq!(counters.action_failures, 0, "{counters:?}");
 
     // The recovered tasks: same containers, running, never restarted, tracked by the new process.
     for (handle, id, before) in &tasks {
@@ -235,7 +236,7 @@ async fn sigkill_mid_sweep_then_recovery_leaves_recovered_tasks_untouched() {
     assert!(
         decided.contains(&control_id),
         "the new sweep did not act on the unrecovered task {control_id}: {decided:?}; \
-         counters {counters}"
+         counters {counters:?}"
     );
     assert_ne!(state(&docker, &control_id).await, Some(true));
 
@@ -248,7 +249,7 @@ async fn sigkill_mid_sweep_then_recovery_leaves_recovered_tasks_untouched() {
     );
     eprintln!(
         "orphan after recovery: {} (decisions of the new process: {decided:?}); counters: \
-         {counters}",
+         {counters:?}",
         if orphan_state.is_none() {
             "removed"
         } else {

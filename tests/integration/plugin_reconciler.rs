@@ -321,16 +321,31 @@ async fn label_filter_fences_what_the_plugin_sees() {
     let mut admin = admin_client(&plugin, &private.socket()).await;
     // With the default 5m grace both containers are too young to be candidates, so the
     // listing count is what shows the fence.
-    let report = admin
-        .dry_run(dockhand::admin::PolicyKindMsg::Unspecified, None)
+    let answer = admin
+        .preview(dockhand::admin::PolicyKindMsg::Unspecified, None)
         .await
         .expect("dry run");
-    assert_eq!(report.list_error, "", "{report:?}");
+    assert_eq!(answer.status(), "completed", "{answer:?}");
+    let report = answer.report().expect("a report");
     assert_eq!(
         report.listed, 1,
         "only {inside} is inside the fence, not {outside}"
     );
-    let json: serde_json::Value = serde_json::from_str(&report.report_json).expect("report json");
+    // The CLI prints the same report as JSON.
+    let socket = private.socket();
+    let out = dockhand_cli(&[
+        "policy",
+        "dry-run",
+        "--json",
+        "--socket",
+        socket.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report json");
     assert_eq!(json["listed"], 1, "{json}");
 }
 

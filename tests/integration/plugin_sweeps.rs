@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use dockhand::admin::client::AdminClient;
 use dockhand::admin::{PolicyKindMsg, PolicyModeMsg};
 use dockhand::docker::DockerApi;
-use orphan_policy::{PolicyKind, guests};
+use dockhand::reconcile::Outcome;
+use orphan_policy::{Ownership, PolicyKind, guests};
 
 use crate::claims::{decision, node_task, remember_node, sweep, until_aged};
 use crate::harness::TaskDirs;
@@ -176,17 +177,18 @@ async fn until_tracked(
 ) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let dry = admin
-            .dry_run(PolicyKindMsg::Unspecified, None)
+        let answer = admin
+            .preview(PolicyKindMsg::Unspecified, None)
             .await
             .expect("dry run");
-        if dry.rows.iter().all(|r| r.container_id != id) {
+        let dry = answer.report().expect("a report");
+        if dry.decision(id).is_none() {
             return;
         }
         assert!(
             !start_task.is_finished() && Instant::now() < deadline,
             "{id} was not tracked while its adoption was under way: {}",
-            dry.table
+            dry.render_table()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -227,20 +229,24 @@ async fn a_container_adopted_by_name_is_never_stopped_by_a_sweep_during_the_adop
     let mut admin = admin_client(&plugin, &private.socket()).await;
     until_aged(created).await;
     let before = run_identity(&docker, &existing).await;
-    let dry = admin
-        .dry_run(PolicyKindMsg::Unspecified, None)
+    let answer = admin
+        .preview(PolicyKindMsg::Unspecified, None)
         .await
         .expect("dry run");
-    let row = dry
-        .rows
-        .iter()
-        .find(|r| r.container_id == existing)
-        .unwrap_or_else(|| panic!("a sweep now would not judge {existing}: {}", dry.table));
-    assert_eq!(
-        (row.ownership.as_str(), row.outcome.as_str()),
-        ("owned", "would-do"),
+    let dry = answer.report().expect("a report");
+    let row = dry.decision(&existing).unwrap_or_else(|| {
+        panic!(
+            "a sweep now would not judge {existing}: {}",
+            dry.render_table()
+        )
+    });
+    assert!(
+        matches!(
+            row.verdict.as_ref().map(|v| &v.ownership),
+            Some(Ownership::Owned { .. })
+        ) && row.outcome == Outcome::WouldDo,
         "{}",
-        dry.table
+        dry.render_table()
     );
 
     // Nomad starts the task: its create meets the name, and the adoption's second look at
@@ -257,7 +263,7 @@ async fn a_container_adopted_by_name_is_never_stopped_by_a_sweep_during_the_adop
     let report = sweep(&mut admin).await;
     assert!(!report.report_only, "{report:?}");
     assert!(
-        report.decisions.iter().all(|d| d.container_id != existing),
+        report.decisions.iter().all(|d| d.id != existing),
         "the container being adopted was judged: {report:?}"
     );
     assert_eq!(report.skipped_tracked, 1, "{report:?}");
@@ -283,7 +289,7 @@ async fn a_container_adopted_by_name_is_never_stopped_by_a_sweep_during_the_adop
     assert_eq!(run_identity(&docker, &existing).await, before);
     let report = sweep(&mut admin).await;
     assert!(
-        report.decisions.iter().all(|d| d.container_id != existing),
+        report.decisions.iter().all(|d| d.id != existing),
         "{report:?}"
     );
     destroy(&mut plugin.driver(), &task_id, true)

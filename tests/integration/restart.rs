@@ -149,13 +149,13 @@ async fn an_on_demand_sweep_right_after_a_restart_waits_for_recovery() {
     let mut admin = admin_client(&plugin_b, &private.socket()).await;
     for dry_run in [false, true] {
         let answer = admin.sweep(dry_run).await.expect("Sweep");
-        assert_eq!(answer.status, "skipped-startup-wait", "{answer:?}");
+        assert_eq!(answer.status(), "skipped-startup-wait", "{answer:?}");
         assert!(
-            answer.error.contains("RecoverTask") && answer.error.contains("possible in"),
+            answer.error().contains("RecoverTask") && answer.error().contains("possible in"),
             "the answer says why and when: {}",
-            answer.error
+            answer.error()
         );
-        assert!(answer.decisions.is_empty(), "{answer:?}");
+        assert!(answer.report().is_none(), "{answer:?}");
     }
     assert_eq!(
         run_identity(&docker, &container).await,
@@ -194,13 +194,14 @@ async fn a_group_network_sandbox_without_tasks_survives_a_plugin_restart() {
     let mut admin = admin_client(&plugin_b, &private.socket()).await;
     until_past_the_grace(relaunched).await;
     let answer = admin.sweep(false).await.expect("Sweep");
-    assert_eq!(answer.status, "completed", "{answer:?}");
+    assert_eq!(answer.status(), "completed", "{answer:?}");
+    let report = answer.report().expect("a report");
     assert_eq!(
-        (answer.listed, answer.skipped_tracked),
+        (report.listed, report.skipped_tracked),
         (1, 1),
         "{answer:?}"
     );
-    assert!(answer.decisions.is_empty(), "{answer:?}");
+    assert!(report.decisions.is_empty(), "{answer:?}");
     assert_eq!(state(&docker, &sandbox).await, Some(true), "sandbox kept");
 
     destroy_network(&mut plugin_b.driver(), &alloc_id).await;
@@ -279,13 +280,14 @@ async fn a_task_joining_another_tasks_container_keeps_the_sandbox_tracked() {
         );
     }
     let answer = admin.sweep(false).await.expect("Sweep");
-    assert_eq!(answer.status, "completed", "{answer:?}");
+    assert_eq!(answer.status(), "completed", "{answer:?}");
+    let report = answer.report().expect("a report");
     assert!(
-        answer.decisions.iter().all(|d| d.container_id != sandbox),
+        report.decisions.iter().all(|d| d.id != sandbox),
         "the sandbox was judged: {answer:?}"
     );
     assert_eq!(
-        (answer.listed, answer.skipped_tracked),
+        (report.listed, report.skipped_tracked),
         (3, 3),
         "{answer:?}"
     );

@@ -1,7 +1,8 @@
 //! The admin API: a gRPC service (`dockhand.admin.v1.PolicyAdmin`) on a local unix socket
-//! through which operators upload, list, activate, roll back and dry-run orphan policies and
-//! read the reconciler's status while the plugin runs, and through which `dockhand reconcile
-//! --once` asks the running reconciler for a sweep now (`Sweep`).
+//! through which operators upload, list, activate and roll back orphan policies and read the
+//! reconciler's status while the plugin runs, and through which `dockhand reconcile --once`
+//! and `dockhand policy dry-run` ask the running reconciler for a sweep now (`Sweep`, a dry run
+//! of which may try a stored policy in place of the one in force).
 //!
 //! # Access control
 //!
@@ -30,10 +31,19 @@
 //! The plugin builds an [`AdminState`] over the same [`PoliciesInForce`] its reconciler reads
 //! and runs [`serve_admin`] until shutdown.
 //!
-//! A dry run (`DryRun`) evaluates with the node identity the running reconciler's sweeps use
-//! (the learnt one), so it reports what enforce mode would do.
+//! A dry run is a sweep of the running reconciler in report-only form, so it evaluates with
+//! the node identity, tracked set and settings its sweeps use (the learnt identity), and
+//! reports what enforce mode would do.
+//!
+//! # On the wire
+//!
+//! Each thing is said once: answers carry typed rows (verdicts, actions, outcomes and sweep
+//! statuses are enums, the counters are fields), never rendered text; `convert` maps them to
+//! and from the domain types and refuses unspecified values on the client, and the CLI renders
+//! tables and JSON from the domain types.
 
 pub mod client;
+mod convert;
 mod on_demand;
 pub mod peer;
 mod proto;
@@ -48,18 +58,12 @@ use std::sync::Arc;
 use orphan_policy::store::{PolicyStore, StoreError};
 use orphan_policy::{LoadError, PolicyEngine, PolicyKind};
 
-use crate::docker::DockerApi;
-use crate::reconcile::{
-    ActiveEntry, Metrics, PoliciesInForce, PolicyOrigin, ReconcileSettings, Reconciler,
-    TrackedSource,
-};
+use crate::reconcile::{ActiveEntry, Metrics, PoliciesInForce, PolicyOrigin, Reconciler};
 
-pub use on_demand::sweep_response;
+pub use convert::{AnswerError, SweepAnswer, SweepOutcome};
 pub use proto::{
-    ActivePolicy as ActivePolicyMsg, DryRunResponse, DryRunRow, ListResponse,
-    PolicyKind as PolicyKindMsg, PolicyMode as PolicyModeMsg, StatusResponse,
-    StoredPolicy as StoredPolicyMsg, SweepDecision as SweepDecisionMsg, SweepResponse,
-    UploadResponse,
+    ActivePolicy as ActivePolicyMsg, ListResponse, PolicyKind as PolicyKindMsg,
+    PolicyMode as PolicyModeMsg, StatusResponse, StoredPolicy as StoredPolicyMsg, UploadResponse,
 };
 
 /// Why the admin server could not start or stopped with an error.
@@ -142,17 +146,6 @@ pub fn restore_from_store(
     }))
 }
 
-/// What a dry run needs: the live Docker, the plugin's tracked set and its reconciler settings.
-#[derive(Debug, Clone)]
-pub struct DryRunSource {
-    /// The Docker daemon.
-    pub docker: Arc<dyn DockerApi>,
-    /// The containers the plugin tracks (never reported as orphans).
-    pub tracked: Arc<dyn TrackedSource>,
-    /// The reconciler's settings (dry run is forced).
-    pub settings: ReconcileSettings,
-}
-
 /// Everything the admin methods work with.
 #[derive(Debug)]
 pub struct AdminState {
@@ -160,7 +153,6 @@ pub struct AdminState {
     store: Arc<PolicyStore>,
     policies: PoliciesInForce,
     metrics: Option<Arc<Metrics>>,
-    dry_run: Option<DryRunSource>,
     /// The running reconciler, for on-demand sweeps; `None` when it is disabled.
     sweeper: Option<Arc<Reconciler>>,
     /// Serialises uploads, activations and rollbacks.
@@ -175,7 +167,6 @@ impl AdminState {
             store,
             policies,
             metrics: None,
-            dry_run: None,
             sweeper: None,
             writes: tokio::sync::Mutex::new(()),
         }
@@ -187,13 +178,8 @@ impl AdminState {
         self
     }
 
-    /// Enables `DryRun`.
-    pub fn with_dry_run(mut self, source: DryRunSource) -> Self {
-        self.dry_run = Some(source);
-        self
-    }
-
-    /// Enables `Sweep` on the plugin's running reconciler (the one sweeping periodically).
+    /// Enables `Sweep`, dry runs included, on the plugin's running reconciler (the one
+    /// sweeping periodically).
     pub fn with_sweeper(mut self, reconciler: Arc<Reconciler>) -> Self {
         self.sweeper = Some(reconciler);
         self

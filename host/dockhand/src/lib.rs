@@ -35,4 +35,5 @@ pub mod docker;
 pub mod fingerprint;
 pub mod plugin;
 pub mod reconcile;
+mod table;
 pub mod tasks;

@@ -82,7 +82,10 @@ pub use policies::{
     ActiveEntry, ActivePolicies, PoliciesInForce, PolicyFileError, PolicyOrigin, load_policy_file,
     policy_engine,
 };
-pub use report::{Decision, Outcome, SweepReport, SweepStatus, action_label, format_age};
+pub use report::{
+    Decision, Outcome, SweepReport, SweepStatus, action_label, action_name, format_age,
+    ownership_name,
+};
 pub use snapshot::{snapshot_from_summary, with_inspected_env};
 pub use sweep::now_ms;
 

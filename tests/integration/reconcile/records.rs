@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::AdminClient;
-use dockhand::admin::{AdminState, DryRunSource, PolicyKindMsg, PolicyModeMsg, serve_admin};
-use dockhand::reconcile::{ActiveEntry, AlwaysHealthy, NodeCell, ReconcileSettings, Reconciler};
+use dockhand::admin::{AdminState, PolicyKindMsg, PolicyModeMsg, serve_admin};
+use dockhand::reconcile::{
+    ActiveEntry, AlwaysHealthy, NodeCell, Outcome, ReconcileSettings, Reconciler,
+};
 use orphan_policy::store::{PolicyMode, PolicyStore};
-use orphan_policy::{NodeInfo, PolicyKind, guests};
+use orphan_policy::{ActionKind, NodeInfo, Ownership, PolicyKind, guests};
 
 use super::fixtures::{
     Kind, NODE, default_policies, default_policies_in, engine, labelled_orphan, make, no_tracked,
@@ -30,15 +32,12 @@ struct Served {
 
 impl Served {
     /// Over the policies in force that `rec` reads, as in the plugin.
-    async fn start(rec: &Arc<Reconciler>, dry_run: Option<DryRunSource>) -> Self {
+    async fn start(rec: &Arc<Reconciler>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(PolicyStore::open(&dir.path().join("policies"), 3).expect("store"));
-        let mut state = AdminState::new(engine().clone(), store, rec.policies().clone())
+        let state = AdminState::new(engine().clone(), store, rec.policies().clone())
             .with_metrics(rec.metrics())
             .with_sweeper(Arc::clone(rec));
-        if let Some(source) = dry_run {
-            state = state.with_dry_run(source);
-        }
         let socket = dir.path().join("admin.sock");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let uid = nix::unistd::geteuid().as_raw();
@@ -127,18 +126,19 @@ async fn repeated_on_demand_sweeps_share_one_action_budget_per_period() {
     s.max_actions_per_sweep = 2;
     assert_eq!(s.period, Duration::from_secs(3600));
     let rec = Arc::new(reconciler(docker.clone(), s));
-    let mut served = Served::start(&rec, None).await;
+    let mut served = Served::start(&rec).await;
 
     // `dockhand reconcile --once` three times in a row: one budget for the period.
     let mut done = Vec::new();
     for round in 0..3 {
-        let r = served.client.sweep(false).await.expect("sweep");
-        assert_eq!(r.status, "completed", "{r:?}");
+        let answer = served.client.sweep(false).await.expect("sweep");
+        assert_eq!(answer.status(), "completed", "{answer:?}");
+        let r = answer.report().expect("a report");
         let acted: Vec<String> = r
             .decisions
             .iter()
-            .filter(|d| d.outcome == "done")
-            .map(|d| d.container_id.clone())
+            .filter(|d| d.outcome == Outcome::Done)
+            .map(|d| d.id.clone())
             .collect();
         if round == 0 {
             assert_eq!(acted.len(), 2, "{r:?}");
@@ -148,7 +148,7 @@ async fn repeated_on_demand_sweeps_share_one_action_budget_per_period() {
             assert_eq!(
                 r.decisions
                     .iter()
-                    .filter(|d| d.outcome == "cap-reached")
+                    .filter(|d| d.outcome == Outcome::CapReached)
                     .count(),
                 3,
                 "{r:?}"
@@ -211,7 +211,7 @@ async fn switching_to_audit_mid_sweep_stops_the_sweep_from_acting_further() {
     let (mut s, audit_path) = auditing_settings(&guard, dir.path());
     s.docker_call_timeout = Duration::from_secs(30);
     let rec = Arc::new(reconciler(docker.clone(), s));
-    let mut served = Served::start(&rec, None).await;
+    let mut served = Served::start(&rec).await;
     let sweep = tokio::spawn({
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
@@ -331,41 +331,50 @@ async fn the_admin_dry_run_uses_the_node_identity_of_the_real_sweep() {
         docker.clone(),
         no_tracked(),
         default_policies_in(PolicyMode::Audit),
-        s.clone(),
+        s,
         Arc::new(AlwaysHealthy),
     );
     let rec = Arc::new(rec.with_node_source(cell));
-    let source = DryRunSource {
-        docker: docker.clone(),
-        tracked: no_tracked(),
-        settings: s,
-    };
-    let mut served = Served::start(&rec, Some(source)).await;
+    let mut served = Served::start(&rec).await;
 
-    let dry = served
+    let answer = served
         .client
-        .dry_run(PolicyKindMsg::Unspecified, None)
+        .preview(PolicyKindMsg::Unspecified, None)
         .await
         .expect("dry run");
+    let dry = answer.report().expect("a report");
     let row = dry
-        .rows
-        .iter()
-        .find(|r| r.container_id == orphan)
-        .unwrap_or_else(|| panic!("no row for the orphan: {dry:?}"));
-    assert_eq!(row.ownership, "owned", "{}", dry.table);
-    assert_eq!(row.action, "stop", "{}", dry.table);
-    assert_eq!(row.outcome, "would-do", "{}", dry.table);
+        .decision(&orphan)
+        .unwrap_or_else(|| panic!("no row for the orphan: {answer:?}"));
+    let ownership = row.verdict.as_ref().map(|v| &v.ownership);
+    assert!(
+        matches!(ownership, Some(Ownership::Owned { .. })),
+        "{}",
+        dry.render_table()
+    );
+    assert!(
+        matches!(
+            row.action.as_ref().map(|a| &a.kind),
+            Some(ActionKind::Stop { .. })
+        ),
+        "{}",
+        dry.render_table()
+    );
+    assert_eq!(row.outcome, Outcome::WouldDo, "{}", dry.render_table());
     // The sweep it previews agrees.
     let sweep = served.client.sweep(false).await.expect("sweep");
     let d = sweep
-        .decisions
-        .iter()
-        .find(|d| d.container_id == orphan)
-        .expect("decided");
-    assert_eq!(
-        (d.ownership.as_str(), d.outcome.as_str()),
-        ("owned", "would-do")
+        .report()
+        .and_then(|r| r.decision(&orphan))
+        .unwrap_or_else(|| panic!("decided: {sweep:?}"));
+    assert!(
+        matches!(
+            d.verdict.as_ref().map(|v| &v.ownership),
+            Some(Ownership::Owned { .. })
+        ),
+        "{sweep:?}"
     );
+    assert_eq!(d.outcome, Outcome::WouldDo, "{sweep:?}");
     assert_eq!(state(&docker, &orphan).await, Some(true), "audit mode");
     served.shutdown().await;
 }

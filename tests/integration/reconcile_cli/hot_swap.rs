@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use dockhand::admin::{PolicyKindMsg, PolicyModeMsg};
+use dockhand::reconcile::{SweepReport, ownership_name};
 use orphan_policy::guests;
 use orphan_policy::store::sha256_hex;
 
@@ -114,18 +115,22 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
         .expect("the sweep ends")
         .expect("join")
         .expect("Sweep");
-    assert_eq!(first.status, "completed", "{first:?}");
+    assert_eq!(first.status(), "completed", "{first:?}");
+    let first = first.report().expect("a report").clone();
     assert_eq!(
         first.ownership_digest, old,
         "the in-flight sweep keeps its policy"
     );
-    let decision = |r: &dockhand::admin::SweepResponse, id: &str| {
-        r.decisions
-            .iter()
-            .find(|d| d.container_id == id)
-            .map(|d| (d.ownership.clone(), d.outcome.clone()))
+    let decision = |r: &SweepReport, id: &str| {
+        r.decision(id).map(|d| {
+            let ownership = d
+                .verdict
+                .as_ref()
+                .map_or("", |v| ownership_name(&v.ownership));
+            (ownership.to_owned(), d.outcome.label().to_owned())
+        })
     };
-    let outcome = |r: &dockhand::admin::SweepResponse, id: &str| decision(r, id).map(|d| d.1);
+    let outcome = |r: &SweepReport, id: &str| decision(r, id).map(|d| d.1);
     assert_eq!(
         outcome(&first, &stopping).as_deref(),
         Some("done"),
@@ -167,7 +172,8 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
     );
 
     let second = admin.sweep(false).await.expect("Sweep");
-    assert_eq!(second.status, "completed", "{second:?}");
+    assert_eq!(second.status(), "completed", "{second:?}");
+    let second = second.report().expect("a report").clone();
     assert_eq!(
         second.ownership_digest, new,
         "the next sweep uses the activation"

@@ -1,18 +1,20 @@
 //! The admin API's `Sweep` and the reconciler's on-demand sweep in-process: refused without a
-//! reconciler, serialised with the sweep in progress, skipped while Docker is unhealthy.
+//! reconciler, serialised with the sweep in progress, skipped while Docker is unhealthy; a
+//! dry run refused during the start-up wait, where a preview of another policy answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand::admin::client::AdminClient;
 use dockhand::admin::{AdminState, serve_admin};
-use dockhand::reconcile::{HealthProbe, Reconciler, SweepSkipped};
-use orphan_policy::store::PolicyStore;
-use orphan_policy::{EngineConfig, PolicyEngine};
+use dockhand::reconcile::{ActiveEntry, AlwaysHealthy, HealthProbe, Reconciler, SweepSkipped};
+use orphan_policy::store::{PolicyMode, PolicyStore};
+use orphan_policy::{EngineConfig, PolicyEngine, PolicyKind, guests};
 
 use super::dockhand;
 use crate::reconcile::{
-    NODE, default_policies, default_policies_in, labelled_orphan, no_tracked, settings, state,
+    NODE, default_policies, default_policies_in, engine, labelled_orphan, no_tracked, settings,
+    state,
 };
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
 use crate::support::{TestContainers, docker_with_image};
@@ -140,6 +142,61 @@ async fn an_on_demand_sweep_waits_for_the_sweep_in_progress_and_skips_an_unhealt
     assert_eq!(
         SweepSkipped::DockerUnhealthy.to_string(),
         "sweep skipped: docker is unhealthy (sweeps resume once a fingerprint finds it healthy)"
+    );
+    assert_eq!(state(&docker, &orphan).await, Some(true));
+}
+
+#[tokio::test]
+async fn during_the_start_up_wait_a_dry_run_is_refused_and_a_preview_of_another_policy_answers() {
+    let case = "reconcile_cli_preview_startup";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    let guard = TestContainers::new(&docker, case).await;
+    let orphan = labelled_orphan(&docker, &guard, 1, NODE).await;
+    // The start-up wait is the creation grace: an hour from now.
+    let rec = Reconciler::new(
+        docker.clone(),
+        no_tracked(),
+        default_policies(),
+        settings(&guard, Duration::from_secs(3600)),
+        Arc::new(AlwaysHealthy),
+    );
+    let candidate = guests::test_guest("example-label-allowlist").expect("example policy");
+    let pair = rec.policies().current().with(ActiveEntry::from_config(
+        engine()
+            .load(PolicyKind::Ownership, &candidate)
+            .expect("the example loads"),
+        PolicyMode::Audit,
+    ));
+    let candidate_digest = pair.ownership.policy.digest_hex();
+    assert_ne!(
+        candidate_digest,
+        rec.policies().current().ownership.policy.digest_hex()
+    );
+
+    for refused in [
+        rec.sweep_now(true).await,
+        rec.dry_run_now(Some(pair.clone())).await,
+    ] {
+        match refused {
+            Err(SweepSkipped::StartupWait { .. }) => {}
+            other => panic!("expected the start-up refusal, got {other:?}"),
+        }
+    }
+    let preview = rec.preview(Some(pair)).await;
+    assert_eq!(preview.ownership_digest, candidate_digest, "{preview:?}");
+    assert!(preview.report_only, "{preview:?}");
+    assert_eq!(
+        (preview.listed, preview.skipped_young),
+        (1, 1),
+        "the orphan is listed, and young under an hour's grace: {preview:?}"
+    );
+    let counted = rec.metrics().snapshot();
+    assert_eq!(
+        (counted.sweeps, counted.sweeps_skipped),
+        (0, 2),
+        "two refusals counted, the preview not"
     );
     assert_eq!(state(&docker, &orphan).await, Some(true));
 }

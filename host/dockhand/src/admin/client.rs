@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::convert::{AnswerError, SweepAnswer};
 use super::proto::{self, policy_admin_client::PolicyAdminClient, upload_request::Part};
 
 /// Size of each upload message.
@@ -51,6 +52,9 @@ pub enum ClientError {
     /// The server answered with an error.
     #[error("{0}")]
     Rpc(String),
+    /// The server's answer is unusable (an unspecified or unknown value).
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
 }
 
 impl From<tonic::Status> for ClientError {
@@ -176,24 +180,38 @@ impl AdminClient {
         Ok(self.inner.rollback(request).await?.into_inner())
     }
 
-    /// A dry run with the active policies, or with the stored policy `digest` in place of
-    /// the active one of its kind.
-    pub async fn dry_run(
+    /// One sweep of the running reconciler now; with `dry_run`, reported only.
+    pub async fn sweep(&mut self, dry_run: bool) -> Result<SweepAnswer, ClientError> {
+        self.sweep_request(proto::SweepRequest {
+            dry_run,
+            ..proto::SweepRequest::default()
+        })
+        .await
+    }
+
+    /// A preview: a dry run now, whatever the start-up wait, the tracked set or Docker's
+    /// health, with the policies in force or with the stored policy `digest` in place of the
+    /// active one of its kind (`kind`, when specified, is checked against it).
+    pub async fn preview(
         &mut self,
         kind: proto::PolicyKind,
         digest: Option<String>,
-    ) -> Result<proto::DryRunResponse, ClientError> {
-        let request = proto::DryRunRequest {
-            kind: kind as i32,
+    ) -> Result<SweepAnswer, ClientError> {
+        self.sweep_request(proto::SweepRequest {
+            dry_run: true,
             digest: digest.unwrap_or_default(),
-        };
-        Ok(self.inner.dry_run(request).await?.into_inner())
+            kind: kind as i32,
+            preview: true,
+        })
+        .await
     }
 
-    /// One sweep of the running reconciler now; with `dry_run`, reported only.
-    pub async fn sweep(&mut self, dry_run: bool) -> Result<proto::SweepResponse, ClientError> {
-        let request = proto::SweepRequest { dry_run };
-        Ok(self.inner.sweep(request).await?.into_inner())
+    async fn sweep_request(
+        &mut self,
+        request: proto::SweepRequest,
+    ) -> Result<SweepAnswer, ClientError> {
+        let response = self.inner.sweep(request).await?.into_inner();
+        Ok(SweepAnswer::try_from(response)?)
     }
 
     /// Reconciler counters and the active policies.

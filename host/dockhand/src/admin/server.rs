@@ -11,11 +11,12 @@ use orphan_policy::{LoadError, LoadedPolicy, PolicyKind};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::convert::metrics_message;
+use super::on_demand;
 use super::peer::{PeerStream, check_peer};
 use super::proto::policy_admin_server::{PolicyAdmin, PolicyAdminServer};
 use super::proto::{self, upload_request::Part};
 use super::{ActiveEntry, AdminError, AdminState, PolicyOrigin};
-use crate::reconcile::{Decision, PoliciesInForce, SweepStatus, dry_run_report};
 
 /// Runs the service on `listener` until `shutdown`.
 pub(super) async fn run(
@@ -109,7 +110,7 @@ fn entry_to_proto(e: &ActiveEntry) -> proto::ActivePolicy {
     }
 }
 
-fn store_status(e: StoreError) -> Status {
+pub(super) fn store_status(e: StoreError) -> Status {
     let text = nomad_plugin::error_chain(&e);
     match e {
         StoreError::NotFound { .. } => Status::not_found(text),
@@ -355,73 +356,29 @@ impl PolicyAdmin for Service {
         }))
     }
 
-    async fn dry_run(
-        &self,
-        request: Request<proto::DryRunRequest>,
-    ) -> Result<Response<proto::DryRunResponse>, Status> {
-        let request = request.into_inner();
-        let Some(source) = self.state.dry_run.clone() else {
-            return Err(Status::failed_precondition(
-                "dry run unavailable: this plugin has no Docker connection for the reconciler",
-            ));
-        };
-        let mut pair = (*self.state.policies.current()).clone();
-        if !request.digest.is_empty() {
-            let (meta, policy) = self.load_stored(request.digest.to_lowercase()).await?;
-            if request.kind != proto::PolicyKind::Unspecified as i32 {
-                let asked = kind_from_proto(request.kind, "kind")?;
-                if asked != meta.kind {
-                    return Err(store_status(StoreError::WrongKind {
-                        digest: meta.digest,
-                        expected: asked,
-                        actual: meta.kind,
-                    }));
-                }
-            }
-            pair = pair.with(ActiveEntry {
-                policy,
-                name: meta.name,
-                version: meta.version,
-                mode: PolicyMode::Audit,
-                origin: PolicyOrigin::Store,
-                activated_at: 0,
-            });
-        }
-        // The node identity the real sweep uses (learnt from Nomad's task configs), not the
-        // configured one, which is empty until then.
-        let mut settings = source.settings;
-        if let Some(reconciler) = &self.state.sweeper {
-            settings.node = reconciler.current_node();
-        }
-        let report = dry_run_report(
-            source.docker,
-            source.tracked,
-            PoliciesInForce::new(pair),
-            settings,
-        )
-        .await;
-        let list_error = match &report.status {
-            SweepStatus::Completed => String::new(),
-            SweepStatus::ListFailed { error } => error.clone(),
-        };
-        Ok(Response::new(proto::DryRunResponse {
-            rows: report.decisions.iter().map(row).collect(),
-            table: report.render_table(),
-            ownership_digest: report.ownership_digest.clone(),
-            kill_digest: report.kill_digest.clone(),
-            listed: report.listed as u64,
-            list_error,
-            report_json: serde_json::to_string(&report).unwrap_or_default(),
-        }))
-    }
-
     async fn sweep(
         &self,
         request: Request<proto::SweepRequest>,
     ) -> Result<Response<proto::SweepResponse>, Status> {
-        super::on_demand::sweep(&self.state, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        let reconciler = on_demand::reconciler(self.state.sweeper.as_ref())?;
+        on_demand::check_request(&request)?;
+        let policies = if request.digest.is_empty() {
+            None
+        } else {
+            let digest = request.digest.to_lowercase();
+            let (meta, policy) = self.load_stored(digest).await?;
+            let in_force = reconciler.policies().current();
+            Some(on_demand::with_stored(
+                &in_force,
+                meta,
+                policy,
+                request.kind,
+            )?)
+        };
+        Ok(Response::new(
+            on_demand::sweep(reconciler, &request, policies).await,
+        ))
     }
 
     async fn status(
@@ -439,10 +396,7 @@ impl PolicyAdmin for Service {
         let compiles = self.state.engine.compile_counts();
         Ok(Response::new(proto::StatusResponse {
             reconciler_running: self.state.sweeper.is_some(),
-            metrics_json: snapshot
-                .map(|s| serde_json::to_string(&s).unwrap_or_default())
-                .unwrap_or_default(),
-            last_sweep_ms: snapshot.map_or(0, |s| s.last_success_ms),
+            metrics: snapshot.as_ref().map(metrics_message),
             active: [PolicyKind::Ownership, PolicyKind::Kill]
                 .into_iter()
                 .map(|k| entry_to_proto(policies.entry(k)))
@@ -452,30 +406,5 @@ impl PolicyAdmin for Service {
             policy_compiles_started: compiles.started,
             policy_compiles_discarded: compiles.discarded,
         }))
-    }
-}
-
-fn row(d: &Decision) -> proto::DryRunRow {
-    let (ownership, alloc_id, verdict_reason) = super::on_demand::verdict_parts(d.verdict.as_ref());
-    let (action, reason) = match &d.action {
-        None => (String::new(), verdict_reason),
-        Some(a) => (
-            super::on_demand::action_kind(a).to_owned(),
-            a.reason.clone(),
-        ),
-    };
-    let outcome = match d.outcome.detail() {
-        Some(e) => format!("{}: {e}", d.outcome.label()),
-        None => d.outcome.label().to_owned(),
-    };
-    proto::DryRunRow {
-        container_id: d.id.clone(),
-        name: d.name.clone(),
-        image: d.image.clone(),
-        ownership,
-        alloc_id,
-        action,
-        outcome,
-        reason,
     }
 }

@@ -6,15 +6,14 @@
 //! printed as one line on stderr, worded for the operator (missing socket, refused access, a
 //! refused policy and why), with exit code 1.
 
-mod table;
-
 use std::path::PathBuf;
 
 use crate::admin::client::{AdminClient, ClientError};
-use crate::admin::{ActivePolicyMsg, PolicyKindMsg, PolicyModeMsg, StoredPolicyMsg};
+use crate::admin::{ActivePolicyMsg, PolicyKindMsg, PolicyModeMsg, StoredPolicyMsg, SweepOutcome};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
+use crate::reconcile::{MetricsSnapshot, SweepStatus};
+use crate::table::Table;
 use orphan_policy::display::escape;
-use table::Table;
 
 use super::{CommandResult, Failure, Status};
 
@@ -211,6 +210,15 @@ fn active_table(active: &[ActivePolicyMsg]) -> String {
     t.render()
 }
 
+/// The counters, one row each, by name.
+fn metrics_table(metrics: &MetricsSnapshot) -> String {
+    let mut t = Table::new(["COUNTER", "VALUE"]);
+    for (name, value) in metrics.by_name() {
+        t.row([name.to_owned(), value.to_string()]);
+    }
+    t.render()
+}
+
 /// The `node:` line of `dockhand status`.
 fn node_line(id: &str, name: &str) -> String {
     match (id, name) {
@@ -317,31 +325,33 @@ impl RollbackArgs {
 }
 
 impl DryRunArgs {
-    /// Runs the command.
+    /// Runs the command: a preview sweep of the plugin (see [`AdminClient::preview`]).
     pub async fn execute(self) -> CommandResult {
         let kind = self
             .kind
             .map_or(PolicyKindMsg::Unspecified, KindArg::to_proto);
         let (digest, json) = (self.digest, self.json);
         run(&self.socket, |mut c| async move {
-            let r = c.dry_run(kind, digest).await?;
+            let answer = c.preview(kind, digest).await?;
+            let report = match answer.outcome {
+                SweepOutcome::Ran(report) => report,
+                SweepOutcome::Skipped { status, message } => {
+                    return Err(ClientError::Rpc(format!("{status}: {message}")));
+                }
+            };
             if json {
-                return Ok(format!("{}\n", r.report_json));
+                let text = serde_json::to_string(&report)
+                    .map_err(|e| ClientError::Rpc(format!("cannot print the report: {e}")))?;
+                return Ok(format!("{text}\n"));
             }
             let mut out = format!(
                 "dry run (nothing is done): ownership {} kill {}\n",
-                r.ownership_digest, r.kill_digest
+                report.ownership_digest, report.kill_digest
             );
-            if !r.list_error.is_empty() {
-                out.push_str(&format!(
-                    "listing containers failed: {}\n",
-                    escape(&r.list_error)
-                ));
+            if let SweepStatus::ListFailed { error } = &report.status {
+                out.push_str(&format!("listing containers failed: {}\n", escape(error)));
             }
-            out.push_str(&r.table);
-            if !out.ends_with('\n') {
-                out.push('\n');
-            }
+            out.push_str(&report.render_table());
             Ok(out)
         })
         .await
@@ -361,10 +371,9 @@ impl StatusArgs {
                 } else {
                     "not running"
                 },
-                if r.last_sweep_ms == 0 {
-                    "-".to_owned()
-                } else {
-                    time_name(r.last_sweep_ms / 1000)
+                match r.metrics.as_ref().map_or(0, |m| m.last_success_ms) {
+                    0 => "-".to_owned(),
+                    ms => time_name(ms / 1000),
                 },
                 node_line(&r.node_id, &r.node_name),
                 r.policy_compiles_started,
@@ -378,15 +387,9 @@ impl StatusArgs {
                     a.reads
                 ));
             }
-            if let Ok(serde_json::Value::Object(metrics)) =
-                serde_json::from_str::<serde_json::Value>(&r.metrics_json)
-            {
+            if let Some(metrics) = r.metrics {
                 out.push_str("\nmetrics:\n");
-                let mut t = Table::new(["COUNTER", "VALUE"]);
-                for (k, v) in metrics {
-                    t.row([k, v.to_string()]);
-                }
-                out.push_str(&t.render());
+                out.push_str(&metrics_table(&MetricsSnapshot::from(metrics)));
             }
             Ok(out)
         })

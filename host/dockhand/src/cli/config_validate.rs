@@ -20,6 +20,7 @@ use crate::config::{
     ConfigError, PluginConfig, RawPluginConfig, RawTaskConfig, TaskConfig, plugin_config_spec,
     task_config_spec,
 };
+use crate::table::Table;
 use nomad_plugin::hcldec::{self, Input, Node, Severity};
 
 /// One problem, located.
@@ -545,40 +546,16 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 /// The summary table alone.
 pub fn render_table(report: &Report) -> String {
-    let headers = ["FILE", "KIND", "NAME", "RESULT", "ERRORS", "WARNINGS"];
-    let rows: Vec<[String; 6]> = report
-        .stanzas
-        .iter()
-        .map(|s| {
-            [
-                s.file.display().to_string(),
-                s.kind.to_string(),
-                s.name.clone(),
-                if s.errors() > 0 { "invalid" } else { "ok" }.to_owned(),
-                s.errors().to_string(),
-                s.warnings().to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = headers.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut table = Table::new(["FILE", "KIND", "NAME", "RESULT", "ERRORS", "WARNINGS"]);
+    for s in &report.stanzas {
+        table.row([
+            s.file.display().to_string(),
+            s.kind.to_string(),
+            s.name.clone(),
+            if s.errors() > 0 { "invalid" } else { "ok" }.to_owned(),
+            s.errors().to_string(),
+            s.warnings().to_string(),
+        ]);
     }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(padded.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(headers.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
+    table.render()
 }

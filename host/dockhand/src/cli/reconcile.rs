@@ -43,7 +43,7 @@ use orphan_policy::{LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 
 use super::{CommandResult, Failure};
 use crate::admin::client::{AdminClient, ClientError};
-use crate::admin::{SweepResponse, sweep_response};
+use crate::admin::{SweepAnswer, SweepOutcome};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
 use crate::config::hcl_file;
 use crate::config::{PluginConfig, PolicyFile};
@@ -158,16 +158,16 @@ impl ReconcileArgs {
                          plugin sweeps with its own node identity and label filter"
                     );
                 }
-                let response = client.sweep(self.dry_run).await?;
-                Output::new(Origin::Plugin { socket }, response)
+                let answer = client.sweep(self.dry_run).await?;
+                Output::new(Origin::Plugin { socket }, answer)
             }
             Err(ClientError::SocketMissing(_) | ClientError::Connect { .. }) => {
                 if !self.dry_run {
                     return Err(ReconcileError::NoPluginForRealSweep(socket));
                 }
                 let node = self.standalone_node(&config);
-                let response = self.standalone(&config, &driver_name, &node).await?;
-                Output::new(Origin::Standalone { socket, node }, response)
+                let answer = self.standalone(&config, &driver_name, &node).await?;
+                Output::new(Origin::Standalone { socket, node }, answer)
             }
             Err(other) => return Err(other.into()),
         };
@@ -208,7 +208,7 @@ impl ReconcileArgs {
         config: &PluginConfig,
         driver_name: &str,
         node: &NodeSource,
-    ) -> Result<SweepResponse, ReconcileError> {
+    ) -> Result<SweepAnswer, ReconcileError> {
         let engine = policy_engine(config, orphan_policy::user_cache_dir()).map_err(|e| {
             ReconcileError::Policy(format!(
                 "cannot start the policy engine: {}",
@@ -252,7 +252,10 @@ impl ReconcileArgs {
         let tracked = Arc::new(TrackedFn(std::collections::BTreeSet::<String>::new));
         let report =
             dry_run_report(docker, tracked, PoliciesInForce::new(policies), settings).await;
-        Ok(sweep_response(&report, true))
+        Ok(SweepAnswer {
+            dry_run: true,
+            outcome: SweepOutcome::Ran(report),
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use orphan_policy::store::{DEFAULT_KEEP_REVISIONS, PolicyStore, STORE_DIR_NAME};
 use orphan_policy::{LoadedPolicy, NodeInfo, PolicyEngine, PolicyKind};
 use tokio::sync::watch;
 
-use crate::admin::{AdminState, DryRunSource, restore_from_store, serve_admin};
+use crate::admin::{AdminState, restore_from_store, serve_admin};
 use crate::config::{PluginConfig, PolicyFile};
 use crate::reconcile::{
     ActivePolicies, HealthProbe, Metrics, NodeCell, PoliciesInForce, ReconcileSettings, Reconciler,
@@ -106,10 +106,10 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     let policies = PoliciesInForce::new(pair);
     let settings = ReconcileSettings::from_config(config, NodeInfo::default(), &inputs.driver_name);
     let reconciler = Reconciler::new(
-        inputs.docker.clone(),
-        inputs.tracked.clone(),
+        inputs.docker,
+        inputs.tracked,
         policies.clone(),
-        settings.clone(),
+        settings,
         inputs.health,
     )
     .with_node_source(inputs.node);
@@ -118,11 +118,6 @@ pub(crate) fn start_reconciler(inputs: ReconcilerInputs) -> Option<ReconcilerHan
     if let Some(store) = store {
         let state = AdminState::new(engine.clone(), store, policies.clone())
             .with_metrics(metrics.clone())
-            .with_dry_run(DryRunSource {
-                docker: inputs.docker,
-                tracked: inputs.tracked,
-                settings,
-            })
             .with_sweeper(Arc::clone(&reconciler));
         serve(config, state);
     }

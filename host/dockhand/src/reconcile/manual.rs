@@ -15,14 +15,20 @@
 //! [`ReconcileSettings::startup_wait`]: super::ReconcileSettings::startup_wait
 //!
 //! A dry run asks for a report only: it evaluates with everything above but acts on nothing,
-//! writes no audit lines and leaves the counters alone. A real on-demand sweep is a periodic
-//! sweep brought forward: the configured `dry_run`, audit mode and per-sweep cap still apply.
+//! writes no audit lines and leaves the counters alone; it may evaluate a stored policy in place
+//! of the one in force. A real on-demand sweep is a periodic sweep brought forward: the
+//! configured `dry_run`, audit mode and per-sweep cap still apply.
+//!
+//! A preview ([`Reconciler::preview`], `dockhand policy dry-run`) is a dry run that skips the
+//! checks above and does not wait for the sweep in progress: it tries a policy on the live
+//! containers at any time, acting on nothing, at the price of listing the tasks not yet
+//! re-adopted as candidates during the start-up wait.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
-use super::{Metrics, Reconciler, SweepReport};
+use super::{ActivePolicies, Metrics, PoliciesInForce, Reconciler, SweepReport};
 
 /// Why an on-demand sweep did not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +92,36 @@ impl Reconciler {
     /// the tracked set is incomplete or Docker is unhealthy. With `dry_run`, decisions are only
     /// reported (see the module docs).
     pub async fn sweep_now(&self, dry_run: bool) -> Result<SweepReport, SweepSkipped> {
+        if dry_run {
+            self.dry_run_now(None).await
+        } else {
+            self.on_demand(None, false).await
+        }
+    }
+
+    /// A dry run now, as [`sweep_now`](Self::sweep_now) with `dry_run`, evaluating `policies`
+    /// in place of those in force when given.
+    pub async fn dry_run_now(
+        &self,
+        policies: Option<ActivePolicies>,
+    ) -> Result<SweepReport, SweepSkipped> {
+        self.on_demand(policies, true).await
+    }
+
+    /// A dry run now without the on-demand preconditions: it neither waits for the sweep in
+    /// progress nor is refused during the start-up wait, with an incomplete tracked set or an
+    /// unhealthy Docker. It acts on nothing, but during the start-up wait it reports the
+    /// running tasks that RecoverTask has not re-adopted yet as candidates. Evaluates
+    /// `policies` in place of those in force when given (`dockhand policy dry-run`).
+    pub async fn preview(&self, policies: Option<ActivePolicies>) -> SweepReport {
+        self.report_only_copy(policies).sweep_once().await
+    }
+
+    async fn on_demand(
+        &self,
+        policies: Option<ActivePolicies>,
+        dry_run: bool,
+    ) -> Result<SweepReport, SweepSkipped> {
         self.check_startup_wait()?;
         let _gate = self.gate.lock().await;
         if !self.tracked.is_complete() {
@@ -99,7 +135,7 @@ impl Reconciler {
             return Err(SweepSkipped::DockerUnhealthy);
         }
         if dry_run {
-            Ok(self.report_only_copy().sweep_once().await)
+            Ok(self.report_only_copy(policies).sweep_once().await)
         } else {
             tracing::info!("on-demand dangling container sweep");
             Ok(self.sweep_locked().await)
@@ -124,16 +160,16 @@ impl Reconciler {
         Err(skipped)
     }
 
-    /// This reconciler in dry-run form: same Docker, tracked set, policies in force and node; no
-    /// audit file and counters of its own.
-    fn report_only_copy(&self) -> Reconciler {
+    /// This reconciler in dry-run form: same Docker, tracked set and node, the policies in
+    /// force unless `policies` are given; no audit file and counters of its own.
+    fn report_only_copy(&self, policies: Option<ActivePolicies>) -> Reconciler {
         let mut settings = self.settings.clone();
         settings.dry_run = true;
         settings.audit_path = None;
         Reconciler {
             docker: Arc::clone(&self.docker),
             tracked: Arc::clone(&self.tracked),
-            policies: self.policies.clone(),
+            policies: policies.map_or_else(|| self.policies.clone(), PoliciesInForce::new),
             settings,
             health: Arc::clone(&self.health),
             metrics: Arc::new(Metrics::default()),

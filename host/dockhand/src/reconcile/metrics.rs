@@ -59,6 +59,30 @@ pub struct MetricsSnapshot {
     pub last_success_ms: u64,
 }
 
+impl MetricsSnapshot {
+    /// Every counter with its name, in the names' alphabetical order.
+    pub fn by_name(&self) -> [(&'static str, u64); 14] {
+        let mut all = [
+            ("sweeps", self.sweeps),
+            ("sweeps_failed", self.sweeps_failed),
+            ("sweeps_skipped", self.sweeps_skipped),
+            ("warnings", self.warnings),
+            ("candidates", self.candidates),
+            ("actions_stop", self.actions_stop),
+            ("actions_kill", self.actions_kill),
+            ("actions_remove", self.actions_remove),
+            ("actions_would_do", self.actions_would_do),
+            ("action_failures", self.action_failures),
+            ("policy_failures", self.policy_failures),
+            ("cap_reached", self.cap_reached),
+            ("audit_failures", self.audit_failures),
+            ("last_success_ms", self.last_success_ms),
+        ];
+        all.sort_unstable_by_key(|(name, _)| *name);
+        all
+    }
+}
+
 impl Metrics {
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -128,5 +152,43 @@ impl Metrics {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_name_lists_every_counter_once_in_alphabetical_order() {
+        let snapshot = MetricsSnapshot {
+            sweeps: 1,
+            sweeps_failed: 2,
+            sweeps_skipped: 3,
+            warnings: 4,
+            candidates: 5,
+            actions_stop: 6,
+            actions_kill: 7,
+            actions_remove: 8,
+            actions_would_do: 9,
+            action_failures: 10,
+            policy_failures: 11,
+            cap_reached: 12,
+            audit_failures: 13,
+            last_success_ms: 14,
+        };
+        let serde_json::Value::Object(fields) = serde_json::to_value(snapshot).unwrap() else {
+            panic!("a snapshot serializes as an object");
+        };
+        let from_serde: Vec<(String, u64)> = fields
+            .into_iter()
+            .map(|(k, v)| (k, v.as_u64().unwrap()))
+            .collect();
+        let listed: Vec<(String, u64)> = snapshot
+            .by_name()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(listed, from_serde);
     }
 }

@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use orphan_policy::display::escape;
-use orphan_policy::{Action, ActionKind, Verdict};
+use orphan_policy::{Action, ActionKind, Ownership, Verdict};
 use serde::Serialize;
+
+use crate::table::Table;
 
 /// Whether the sweep got as far as deciding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,6 +101,11 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The container's age at `now_ms` (the sweep's start), in whole seconds.
+    pub fn age_seconds(&self, now_ms: i64) -> u64 {
+        u64::try_from(now_ms.saturating_sub(self.created_ms) / 1000).unwrap_or(0)
+    }
+
     /// True when the action is destructive (whether or not it was carried out).
     pub fn is_destructive(&self) -> bool {
         self.action.as_ref().is_some_and(Action::is_destructive)
@@ -131,7 +138,9 @@ pub struct SweepReport {
     pub policy_failures: u32,
     /// The per-sweep cap stopped at least one action.
     pub cap_reached: bool,
-    /// This sweep logged the warning that opens a failure streak.
+    /// This sweep logged the warning that opens a failure streak (the reconciler's own
+    /// logging, not part of the report an operator reads).
+    #[serde(skip)]
     pub warned: bool,
     /// One entry per candidate, in listing order.
     pub decisions: Vec<Decision>,
@@ -167,10 +176,10 @@ impl SweepReport {
             .collect()
     }
 
-    /// A plain-text table: container, name, image, age, verdict, reason, action, would-do.
+    /// A plain-text table: container, name, image, age, verdict, reason, action, would-do;
+    /// then a summary line.
     pub fn render_table(&self) -> String {
-        let now_ms = self.started_ms;
-        let header = [
+        let mut table = Table::new([
             "CONTAINER",
             "NAME",
             "IMAGE",
@@ -179,8 +188,7 @@ impl SweepReport {
             "REASON",
             "ACTION",
             "WOULD-DO",
-        ];
-        let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
+        ]);
         for d in &self.decisions {
             let (verdict, reason) = match &d.verdict {
                 Some(v) => (ownership_label(v), v.reason.clone()),
@@ -195,36 +203,18 @@ impl SweepReport {
             } else {
                 format!("{reason}; {action_reason}")
             };
-            rows.push([
+            table.row([
                 d.id.chars().take(12).collect(),
-                escape(&d.name).into_owned(),
-                escape(&d.image).into_owned(),
-                format_age(u64::try_from(now_ms.saturating_sub(d.created_ms) / 1000).unwrap_or(0)),
+                d.name.clone(),
+                d.image.clone(),
+                format_age(d.age_seconds(self.started_ms)),
                 verdict,
-                escape(&reason).into_owned(),
+                reason,
                 action,
                 would_do(d),
             ]);
         }
-        let mut widths = [0usize; 8];
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        for row in &rows {
-            let mut line = String::new();
-            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    let _ = write!(line, "{cell:<w$}  ");
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        let mut out = table.render();
         let _ = writeln!(
             out,
             "{} listed, {} tracked, {} within grace, {} candidates{}",
@@ -254,10 +244,28 @@ fn would_do(d: &Decision) -> String {
 /// `owned(<alloc>)`, `not-nomad`, `unknown`, `need-inspect`.
 pub(super) fn ownership_label(v: &Verdict) -> String {
     match &v.ownership {
-        orphan_policy::Ownership::Owned { alloc_id } => format!("owned({alloc_id})"),
-        orphan_policy::Ownership::NotNomad => "not-nomad".to_owned(),
-        orphan_policy::Ownership::Unknown => "unknown".to_owned(),
-        orphan_policy::Ownership::NeedInspect => "need-inspect".to_owned(),
+        Ownership::Owned { alloc_id } => format!("owned({alloc_id})"),
+        other => ownership_name(other).to_owned(),
+    }
+}
+
+/// `owned`, `not-nomad`, `unknown` or `need-inspect`.
+pub fn ownership_name(ownership: &Ownership) -> &'static str {
+    match ownership {
+        Ownership::Owned { .. } => "owned",
+        Ownership::NotNomad => "not-nomad",
+        Ownership::Unknown => "unknown",
+        Ownership::NeedInspect => "need-inspect",
+    }
+}
+
+/// `ignore`, `stop`, `kill` or `remove`: the action without its parameters.
+pub fn action_name(kind: &ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Ignore => "ignore",
+        ActionKind::Stop { .. } => "stop",
+        ActionKind::Kill { .. } => "kill",
+        ActionKind::Remove { .. } => "remove",
     }
 }
 
@@ -298,7 +306,7 @@ pub fn format_age(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orphan_policy::{Ownership, Signal};
+    use orphan_policy::Signal;
 
     #[test]
     fn table_shows_every_column_and_the_would_do_action() {

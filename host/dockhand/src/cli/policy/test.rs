@@ -22,6 +22,7 @@ use super::check::KindArg;
 use super::fixtures::{Expectation, Fixture, FixtureError, fixture_files};
 use super::{OfflineEngine, PolicyCliError, PolicySource};
 use crate::cli::{CommandResult, Failure, Status};
+use crate::table::Table;
 
 /// Arguments of `dockhand policy test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -471,7 +472,7 @@ const MAX_REASON_COLUMN: usize = 60;
 
 /// Writes the table and the summary line.
 pub fn render(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
-    let header = [
+    let mut table = Table::new([
         "FIXTURE",
         "CONTAINER",
         "NAME",
@@ -479,44 +480,24 @@ pub fn render(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
         "REASON",
         "EXPECTED",
         "STATUS",
-    ];
-    let cells: Vec<[String; 7]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.fixture.clone(),
-                r.container.chars().take(12).collect(),
-                r.name.clone(),
-                r.result.clone(),
-                shorten(&r.reason, MAX_REASON_COLUMN),
-                r.expected.clone(),
-                match r.pass {
-                    Some(true) => "PASS",
-                    Some(false) => "FAIL",
-                    None => "-",
-                }
-                .to_owned(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    ]);
+    for r in rows {
+        table.row([
+            r.fixture.clone(),
+            r.container.chars().take(12).collect(),
+            r.name.clone(),
+            r.result.clone(),
+            shorten(&r.reason, MAX_REASON_COLUMN),
+            r.expected.clone(),
+            match r.pass {
+                Some(true) => "PASS",
+                Some(false) => "FAIL",
+                None => "-",
+            }
+            .to_owned(),
+        ]);
     }
-    let line = |out: &mut dyn Write, cols: &[&str]| -> io::Result<()> {
-        let padded: Vec<String> = cols
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        writeln!(out, "{}", padded.join("  ").trim_end())
-    };
-    line(out, &header)?;
-    for row in &cells {
-        line(out, &row.each_ref().map(String::as_str))?;
-    }
+    write!(out, "{}", table.render())?;
     let passed = rows.iter().filter(|r| r.pass == Some(true)).count();
     let failed = rows.iter().filter(|r| r.pass == Some(false)).count();
     writeln!(

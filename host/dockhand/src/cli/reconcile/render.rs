@@ -16,16 +16,19 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use orphan_policy::Ownership;
 use orphan_policy::display::escape;
 use serde::Serialize;
 
-use crate::admin::{SweepDecisionMsg, SweepResponse};
+use crate::admin::SweepAnswer;
 use crate::cli::Status;
-use crate::reconcile::format_age;
+use crate::reconcile::{
+    Decision, Outcome, SweepReport, action_label, action_name, format_age, ownership_name,
+};
+use crate::table::Table;
 
 /// Where the sweep ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +93,7 @@ pub struct Output {
     /// Where it ran.
     pub origin: Origin,
     /// The sweep.
-    pub response: SweepResponse,
+    pub answer: SweepAnswer,
 }
 
 #[derive(Serialize)]
@@ -105,9 +108,9 @@ struct JsonOutput<'a> {
     error: Cow<'a, str>,
     ownership_digest: &'a str,
     kill_digest: &'a str,
-    listed: u64,
-    skipped_tracked: u64,
-    skipped_young: u64,
+    listed: usize,
+    skipped_tracked: usize,
+    skipped_young: usize,
     policy_failures: u32,
     cap_reached: bool,
     containers: Vec<JsonContainer<'a>>,
@@ -120,34 +123,60 @@ struct JsonContainer<'a> {
     image: Cow<'a, str>,
     created_ms: i64,
     age_seconds: u64,
-    ownership: &'a str,
+    ownership: &'static str,
     alloc_id: &'a str,
     ownership_reason: Cow<'a, str>,
-    action: &'a str,
-    action_detail: &'a str,
+    action: &'static str,
+    action_detail: String,
     action_reason: Cow<'a, str>,
     reason: String,
-    outcome: &'a str,
+    outcome: &'static str,
     outcome_detail: Cow<'a, str>,
 }
 
+/// What a skipped sweep shows: nothing listed, nothing decided.
+static NOT_RUN: std::sync::LazyLock<SweepReport> = std::sync::LazyLock::new(|| SweepReport {
+    started_ms: 0,
+    duration: std::time::Duration::ZERO,
+    report_only: true,
+    status: crate::reconcile::SweepStatus::Completed,
+    listed: 0,
+    skipped_tracked: 0,
+    skipped_young: 0,
+    ownership_digest: String::new(),
+    kill_digest: String::new(),
+    policy_failures: 0,
+    cap_reached: false,
+    warned: false,
+    decisions: Vec::new(),
+});
+
 impl Output {
     /// A result to print.
-    pub fn new(origin: Origin, response: SweepResponse) -> Self {
-        Self { origin, response }
+    pub fn new(origin: Origin, answer: SweepAnswer) -> Self {
+        Self { origin, answer }
+    }
+
+    /// The report, or an empty one when the sweep did not run.
+    fn report(&self) -> &SweepReport {
+        self.answer.report().unwrap_or(&NOT_RUN)
     }
 
     /// Success when completed; failed when the sweep failed, was skipped, or a container's
     /// decision or action failed.
     pub fn status(&self) -> Status {
-        let failures = self.response.policy_failures > 0
-            || self.response.decisions.iter().any(|d| {
+        let r = self.report();
+        let failures = r.policy_failures > 0
+            || r.decisions.iter().any(|d| {
                 matches!(
-                    d.outcome.as_str(),
-                    "failed" | "policy-failed" | "inspect-failed" | "audit-failed"
+                    d.outcome,
+                    Outcome::Failed(_)
+                        | Outcome::PolicyFailed(_)
+                        | Outcome::InspectFailed(_)
+                        | Outcome::AuditFailed(_)
                 )
             });
-        if self.response.status == "completed" && !failures {
+        if self.answer.status() == "completed" && !failures {
             Status::Success
         } else {
             Status::Failed
@@ -157,12 +186,12 @@ impl Output {
     /// The header: where the sweep ran, with which tracked set, and whether anything could be
     /// acted on.
     pub fn note(&self) -> String {
-        let r = &self.response;
+        let r = self.report();
         match &self.origin {
             Origin::Plugin { socket } => {
-                let what = if r.dry_run {
+                let what = if self.answer.dry_run {
                     "dry run: nothing was acted on"
-                } else if r.report_only {
+                } else if self.answer.report_only() {
                     "real sweep, but the plugin only reports (gc dry_run or audit mode): \
                      nothing was acted on"
                 } else {
@@ -187,7 +216,7 @@ impl Output {
 
     /// Prints the header, the table and a summary.
     pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        let r = &self.response;
+        let r = self.report();
         writeln!(out, "# {}", self.note())?;
         writeln!(
             out,
@@ -195,13 +224,15 @@ impl Output {
             short(&r.ownership_digest),
             short(&r.kill_digest)
         )?;
-        if r.status != "completed" {
-            writeln!(out, "# sweep {}: {}", r.status, escape(&r.error))?;
+        let status = self.answer.status();
+        if status != "completed" {
+            writeln!(out, "# sweep {status}: {}", escape(self.answer.error()))?;
         }
-        let mut rows =
-            vec![["CONTAINER", "IMAGE", "AGE", "OWNERSHIP", "ACTION", "REASON"].map(str::to_owned)];
-        rows.extend(r.decisions.iter().map(table_row));
-        write!(out, "{}", align(&rows))?;
+        let mut table = Table::new(["CONTAINER", "IMAGE", "AGE", "OWNERSHIP", "ACTION", "REASON"]);
+        for d in &r.decisions {
+            table.row(table_row(d, r.started_ms));
+        }
+        write!(out, "{}", table.render())?;
         writeln!(
             out,
             "{} listed, {} tracked, {} within grace, {} candidates{}",
@@ -219,7 +250,7 @@ impl Output {
 
     /// Prints one JSON object (see the module docs).
     pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
-        let r = &self.response;
+        let r = self.report();
         let (source, socket, tracked_set) = match &self.origin {
             Origin::Plugin { socket } => ("plugin", socket, "plugin"),
             Origin::Standalone { socket, .. } => ("standalone", socket, "none"),
@@ -229,10 +260,10 @@ impl Output {
             socket: socket.display().to_string(),
             tracked_set,
             note: self.note(),
-            dry_run: r.dry_run,
-            report_only: r.report_only,
-            status: &r.status,
-            error: escape(&r.error),
+            dry_run: self.answer.dry_run,
+            report_only: self.answer.report_only(),
+            status: self.answer.status(),
+            error: escape(self.answer.error()),
             ownership_digest: &r.ownership_digest,
             kill_digest: &r.kill_digest,
             listed: r.listed,
@@ -244,20 +275,23 @@ impl Output {
                 .decisions
                 .iter()
                 .map(|d| JsonContainer {
-                    id: &d.container_id,
+                    id: &d.id,
                     name: escape(&d.name),
                     image: escape(&d.image),
                     created_ms: d.created_ms,
-                    age_seconds: d.age_seconds,
-                    ownership: &d.ownership,
-                    alloc_id: &d.alloc_id,
-                    ownership_reason: escape(&d.ownership_reason),
-                    action: &d.action,
-                    action_detail: &d.action_detail,
-                    action_reason: escape(&d.action_reason),
+                    age_seconds: d.age_seconds(r.started_ms),
+                    ownership: d
+                        .verdict
+                        .as_ref()
+                        .map_or("", |v| ownership_name(&v.ownership)),
+                    alloc_id: alloc_id(d),
+                    ownership_reason: escape(ownership_reason(d)),
+                    action: d.action.as_ref().map_or("", |a| action_name(&a.kind)),
+                    action_detail: d.action.as_ref().map(action_label).unwrap_or_default(),
+                    action_reason: escape(action_reason(d)),
                     reason: reason(d),
-                    outcome: &d.outcome,
-                    outcome_detail: escape(&d.outcome_detail),
+                    outcome: d.outcome.label(),
+                    outcome_detail: escape(d.outcome.detail().unwrap_or_default()),
                 })
                 .collect(),
         };
@@ -270,12 +304,27 @@ fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
+fn alloc_id(d: &Decision) -> &str {
+    match d.verdict.as_ref().map(|v| &v.ownership) {
+        Some(Ownership::Owned { alloc_id }) => alloc_id,
+        _ => "",
+    }
+}
+
+fn ownership_reason(d: &Decision) -> &str {
+    d.verdict.as_ref().map_or("", |v| v.reason.as_str())
+}
+
+fn action_reason(d: &Decision) -> &str {
+    d.action.as_ref().map_or("", |a| a.reason.as_str())
+}
+
 /// The ownership reason, the action reason and a failure's detail, joined and escaped.
-fn reason(d: &SweepDecisionMsg) -> String {
+fn reason(d: &Decision) -> String {
     let joined = [
-        d.ownership_reason.as_str(),
-        d.action_reason.as_str(),
-        d.outcome_detail.as_str(),
+        ownership_reason(d),
+        action_reason(d),
+        d.outcome.detail().unwrap_or_default(),
     ]
     .into_iter()
     .filter(|s| !s.is_empty())
@@ -284,93 +333,94 @@ fn reason(d: &SweepDecisionMsg) -> String {
     escape(&joined).into_owned()
 }
 
-fn table_row(d: &SweepDecisionMsg) -> [String; 6] {
+fn table_row(d: &Decision, started_ms: i64) -> [String; 6] {
     let container = if d.name.is_empty() {
-        short(&d.container_id).to_owned()
+        short(&d.id).to_owned()
     } else {
-        format!("{} ({})", d.name, short(&d.container_id))
+        format!("{} ({})", d.name, short(&d.id))
     };
-    let ownership = match (d.ownership.as_str(), d.alloc_id.as_str()) {
-        ("", _) => "-".to_owned(),
-        (label, "") => label.to_owned(),
-        (label, alloc) => format!("{label}({alloc})"),
+    let ownership = match (&d.verdict, alloc_id(d)) {
+        (None, _) => "-".to_owned(),
+        (Some(v), "") => ownership_name(&v.ownership).to_owned(),
+        (Some(v), alloc) => format!("{}({alloc})", ownership_name(&v.ownership)),
     };
-    let action = if d.action_detail.is_empty() {
-        d.outcome.clone()
-    } else {
-        format!("{} [{}]", d.action_detail, d.outcome)
+    let action = match &d.action {
+        None => d.outcome.label().to_owned(),
+        Some(a) => format!("{} [{}]", action_label(a), d.outcome.label()),
     };
     [
         container,
         d.image.clone(),
-        format_age(d.age_seconds),
+        format_age(d.age_seconds(started_ms)),
         ownership,
         action,
         reason(d),
     ]
 }
 
-/// The rows as aligned text; every cell is escaped (the plugin's answer carries daemon and
-/// policy text).
-fn align(rows: &[[String; 6]]) -> String {
-    let rows: Vec<[String; 6]> = rows
-        .iter()
-        .map(|row| row.clone().map(|cell| escape(&cell).into_owned()))
-        .collect();
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (cell, w) in row.iter().zip(widths) {
-            let _ = write!(line, "{cell:<w$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    fn decision(outcome: &str) -> SweepDecisionMsg {
-        SweepDecisionMsg {
-            container_id: "0123456789abcdef".into(),
+    use orphan_policy::{Action, ActionKind, Signal, Verdict};
+
+    use super::*;
+    use crate::admin::SweepOutcome;
+    use crate::reconcile::SweepStatus;
+
+    fn decision(outcome: Outcome) -> Decision {
+        Decision {
+            id: "0123456789abcdef".into(),
             name: "web-1".into(),
             image: "busybox".into(),
-            age_seconds: 125,
-            ownership: "owned".into(),
-            alloc_id: "a1".into(),
-            ownership_reason: "alloc_id label".into(),
-            action: "stop".into(),
-            action_detail: "stop(SIGTERM,30s)+remove".into(),
-            action_reason: "orphan".into(),
-            outcome: outcome.into(),
-            ..SweepDecisionMsg::default()
+            created_ms: 1_000_000 - 125_000,
+            verdict: Some(Verdict {
+                ownership: Ownership::Owned {
+                    alloc_id: "a1".into(),
+                },
+                reason: "alloc_id label".into(),
+            }),
+            action: Some(Action {
+                kind: ActionKind::Stop {
+                    signal: Signal::Term,
+                    timeout: Duration::from_secs(30),
+                    then_remove: true,
+                },
+                reason: "orphan".into(),
+            }),
+            outcome,
         }
     }
 
-    fn output(origin: Origin, outcome: &str) -> Output {
+    fn output(origin: Origin, outcome: Outcome) -> Output {
         Output::new(
             origin,
-            SweepResponse {
-                status: "completed".into(),
+            SweepAnswer {
                 dry_run: true,
-                report_only: true,
-                ownership_digest: "a".repeat(64),
-                kill_digest: "b".repeat(64),
-                listed: 2,
-                skipped_tracked: 1,
-                decisions: vec![decision(outcome)],
-                ..SweepResponse::default()
+                outcome: SweepOutcome::Ran(SweepReport {
+                    started_ms: 1_000_000,
+                    duration: Duration::from_millis(5),
+                    report_only: true,
+                    status: SweepStatus::Completed,
+                    listed: 2,
+                    skipped_tracked: 1,
+                    skipped_young: 0,
+                    ownership_digest: "a".repeat(64),
+                    kill_digest: "b".repeat(64),
+                    policy_failures: 0,
+                    cap_reached: false,
+                    warned: false,
+                    decisions: vec![decision(outcome)],
+                }),
             },
         )
+    }
+
+    fn decisions(out: &mut Output) -> &mut Vec<Decision> {
+        match &mut out.answer.outcome {
+            SweepOutcome::Ran(report) => &mut report.decisions,
+            SweepOutcome::Skipped { .. } => panic!("a report"),
+        }
     }
 
     #[test]
@@ -380,7 +430,7 @@ mod tests {
                 socket: "/run/x.sock".into(),
                 node: NodeSource::Flag("n-1".into()),
             },
-            "would-do",
+            Outcome::WouldDo,
         );
         let mut text = Vec::new();
         out.write_table(&mut text).unwrap();
@@ -405,6 +455,10 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].ends_with("alloc_id label; orphan"), "{text}");
+        assert_eq!(
+            lines[4], "2 listed, 1 tracked, 0 within grace, 1 candidates",
+            "{text}"
+        );
         assert_eq!(out.status(), Status::Success);
     }
 
@@ -416,7 +470,7 @@ mod tests {
                     socket: "/run/x.sock".into(),
                     node,
                 },
-                "would-do",
+                Outcome::WouldDo,
             )
             .note()
         };
@@ -447,7 +501,7 @@ mod tests {
             Origin::Plugin {
                 socket: "/run/p.sock".into(),
             },
-            "failed",
+            Outcome::Failed("daemon said no".into()),
         );
         let mut text = Vec::new();
         out.write_json(&mut text).unwrap();
@@ -458,9 +512,14 @@ mod tests {
         let c = &v["containers"][0];
         assert_eq!(c["id"], "0123456789abcdef");
         assert_eq!(c["name"], "web-1");
+        assert_eq!(c["age_seconds"], 125);
         assert_eq!(c["ownership"], "owned");
+        assert_eq!(c["alloc_id"], "a1");
         assert_eq!(c["action"], "stop");
-        assert_eq!(c["reason"], "alloc_id label; orphan");
+        assert_eq!(c["action_detail"], "stop(SIGTERM,30s)+remove");
+        assert_eq!(c["outcome"], "failed");
+        assert_eq!(c["outcome_detail"], "daemon said no");
+        assert_eq!(c["reason"], "alloc_id label; orphan; daemon said no");
         assert_eq!(
             out.status(),
             Status::Failed,
@@ -474,10 +533,12 @@ mod tests {
             Origin::Plugin {
                 socket: "/run/p.sock".into(),
             },
-            SweepResponse {
-                status: "skipped-docker-unhealthy".into(),
-                error: "sweep skipped: docker is unhealthy".into(),
-                ..SweepResponse::default()
+            SweepAnswer {
+                dry_run: false,
+                outcome: SweepOutcome::Skipped {
+                    status: "skipped-docker-unhealthy",
+                    message: "sweep skipped: docker is unhealthy".into(),
+                },
             },
         );
         let mut text = Vec::new();
@@ -492,18 +553,22 @@ mod tests {
 
     #[test]
     fn format_characters_in_names_and_reasons_are_escaped_in_the_table_and_json() {
-        let mut d = decision("would-do");
+        let mut d = decision(Outcome::WouldDo);
         d.name = "web\u{202e}exe.txt".into();
         d.image = "busy\u{200b}box".into();
-        d.ownership_reason = "\u{2066}isolated\u{2069} \u{2067}rtl\u{2068}".into();
-        d.action_reason = "bom\u{feff}".into();
+        if let Some(v) = &mut d.verdict {
+            v.reason = "\u{2066}isolated\u{2069} \u{2067}rtl\u{2068}".into();
+        }
+        if let Some(a) = &mut d.action {
+            a.reason = "bom\u{feff}".into();
+        }
         let mut out = output(
             Origin::Plugin {
                 socket: "/run/p.sock".into(),
             },
-            "would-do",
+            Outcome::WouldDo,
         );
-        out.response.decisions = vec![d];
+        *decisions(&mut out) = vec![d];
         let mut text = Vec::new();
         out.write_table(&mut text).unwrap();
         let text = String::from_utf8(text).unwrap();

@@ -1,29 +1,37 @@
-//! Plain left-aligned text tables for the admin commands.
+//! The one text-table printer of dockhand's operator output: the admin commands, `dockhand
+//! reconcile`, `dockhand config validate`, `dockhand policy test` and
+//! [`SweepReport::render_table`](crate::reconcile::SweepReport::render_table).
+//!
+//! Columns are left-aligned, as wide as their widest cell and two spaces apart; lines carry no
+//! trailing spaces. Every cell is escaped with [`orphan_policy::display::escape`]: names,
+//! images, versions and reasons come from containers, uploads and untrusted policies, and a
+//! bidirectional or zero-width character must not reorder or hide what an operator reads.
 
-/// A table with a header row; columns are as wide as their widest cell.
+use orphan_policy::display::escape;
+
+/// A table with a header row and `N` columns.
 #[derive(Debug)]
-pub(super) struct Table<const N: usize> {
+pub(crate) struct Table<const N: usize> {
     header: [String; N],
     rows: Vec<[String; N]>,
 }
 
 impl<const N: usize> Table<N> {
-    pub(super) fn new(header: [&str; N]) -> Self {
+    /// An empty table under `header`.
+    pub(crate) fn new(header: [&str; N]) -> Self {
         Self {
             header: header.map(str::to_owned),
             rows: Vec::new(),
         }
     }
 
-    /// Adds a row; every cell is escaped, since names, versions and reasons come from
-    /// uploads and policies ([`orphan_policy::display::escape`]).
-    pub(super) fn row(&mut self, cells: [String; N]) {
-        self.rows
-            .push(cells.map(|c| orphan_policy::display::escape(&c).into_owned()));
+    /// Adds a row; its cells are escaped.
+    pub(crate) fn row(&mut self, cells: [String; N]) {
+        self.rows.push(cells.map(|c| escape(&c).into_owned()));
     }
 
-    /// The table, each line ending in `\n`, without trailing spaces.
-    pub(super) fn render(&self) -> String {
+    /// The table, each line ending in `\n`.
+    pub(crate) fn render(&self) -> String {
         let mut widths = [0usize; N];
         for cells in std::iter::once(&self.header).chain(&self.rows) {
             for (w, c) in widths.iter_mut().zip(cells) {
@@ -52,10 +60,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn columns_align_to_the_widest_cell() {
-        let mut t = Table::new(["A", "LONG HEADER"]);
-        t.row(["wide cell".to_owned(), "x".to_owned()]);
-        assert_eq!(t.render(), "A          LONG HEADER\nwide cell  x\n");
+    fn columns_align_to_the_widest_cell_without_trailing_spaces() {
+        let mut t = Table::new(["A", "LONG HEADER", "C"]);
+        t.row(["wide cell".to_owned(), "x".to_owned(), String::new()]);
+        assert_eq!(
+            t.render(),
+            "A          LONG HEADER  C\nwide cell  x\n",
+            "{}",
+            t.render()
+        );
     }
 
     #[test]
