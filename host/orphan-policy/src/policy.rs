@@ -371,18 +371,6 @@ impl LoadedPolicy {
         .map(drop)
     }
 
-    /// Packs `containers` into a `classify` input as [`classify`](Self::classify)
-    /// would, without calling the policy; returns the bytes of strings
-    /// packed. For measuring what packing alone costs.
-    #[doc(hidden)]
-    pub fn pack_only(&self, containers: &[ContainerSnapshot]) -> Result<usize, EvalError> {
-        check_count(containers.len())?;
-        let batch = pack::container_batch(containers, &self.reads).map_err(too_large)?;
-        let bytes = batch.strings.text.len();
-        pack::recycle(batch.strings);
-        Ok(bytes)
-    }
-
     /// Runs `call` on `inputs` inputs in a fresh store with the memory
     /// limit, the epoch deadline, the hostcall budget and a bounded log
     /// sink, and maps failures to [`EvalError`]. Takes a slot of this
