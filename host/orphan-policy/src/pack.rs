@@ -7,11 +7,7 @@
 //! and its end offsets) plus flat records, whatever the number of labels.
 //! Only what the policy declared it reads (its `input-selection`) is packed.
 
-mod prefetch;
-
 use std::cell::Cell;
-
-use prefetch::Lookahead;
 
 use crate::bindings::wit;
 use crate::decision::Ownership;
@@ -206,9 +202,7 @@ impl StringTable {
         container: impl Fn(&'c T) -> &'c ContainerSnapshot,
     ) -> Result<Vec<wit::Container>, TooLarge> {
         let mut out = Vec::with_capacity(items.len());
-        let lookahead = Lookahead::new(reads);
-        for (i, item) in items.iter().enumerate() {
-            lookahead.before(items, i, &container);
+        for item in items {
             out.push(self.container(container(item), reads));
             if self.text.len() > MAX_BATCH_INPUT_BYTES {
                 return Err(TooLarge {
