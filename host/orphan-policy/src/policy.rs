@@ -313,9 +313,7 @@ impl LoadedPolicy {
         let raw = Self::run(&self.shared, containers.len(), |store| {
             pre.instantiate(&mut *store)?
                 .call_classify(&mut *store, &wit_ctx, &batch)
-        });
-        pack::recycle(batch.strings);
-        let raw = raw?;
+        })?;
         validate_all(raw, containers.len())
     }
 
@@ -354,9 +352,7 @@ impl LoadedPolicy {
         let raw = Self::run(&self.shared, candidates.len(), |store| {
             pre.instantiate(&mut *store)?
                 .call_decide(&mut *store, &wit_ctx, &batch)
-        });
-        pack::recycle(batch.strings);
-        let raw = raw?;
+        })?;
         validate_all(raw, candidates.len())
     }
 
