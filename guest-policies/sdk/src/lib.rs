@@ -50,7 +50,6 @@ pub mod batch;
 pub mod helpers;
 pub mod labels;
 pub mod logging;
-pub mod mem;
 
 pub use wit_bindgen;
 

@@ -4,7 +4,7 @@
 //! environment), measures the time from `spawn` until the handshake line has been read from
 //! stdout, then stops the process with SIGTERM. Prints min / median / p90 / max.
 //!
-//! `cargo bench -p dockhand --bench handshake` runs 200 launches (build in release for a
+//! `cargo bench --workspace --bench handshake` runs 200 launches (build in release for a
 //! meaningful figure); without `--bench` (e.g. under `cargo test --all-targets`) it runs 3 as
 //! a smoke check.
 

@@ -3,7 +3,7 @@
 //! the real plugin binary over gRPC side by side with a bare bollard create + start of the same
 //! container (median of [`ROUNDS`] each, interleaved; target ratio ≤ 1.1).
 //!
-//! `cargo bench -p dockhand --bench start_task`. The Docker part is skipped (with a message)
+//! `cargo bench --workspace --bench start_task`. The Docker part is skipped (with a message)
 //! when no daemon answers; without `--bench` (`cargo test --all-targets`) the plugin comparison
 //! is skipped, as it launches processes and containers.
 

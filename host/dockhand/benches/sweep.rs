@@ -2,7 +2,7 @@
 //! policy, decisions; audit mode so nothing is executed) over 200 running containers, side by
 //! side with one bare list call of the same containers. Target: sweep ≤ 1.2 × list.
 //!
-//! `cargo bench -p dockhand --bench sweep` (or `--profile dev`). Without `--bench` in the
+//! `cargo bench --workspace --bench sweep` (or `--profile dev`). Without `--bench` in the
 //! arguments (as under `cargo test --all-targets`) it does nothing. The containers are created
 //! once, labelled `dockhand.bench=sweep`, and removed at the end (also after a failed run);
 //! leftovers of an interrupted run are removed first.

@@ -1,15 +1,14 @@
-//! Policy host benchmarks (run with `cargo bench -p orphan-policy`).
+//! Policy host benchmarks (run with `cargo bench --workspace --bench policy`;
+//! `--bench targets` prints the standing targets in one table).
 //!
 //! * `sweep_10k/*`: 10,000 snapshots (20 labels, 30 env entries, 5 mounts
-//!   each) through ownership then kill, in batches of
-//!   `MAX_CONTAINERS_PER_BATCH`: the Wasm defaults against the same rules in
-//!   native Rust (`orphan_policy::native`). Target ≤ 50 ms, ratio ≤ 2.0
-//!   (the `ratio` benchmark measures the ratio in back-to-back pairs, which
-//!   a noisy machine disturbs less than these separate runs).
+//!   each) through the default ownership then kill policies, in batches of
+//!   `MAX_CONTAINERS_PER_BATCH`. Target ≤ 50 ms.
 //!   The defaults declare the inputs they read, so the host packs only
 //!   those; `wasm_all_inputs` sends them everything instead, to show what
-//!   that selection saves. `cold_*` run the same sweeps with the CPU caches
-//!   emptied first, as a reconciler meets 10,000 freshly listed snapshots.
+//!   that selection saves. `cold_wasm` runs the sweep with the CPU caches
+//!   emptied first, as a reconciler meets 10,000 freshly listed snapshots;
+//!   `wasm_listed_no_env` sweeps the snapshots as listed, before inspection.
 //! * `instantiate`: fresh store + instantiation from the `InstancePre`
 //!   (target p50 ≤ 20 µs).
 //! * `load/*`: first compile against a load served by the on-disk cache.
@@ -26,7 +25,6 @@ fn benches(c: &mut Criterion) {
     let (all, listed, expected) = (&fixture.all, &fixture.listed, fixture.expected);
     let (ownership, kill) = (&fixture.ownership, &fixture.kill);
     let wasm_sweep = |o, k, snapshots| fixture.wasm_sweep(o, k, snapshots);
-    let native_sweep = |snapshots| fixture.native_sweep(snapshots);
 
     let mut group = c.benchmark_group("sweep_10k");
     group.sample_size(10);
@@ -37,10 +35,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("wasm_all_inputs", |b| {
         b.iter(|| assert_eq!(wasm_sweep(&ownership_all, &kill_all, all), expected))
     });
-    group.bench_function("native", |b| {
-        b.iter(|| assert_eq!(native_sweep(all), expected))
-    });
-    // The same sweeps with every cache emptied first. The benchmarks above
+    // The same sweep with every cache emptied first. The benchmarks above
     // run the same snapshots back to back, so whatever a sweep touches stays
     // cached for the next; a reconciler sweeping 10,000 containers reads
     // snapshots it has just built from Docker's answers, far more than any
@@ -53,17 +48,9 @@ fn benches(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    group.bench_function("cold_native", |b| {
-        b.iter_batched(
-            || cold.empty(),
-            |()| native_sweep(all),
-            BatchSize::PerIteration,
-        )
-    });
     group.bench_function("wasm_listed_no_env", |b| {
         b.iter(|| wasm_sweep(ownership, kill, listed))
     });
-    group.bench_function("native_listed_no_env", |b| b.iter(|| native_sweep(listed)));
     group.finish();
 
     c.bench_function("instantiate", |b| {

@@ -1,7 +1,7 @@
 //! A Python ownership policy against the Rust one: the bundled default rules
 //! in both languages (`guest-policies/python/default_ownership`, built with
 //! `componentize-py`, and `guest-policies/default-ownership`). Prints a table
-//! (run with `cargo bench -p orphan-policy --bench python`):
+//! (run with `cargo bench --workspace --bench python`):
 //!
 //! * component size;
 //! * first compile (fresh engine, no cache) and a load served by the

@@ -7,12 +7,6 @@
 //! and its end offsets) plus flat records, whatever the number of labels.
 //! Only what the policy declared it reads (its `input-selection`) is packed.
 
-mod prefetch;
-
-use std::cell::Cell;
-
-use prefetch::Lookahead;
-
 use crate::bindings::wit;
 use crate::decision::Ownership;
 use crate::limits::MAX_BATCH_INPUT_BYTES;
@@ -27,39 +21,13 @@ pub(crate) struct TooLarge {
 }
 
 /// Builds one batch's string table.
-///
-/// Its buffers are recycled per thread ([`recycle`]): a batch is about a
-/// megabyte of text, and fresh allocations of that size come straight from
-/// the kernel, page-faulting on every copy.
 #[derive(Debug, Default)]
 pub(crate) struct StringTable {
     text: String,
     ends: Vec<u32>,
 }
 
-/// Largest text buffer kept for reuse (a full batch).
-const MAX_RECYCLED_BYTES: usize = MAX_BATCH_INPUT_BYTES;
-
-thread_local! {
-    static SPARE: Cell<Option<(String, Vec<u32>)>> = const { Cell::new(None) };
-}
-
-/// Returns a batch's buffers for the next batch on this thread.
-pub(crate) fn recycle(table: wit::StringTable) {
-    let wit::StringTable { mut text, mut ends } = table;
-    if text.capacity() <= MAX_RECYCLED_BYTES {
-        text.clear();
-        ends.clear();
-        SPARE.with(|spare| spare.set(Some((text, ends))));
-    }
-}
-
 impl StringTable {
-    fn new() -> Self {
-        let (text, ends) = SPARE.with(Cell::take).unwrap_or_default();
-        Self { text, ends }
-    }
-
     /// Appends `s`; returns its index.
     fn push(&mut self, s: &str) -> u32 {
         self.text.push_str(s);
@@ -206,9 +174,7 @@ impl StringTable {
         container: impl Fn(&'c T) -> &'c ContainerSnapshot,
     ) -> Result<Vec<wit::Container>, TooLarge> {
         let mut out = Vec::with_capacity(items.len());
-        let lookahead = Lookahead::new(reads);
-        for (i, item) in items.iter().enumerate() {
-            lookahead.before(items, i, &container);
+        for item in items {
             out.push(self.container(container(item), reads));
             if self.text.len() > MAX_BATCH_INPUT_BYTES {
                 return Err(TooLarge {
@@ -241,7 +207,7 @@ pub(crate) fn container_batch(
     containers: &[ContainerSnapshot],
     reads: &InputSelection,
 ) -> Result<wit::ContainerBatch, TooLarge> {
-    let mut table = StringTable::new();
+    let mut table = StringTable::default();
     let containers = table.pack_all(containers, reads, |c| c)?;
     Ok(wit::ContainerBatch {
         strings: table.finish(),
@@ -254,7 +220,7 @@ pub(crate) fn candidate_batch(
     candidates: &[Candidate<'_>],
     reads: &InputSelection,
 ) -> Result<wit::CandidateBatch, TooLarge> {
-    let mut table = StringTable::new();
+    let mut table = StringTable::default();
     let containers = table.pack_all(candidates, reads, |c| c.container)?;
     let candidates = containers
         .into_iter()

@@ -308,9 +308,7 @@ impl LoadedPolicy {
         let raw = Self::run(&self.shared, containers.len(), |store| {
             pre.instantiate(&mut *store)?
                 .call_classify(&mut *store, &wit_ctx, &batch)
-        });
-        pack::recycle(batch.strings);
-        let raw = raw?;
+        })?;
         validate_all(raw, containers.len())
     }
 
@@ -349,9 +347,7 @@ impl LoadedPolicy {
         let raw = Self::run(&self.shared, candidates.len(), |store| {
             pre.instantiate(&mut *store)?
                 .call_decide(&mut *store, &wit_ctx, &batch)
-        });
-        pack::recycle(batch.strings);
-        let raw = raw?;
+        })?;
         validate_all(raw, candidates.len())
     }
 
@@ -364,18 +360,6 @@ impl LoadedPolicy {
             PolicyPre::Kill(pre) => pre.instantiate(&mut *store).map(drop),
         })
         .map(drop)
-    }
-
-    /// Packs `containers` into a `classify` input as [`classify`](Self::classify)
-    /// would, without calling the policy; returns the bytes of strings
-    /// packed. For measuring what packing alone costs.
-    #[doc(hidden)]
-    pub fn pack_only(&self, containers: &[ContainerSnapshot]) -> Result<usize, EvalError> {
-        check_count(containers.len())?;
-        let batch = pack::container_batch(containers, &self.reads).map_err(too_large)?;
-        let bytes = batch.strings.text.len();
-        pack::recycle(batch.strings);
-        Ok(bytes)
     }
 
     /// Runs `call` on `inputs` inputs in a fresh store with the memory

@@ -5,15 +5,13 @@
 // Each benchmark binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::Duration;
 
 use orphan_policy::limits::{MAX_CONTAINERS_PER_BATCH, MAX_DEADLINE};
 use orphan_policy::{
-    Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, EvalError,
-    Evaluation, LoadedPolicy, Mount, Ownership, PolicyKind, Verdict, native,
+    Action, Candidate, ContainerSnapshot, ContainerState, EngineConfig, EvalContext, LoadedPolicy,
+    Mount, Ownership, PolicyKind, Verdict, native,
 };
 
 /// The integration tests' fixtures: node ids, `ctx()` and an engine.
@@ -119,13 +117,6 @@ impl ColdCaches {
     }
 }
 
-/// The answer of a policy call, adding the time the call reports to `total`.
-fn counted<T>(total: &Cell<Duration>, answer: Result<Evaluation<T>, EvalError>) -> T {
-    let answer = answer.expect("policy call");
-    total.set(total.get() + answer.elapsed);
-    answer.output
-}
-
 /// The sweep benchmarks' engine, default policies and inputs.
 pub struct Fixture {
     /// Keeps the deadlines ticking while the fixture lives.
@@ -180,41 +171,11 @@ impl Fixture {
         kill: &LoadedPolicy,
         snapshots: &[ContainerSnapshot],
     ) -> usize {
-        self.wasm_sweep_timed(ownership, kill, snapshots).0
-    }
-
-    /// [`wasm_sweep`](Self::wasm_sweep), also returning the time spent inside
-    /// the policy calls as each call reports it (`Evaluation::elapsed`: from
-    /// the fresh store to the answer, so instantiation, copying the batch in,
-    /// the policy's own code and copying its answer out).
-    pub fn wasm_sweep_timed(
-        &self,
-        ownership: &LoadedPolicy,
-        kill: &LoadedPolicy,
-        snapshots: &[ContainerSnapshot],
-    ) -> (usize, Duration) {
-        let in_calls = Cell::new(Duration::ZERO);
-        let destructive = sweep(
+        sweep(
             black_box(snapshots),
-            |batch| {
-                counted(
-                    &in_calls,
-                    ownership.classify_with_stats(&self.context, batch),
-                )
-            },
-            |cands| counted(&in_calls, kill.decide_with_stats(&self.context, cands)),
-        );
-        (destructive, in_calls.get())
-    }
-
-    /// Only the packing of a sweep's `classify` inputs for `ownership`, batch
-    /// by batch: what the host spends on the inputs before any policy runs.
-    /// Returns the bytes of strings packed.
-    pub fn pack_sweep(&self, ownership: &LoadedPolicy, snapshots: &[ContainerSnapshot]) -> usize {
-        black_box(snapshots)
-            .chunks(MAX_CONTAINERS_PER_BATCH)
-            .map(|batch| ownership.pack_only(batch).expect("pack"))
-            .sum()
+            |batch| ownership.classify(&self.context, batch).expect("classify"),
+            |cands| kill.decide(&self.context, cands).expect("decide"),
+        )
     }
 
     /// The same sweep through the native rules.

@@ -159,21 +159,6 @@ fn the_context_converts_field_by_field() {
 }
 
 #[test]
-fn recycled_buffers_start_empty() {
-    let first = container_batch(&[snapshot()], &InputSelection::all()).unwrap();
-    let expected = (first.strings.text.clone(), first.strings.ends.clone());
-    recycle(first.strings);
-    let mut other = snapshot();
-    other.id = "zzz".into();
-    let second = container_batch(&[other], &InputSelection::all()).unwrap();
-    assert_eq!(string(&second.strings, second.containers[0].id), "zzz");
-    assert_eq!(second.strings.ends.len(), expected.1.len());
-    recycle(second.strings);
-    let third = container_batch(&[snapshot()], &InputSelection::all()).unwrap();
-    assert_eq!((third.strings.text, third.strings.ends), expected);
-}
-
-#[test]
 fn only_selected_inputs_are_packed() {
     let mut snap = snapshot();
     snap.labels.insert("com.x.a".into(), "xa".into());
