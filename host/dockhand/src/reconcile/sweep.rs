@@ -43,19 +43,24 @@ pub(super) fn daemon_time_ms(system_time: Option<&str>) -> Option<i64> {
     i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// The daemon's clock now, read before the listing (so it is no later than the listing and
-/// the grace errs towards "young"). Containers' creation times are the daemon's, so the grace
-/// is measured on that clock, never the host's.
+/// The daemon's clock no later than the start of a listing begun together with this call:
+/// `docker info`'s `SystemTime` less the time the call took (the clock was read at most that
+/// long after both requests went out). The grace therefore errs towards "young", and the
+/// listing need not wait for the clock. Containers' creation times are the daemon's, so the
+/// grace is measured on that clock, never the host's.
 async fn daemon_now_ms(rec: &Reconciler) -> Result<i64, String> {
+    let asked = Instant::now();
     let info = bounded("info", rec.settings.docker_call_timeout, rec.docker.info())
         .await
         .map_err(|e| format!("could not read the daemon's clock: {e}"))?;
-    daemon_time_ms(info.system_time.as_deref()).ok_or_else(|| {
+    let took_ms = i64::try_from(asked.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let read_ms = daemon_time_ms(info.system_time.as_deref()).ok_or_else(|| {
         format!(
             "could not read the daemon's clock: docker info reported SystemTime {:?}",
             info.system_time.unwrap_or_default()
         )
-    })
+    })?;
+    Ok(read_ms.saturating_sub(took_ms))
 }
 
 /// `call` bounded by `limit`, mapping an expiry to [`DockerError::Timeout`].
@@ -111,7 +116,21 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
         decisions: Vec::new(),
     };
 
-    let daemon_now_ms = match daemon_now_ms(rec).await {
+    let mut filter = ContainerFilter::running();
+    if let Some(label) = &settings.label_filter {
+        filter = filter.with_label(label.clone());
+    }
+    // The clock and the listing at once: a sweep costs about one Docker call before the
+    // policies run.
+    let (daemon_now_ms, listed) = tokio::join!(
+        daemon_now_ms(rec),
+        bounded(
+            "list_containers",
+            settings.docker_call_timeout,
+            rec.docker.list_containers(&filter),
+        )
+    );
+    let daemon_now_ms = match daemon_now_ms {
         Ok(now) => now,
         Err(error) => {
             report.status = SweepStatus::ListFailed { error };
@@ -119,16 +138,6 @@ pub(super) async fn run(rec: &Reconciler) -> SweepReport {
             return report;
         }
     };
-    let mut filter = ContainerFilter::running();
-    if let Some(label) = &settings.label_filter {
-        filter = filter.with_label(label.clone());
-    }
-    let listed = bounded(
-        "list_containers",
-        settings.docker_call_timeout,
-        rec.docker.list_containers(&filter),
-    )
-    .await;
     let listed = match listed {
         Ok(list) => list,
         Err(error) => {
