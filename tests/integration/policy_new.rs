@@ -101,10 +101,31 @@ fn new_build_check_test(
     dir
 }
 
+/// The largest initial memory, in 64 KiB pages, of the core modules inside component `wasm`.
+fn largest_initial_memory_pages(wasm: &Path) -> u64 {
+    let bytes = std::fs::read(wasm).expect("the built component");
+    let mut largest = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.expect("a valid component") {
+            for memory in memories {
+                largest = largest.max(memory.expect("a memory type").initial);
+            }
+        }
+    }
+    largest
+}
+
 #[test]
 fn new_rust_ownership_policy_builds_and_passes_its_fixture() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = new_build_check_test(tmp.path(), "my-owner", "ownership", "rust", None);
+    // Built with the guests' 256 KiB shadow stack, as the bundled policies are, from any
+    // directory: rustc's 1 MiB stack alone would need 16 pages.
+    let pages = largest_initial_memory_pages(&dir.join("my-owner.wasm"));
+    assert!(
+        (1..16).contains(&pages),
+        "initial memory of {pages} pages: the 256 KiB stack was not applied"
+    );
     let source = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
     assert!(source.contains("dockhand_policy_sdk::export_ownership!(Policy);"));
     assert!(

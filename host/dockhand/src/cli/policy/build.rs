@@ -3,8 +3,9 @@
 //! check` does.
 //!
 //! * Rust: `cargo build --release --target wasm32-unknown-unknown` (cargo's
-//!   usual target directory, or `CARGO_TARGET_DIR`), then the cdylib is
-//!   turned into a component with `wit-component`.
+//!   usual target directory, or `CARGO_TARGET_DIR`) with the guests' 256 KiB
+//!   shadow stack ([`GUEST_STACK_FLAGS`]), then the cdylib is turned into a
+//!   component with `wit-component`.
 //! * Python: `componentize-py -d wit -w <kind> componentize --stub-wasi
 //!   <module> -o FILE`, with componentize-py found on `PATH`.
 
@@ -22,6 +23,13 @@ use crate::cli::{CommandResult, Failure, Status};
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The rustflags every Rust policy is built with, as the bundled ones are (see
+/// `guest-policies/.cargo/config.toml`): a 256 KiB shadow stack instead of rustc's 1 MiB keeps
+/// the initial memory, which the host resets for every call, small. Given on cargo's command
+/// line because cargo reads `.cargo/config.toml` only from the directory it runs in.
+pub const GUEST_STACK_FLAGS: &str =
+    r#"target.wasm32-unknown-unknown.rustflags = ["-C", "link-arg=-zstack-size=262144"]"#;
 
 /// Arguments of `dockhand policy build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -125,6 +133,7 @@ fn build_rust(project: &Project, output: &Path) -> Result<(), BuildError> {
     cmd.args(["build", "--release", "--target", WASM_TARGET])
         .arg("--manifest-path")
         .arg(&manifest)
+        .args(["--config", GUEST_STACK_FLAGS])
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
