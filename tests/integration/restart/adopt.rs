@@ -21,7 +21,7 @@ use dockhand::docker::{
     OutputChunk, PullMessage, RegistryAuth,
 };
 use dockhand::fingerprint::RuntimeCatalog;
-use dockhand::tasks::{EngineSettings, TaskEngine, TaskStore};
+use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec, TaskStore};
 use futures::stream::BoxStream;
 
 use dockhand::reconcile::{AlwaysHealthy, Reconciler};
@@ -178,6 +178,27 @@ impl DockerApi for Spy {
     }
 }
 
+/// A running container with `spec`'s container name and `labels`: the task's container from
+/// an earlier start.
+async fn running_under_task_name(
+    docker: &Arc<dyn DockerApi>,
+    guard: &TestContainers,
+    spec: &TaskSpec,
+    labels: Vec<(&'static str, String)>,
+) -> String {
+    make(
+        docker,
+        guard,
+        Kind {
+            name: spec.container_name(),
+            labels,
+            start: true,
+            ..Kind::default()
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
     let case = "restart_adopt_by_name";
@@ -188,15 +209,11 @@ async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = task_spec(&guard, dir.path());
     // A running container of this task from an earlier start (a plugin that died mid-start).
-    let existing = make(
+    let existing = running_under_task_name(
         &docker,
         &guard,
-        Kind {
-            name: spec.container_name(),
-            labels: vec![(ALLOC_LABEL, spec.alloc_id.clone())],
-            start: true,
-            ..Kind::default()
-        },
+        &spec,
+        vec![(ALLOC_LABEL, spec.alloc_id.clone())],
     )
     .await;
     let spy = Spy::new(docker.clone(), None);
@@ -245,15 +262,11 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = task_spec(&guard, dir.path());
     // This task's container from an earlier start, untracked: an orphan to the reconciler.
-    let existing = make(
+    let existing = running_under_task_name(
         &docker,
         &guard,
-        Kind {
-            name: spec.container_name(),
-            labels: dockhand_labels(spec.alloc_id.clone(), NODE),
-            start: true,
-            ..Kind::default()
-        },
+        &spec,
+        dockhand_labels(spec.alloc_id.clone(), NODE),
     )
     .await;
     let engine = TaskEngine::new(

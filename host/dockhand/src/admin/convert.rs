@@ -571,22 +571,7 @@ mod tests {
 
     #[test]
     fn metrics_come_back_from_the_wire_unchanged() {
-        let snapshot = MetricsSnapshot {
-            sweeps: 1,
-            sweeps_failed: 2,
-            sweeps_skipped: 3,
-            warnings: 4,
-            candidates: 5,
-            actions_stop: 6,
-            actions_kill: 7,
-            actions_remove: 8,
-            actions_would_do: 9,
-            action_failures: 10,
-            policy_failures: 11,
-            cap_reached: 12,
-            audit_failures: 13,
-            last_success_ms: 14,
-        };
+        let snapshot = MetricsSnapshot::counting_up();
         assert_eq!(MetricsSnapshot::from(metrics_message(&snapshot)), snapshot);
     }
 }

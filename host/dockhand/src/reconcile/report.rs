@@ -151,6 +151,26 @@ fn duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Err
 }
 
 impl SweepReport {
+    /// The report of a sweep that did not run: nothing listed, nothing decided, nothing acted
+    /// on.
+    pub fn not_run() -> Self {
+        Self {
+            started_ms: 0,
+            duration: std::time::Duration::ZERO,
+            report_only: true,
+            status: SweepStatus::Completed,
+            listed: 0,
+            skipped_tracked: 0,
+            skipped_young: 0,
+            ownership_digest: String::new(),
+            kill_digest: String::new(),
+            policy_failures: 0,
+            cap_reached: false,
+            warned: false,
+            decisions: Vec::new(),
+        }
+    }
+
     /// The decision about container `id` (full id or a prefix of at least 12 characters).
     pub fn decision(&self, id: &str) -> Option<&Decision> {
         self.decisions

@@ -135,21 +135,7 @@ struct JsonContainer<'a> {
 }
 
 /// What a skipped sweep shows: nothing listed, nothing decided.
-static NOT_RUN: std::sync::LazyLock<SweepReport> = std::sync::LazyLock::new(|| SweepReport {
-    started_ms: 0,
-    duration: std::time::Duration::ZERO,
-    report_only: true,
-    status: crate::reconcile::SweepStatus::Completed,
-    listed: 0,
-    skipped_tracked: 0,
-    skipped_young: 0,
-    ownership_digest: String::new(),
-    kill_digest: String::new(),
-    policy_failures: 0,
-    cap_reached: false,
-    warned: false,
-    decisions: Vec::new(),
-});
+static NOT_RUN: std::sync::LazyLock<SweepReport> = std::sync::LazyLock::new(SweepReport::not_run);
 
 impl Output {
     /// A result to print.

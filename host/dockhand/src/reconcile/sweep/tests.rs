@@ -31,21 +31,7 @@ fn work_with_blob(i: usize, blob_bytes: usize) -> Work {
 }
 
 fn empty_report() -> SweepReport {
-    SweepReport {
-        started_ms: 0,
-        duration: Duration::ZERO,
-        report_only: true,
-        status: SweepStatus::Completed,
-        listed: 0,
-        skipped_tracked: 0,
-        skipped_young: 0,
-        ownership_digest: String::new(),
-        kill_digest: String::new(),
-        policy_failures: 0,
-        cap_reached: false,
-        warned: false,
-        decisions: Vec::new(),
-    }
+    SweepReport::not_run()
 }
 
 /// Classifies `work` with the default ownership policy sent every label (so the blobs count
