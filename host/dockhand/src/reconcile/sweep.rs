@@ -43,24 +43,21 @@ pub(super) fn daemon_time_ms(system_time: Option<&str>) -> Option<i64> {
     i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// The daemon's clock no later than the start of a listing begun together with this call:
-/// `docker info`'s `SystemTime` less the time the call took (the clock was read at most that
-/// long after both requests went out). The grace therefore errs towards "young", and the
-/// listing need not wait for the clock. Containers' creation times are the daemon's, so the
-/// grace is measured on that clock, never the host's.
+/// The daemon's clock, from `docker info`'s `SystemTime`, read beside the listing: at most the
+/// duration of the info call later than the listing's start, which the creation second's
+/// rounding up (up to a second towards "young") and a grace of at least a minute dwarf.
+/// Containers' creation times are the daemon's, so the grace is measured on that clock, never
+/// the host's.
 async fn daemon_now_ms(rec: &Reconciler) -> Result<i64, String> {
-    let asked = Instant::now();
     let info = bounded("info", rec.settings.docker_call_timeout, rec.docker.info())
         .await
         .map_err(|e| format!("could not read the daemon's clock: {e}"))?;
-    let took_ms = i64::try_from(asked.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let read_ms = daemon_time_ms(info.system_time.as_deref()).ok_or_else(|| {
+    daemon_time_ms(info.system_time.as_deref()).ok_or_else(|| {
         format!(
             "could not read the daemon's clock: docker info reported SystemTime {:?}",
             info.system_time.unwrap_or_default()
         )
-    })?;
-    Ok(read_ms.saturating_sub(took_ms))
+    })
 }
 
 /// `call` bounded by `limit`, mapping an expiry to [`DockerError::Timeout`].
