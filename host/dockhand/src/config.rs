@@ -39,10 +39,8 @@ pub mod duration;
 pub mod hcl_file;
 pub mod label_filter;
 pub mod plugin;
-mod plugin_spec;
 pub mod raw;
 pub mod task;
-mod task_spec;
 pub mod validate;
 
 use std::fmt;
@@ -53,10 +51,8 @@ pub use plugin::{
     AdminConfig, AllowedModes, DaemonSharing, DanglingConfig, DockhandConfig, GcConfig,
     LoggingConfig, PluginConfig, PolicyFile, PolicyMode, RegistryAuth, TlsConfig, VolumesConfig,
 };
-pub use plugin_spec::plugin_config_spec;
-pub use raw::{RawPluginConfig, RawTaskConfig};
+pub use raw::{RawPluginConfig, RawTaskConfig, plugin_config_spec, task_config_spec};
 pub use task::{Device, Mount, MountKind, TaskAuth, TaskConfig, TaskLogging, Ulimit};
-pub use task_spec::task_config_spec;
 pub use validate::TaskContext;
 
 /// One configuration problem.

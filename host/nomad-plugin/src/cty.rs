@@ -584,6 +584,11 @@ impl<'a> Object<'a> {
         self.opt(key, Cursor::string_list)
     }
 
+    /// An optional `list(number)` field of whole numbers.
+    pub fn opt_i64_list(&self, key: &str) -> Result<Option<Vec<i64>>, CtyError> {
+        self.opt(key, |c| c.list()?.iter().map(Cursor::i64).collect())
+    }
+
     /// An optional `map(string)` field (e.g. a `BlockAttrs`).
     pub fn opt_string_map(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, CtyError> {
         self.opt(key, Cursor::string_map)

@@ -182,15 +182,18 @@ fn non_empty(s: Option<String>) -> Option<String> {
 
 fn mount(p: &mut Problems, field: &str, raw: RawMount) -> Option<Mount> {
     let source = raw.source.unwrap_or_default();
+    let volume = raw.volume_options.unwrap_or_default();
+    let driver = volume.driver_config.unwrap_or_default();
+    let tmpfs = raw.tmpfs_options.unwrap_or_default();
     let kind = match raw.r#type.as_deref().unwrap_or(d::TASK_MOUNT_TYPE) {
         "" | "volume" => MountKind::Volume {
-            no_copy: raw.volume_no_copy.unwrap_or(false),
-            labels: raw.volume_labels.unwrap_or_default(),
-            driver: non_empty(raw.volume_driver_name),
-            driver_options: raw.volume_driver_options.unwrap_or_default(),
+            no_copy: volume.no_copy.unwrap_or(false),
+            labels: volume.labels.unwrap_or_default(),
+            driver: non_empty(driver.name),
+            driver_options: driver.options.unwrap_or_default(),
         },
         "bind" => MountKind::Bind {
-            propagation: non_empty(raw.bind_propagation),
+            propagation: non_empty(raw.bind_options.and_then(|b| b.propagation)),
         },
         "tmpfs" => {
             if !source.is_empty() {
@@ -199,7 +202,7 @@ fn mount(p: &mut Problems, field: &str, raw: RawMount) -> Option<Mount> {
                     "invalid source, must be \"\" for tmpfs",
                 );
             }
-            let mode = raw.tmpfs_mode.and_then(|m| match u32::try_from(m) {
+            let mode = tmpfs.mode.and_then(|m| match u32::try_from(m) {
                 Ok(m) => Some(m),
                 Err(_) => {
                     p.add(
@@ -209,7 +212,7 @@ fn mount(p: &mut Problems, field: &str, raw: RawMount) -> Option<Mount> {
                     None
                 }
             });
-            let size_bytes = raw.tmpfs_size.unwrap_or(0);
+            let size_bytes = tmpfs.size.unwrap_or(0);
             if size_bytes < 0 {
                 p.add(
                     &format!("{field}.tmpfs_options.size"),
@@ -443,7 +446,7 @@ impl TaskConfig {
             extra_hosts: raw.extra_hosts.unwrap_or_default(),
             force_pull: raw.force_pull.unwrap_or(false),
             group_add: raw.group_add.unwrap_or_default(),
-            healthchecks_disabled: raw.healthchecks_disable.unwrap_or(false),
+            healthchecks_disabled: raw.healthchecks.and_then(|h| h.disable).unwrap_or(false),
             hostname: non_empty(raw.hostname),
             image_pull_timeout,
             init: raw.init.unwrap_or(false),
