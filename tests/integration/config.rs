@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use dockhand::cli::config_validate::{Outcome, StanzaKind, run, validate_files};
+use dockhand::cli::config_validate::{StanzaKind, Validity, run, validate_files};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -14,7 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// Run on `names`, returning the outcome and the printed output.
-fn validate(names: &[&str]) -> (Outcome, String) {
+fn validate(names: &[&str]) -> (Validity, String) {
     let files: Vec<PathBuf> = names.iter().map(|n| fixture(n)).collect();
     let mut out = Vec::new();
     let outcome = run(&files, &mut out).expect("writing to a Vec cannot fail");
@@ -32,7 +32,7 @@ fn assert_contains(output: &str, needle: &str) {
 fn good_agent_configs_validate() {
     for name in ["agent-docker.hcl", "agent-dockhand.hcl", "agent.json"] {
         let (outcome, output) = validate(&[name]);
-        assert_eq!(outcome, Outcome::Valid, "{name}:\n{output}");
+        assert_eq!(outcome, Validity::Valid, "{name}:\n{output}");
         assert_eq!(outcome.code(), 0);
         assert_contains(&output, "1 checked: 1 ok, 0 invalid");
     }
@@ -41,7 +41,7 @@ fn good_agent_configs_validate() {
 #[test]
 fn bad_agent_config_reports_every_problem_with_lines() {
     let (outcome, output) = validate(&["agent-bad.hcl"]);
-    assert_eq!(outcome, Outcome::Invalid, "{output}");
+    assert_eq!(outcome, Validity::Invalid, "{output}");
     assert_eq!(outcome.code(), 1);
     let file = fixture("agent-bad.hcl").display().to_string();
     assert_contains(
@@ -84,7 +84,7 @@ fn bad_agent_config_reports_every_problem_with_lines() {
 #[test]
 fn syntax_errors_are_reported_not_panics() {
     let (outcome, output) = validate(&["agent-syntax-error.hcl", "job-malformed.json"]);
-    assert_eq!(outcome, Outcome::Invalid);
+    assert_eq!(outcome, Validity::Invalid);
     assert_contains(&output, "HCL syntax error");
     assert_contains(&output, "JSON syntax error");
     assert_contains(&output, "2 checked: 0 ok, 2 invalid");
@@ -93,7 +93,7 @@ fn syntax_errors_are_reported_not_panics() {
 #[test]
 fn every_port_map_form_validates_and_other_drivers_are_skipped() {
     let (outcome, output) = validate(&["job-port-map-forms.hcl"]);
-    assert_eq!(outcome, Outcome::Valid, "{output}");
+    assert_eq!(outcome, Validity::Valid, "{output}");
     assert_contains(&output, "4 checked: 4 ok, 0 invalid");
     assert!(!output.contains("not-ours"), "{output}");
     let report = validate_files(&[fixture("job-port-map-forms.hcl")]);
@@ -113,14 +113,14 @@ fn every_port_map_form_validates_and_other_drivers_are_skipped() {
 #[test]
 fn json_api_job_validates() {
     let (outcome, output) = validate(&["job.json"]);
-    assert_eq!(outcome, Outcome::Valid, "{output}");
+    assert_eq!(outcome, Validity::Valid, "{output}");
     assert_contains(&output, "api/g/t");
 }
 
 #[test]
 fn plain_object_where_list_of_maps_expected_is_an_error() {
     let (outcome, output) = validate(&["job-plain-object.json"]);
-    assert_eq!(outcome, Outcome::Invalid);
+    assert_eq!(outcome, Validity::Invalid);
     assert_contains(
         &output,
         "port_map: Incorrect attribute value type: list of map of number required, found object",
@@ -136,7 +136,7 @@ fn plain_object_where_list_of_maps_expected_is_an_error() {
 #[test]
 fn bad_job_reports_schema_and_plugin_dependent_problems() {
     let (outcome, output) = validate(&["job-bad.hcl"]);
-    assert_eq!(outcome, Outcome::Invalid);
+    assert_eq!(outcome, Validity::Invalid);
     let file = fixture("job-bad.hcl").display().to_string();
     assert_contains(
         &output,
@@ -176,7 +176,7 @@ fn bad_job_reports_schema_and_plugin_dependent_problems() {
 fn tasks_are_checked_against_the_agent_config_given_alongside() {
     // Alone: the agent-dependent checks are warnings against the defaults.
     let (alone, output) = validate(&["job-privileged.hcl"]);
-    assert_eq!(alone, Outcome::Valid, "{output}");
+    assert_eq!(alone, Validity::Valid, "{output}");
     assert_contains(
         &output,
         "warning: task \"priv/g/t\": privileged: Docker privileged mode is disabled",
@@ -184,7 +184,7 @@ fn tasks_are_checked_against_the_agent_config_given_alongside() {
     assert_contains(&output, "tasks checked against built-in plugin defaults");
 
     let (together, output) = validate(&["agent-dockhand.hcl", "job-privileged.hcl"]);
-    assert_eq!(together, Outcome::Valid, "{output}");
+    assert_eq!(together, Validity::Valid, "{output}");
     assert_contains(&output, "tasks checked against plugin \"dockhand\" from");
     let report = validate_files(&[fixture("agent-dockhand.hcl"), fixture("job-privileged.hcl")]);
     let task = report
@@ -203,7 +203,7 @@ fn tasks_are_checked_against_the_agent_config_given_alongside() {
 #[test]
 fn summary_table_lists_every_stanza() {
     let (outcome, output) = validate(&["agent-docker.hcl", "job-bad.hcl", "missing-file.hcl"]);
-    assert_eq!(outcome, Outcome::Invalid);
+    assert_eq!(outcome, Validity::Invalid);
     assert_contains(&output, "cannot read file");
     let header = output
         .lines()

@@ -48,8 +48,8 @@ use std::fmt;
 use nomad_plugin::cty::{self, CtyError, Cursor};
 
 pub use plugin::{
-    AdminConfig, AllowedModes, DaemonSharing, DanglingConfig, DockhandConfig, GcConfig,
-    LoggingConfig, PluginConfig, PolicyFile, PolicyMode, RegistryAuth, TlsConfig, VolumesConfig,
+    AdminConfig, AllowedModes, AuthSources, DaemonSharing, DanglingConfig, DockhandConfig,
+    GcConfig, LoggingConfig, PluginConfig, PolicyFile, PolicyMode, TlsConfig, VolumesConfig,
 };
 pub use raw::{RawPluginConfig, RawTaskConfig, plugin_config_spec, task_config_spec};
 pub use task::{Device, Mount, MountKind, TaskAuth, TaskConfig, TaskLogging, Ulimit};

@@ -47,18 +47,16 @@ mod stats;
 mod store;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use crate::config::PluginConfig;
+use crate::config::{AuthSources, PluginConfig};
 use crate::docker::{DockerApi, DockerError};
 use crate::fingerprint::RuntimeCatalog;
 
-pub use auth::AuthSources;
 pub use container::{
     ContainerSettings, DRIVER_LABEL_VALUE, LABEL_ALLOC_ID, LABEL_DRIVER, LABEL_JOB_ID,
     LABEL_JOB_NAME, LABEL_NAMESPACE, LABEL_NODE_ID, LABEL_NODE_NAME, LABEL_PARENT_JOB_ID,
@@ -147,10 +145,7 @@ impl EngineSettings {
             mhz_per_core: 0,
             infra_image: config.infra_image.clone(),
             infra_image_pull_timeout: config.infra_image_pull_timeout,
-            auth: AuthSources {
-                config: config.auth.config.as_ref().map(PathBuf::from),
-                helper: config.auth.helper.clone(),
-            },
+            auth: config.auth.clone(),
             image_gc_delay: config.gc.image.then_some(config.gc.image_delay),
             pull_progress_interval: PULL_PROGRESS_INTERVAL,
         }

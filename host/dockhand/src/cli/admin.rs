@@ -15,6 +15,7 @@ use crate::reconcile::{MetricsSnapshot, SweepStatus};
 use crate::table::Table;
 use orphan_policy::display::escape;
 
+use super::policy::check::KindArg;
 use super::{CommandResult, Failure, Status};
 
 /// The admin socket option shared by every command.
@@ -23,15 +24,6 @@ pub struct SocketArg {
     /// The plugin's admin socket (`dockhand.admin.socket`).
     #[arg(long, value_name = "PATH", default_value = DOCKHAND_ADMIN_SOCKET)]
     pub socket: PathBuf,
-}
-
-/// A policy kind on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KindArg {
-    /// Decides whether a container belongs to Nomad on this node.
-    Ownership,
-    /// Decides what to do with an orphan.
-    Kill,
 }
 
 impl KindArg {

@@ -98,19 +98,19 @@ pub struct Report {
 
 /// Whether everything validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Validity {
     /// No errors (warnings allowed): exit status 0.
     Valid,
     /// At least one error: exit status 1.
     Invalid,
 }
 
-impl Outcome {
+impl Validity {
     /// How the command ends.
     pub fn status(self) -> Status {
         match self {
-            Outcome::Valid => Status::Success,
-            Outcome::Invalid => Status::Failed,
+            Validity::Valid => Status::Success,
+            Validity::Invalid => Status::Failed,
         }
     }
 
@@ -127,11 +127,11 @@ impl Report {
     }
 
     /// The outcome.
-    pub fn outcome(&self) -> Outcome {
+    pub fn validity(&self) -> Validity {
         if self.has_errors() {
-            Outcome::Invalid
+            Validity::Invalid
         } else {
-            Outcome::Valid
+            Validity::Valid
         }
     }
 }
@@ -153,16 +153,16 @@ impl ValidateArgs {
         let stdout = io::stdout();
         let mut lock = stdout.lock();
         run(&self.files, &mut lock)
-            .map(Outcome::status)
+            .map(Validity::status)
             .map_err(|e| Failure::unusable("dockhand config validate: cannot write report", e))
     }
 }
 
 /// Validate `files` and write findings and the summary table to `out`.
-pub fn run(files: &[PathBuf], out: &mut dyn Write) -> io::Result<Outcome> {
+pub fn run(files: &[PathBuf], out: &mut dyn Write) -> io::Result<Validity> {
     let report = validate_files(files);
     render(&report, out)?;
-    Ok(report.outcome())
+    Ok(report.validity())
 }
 
 struct Loaded {

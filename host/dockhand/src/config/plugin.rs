@@ -20,12 +20,13 @@ pub const POLICY_MEMORY_MIB_MAXIMUM: u32 = 128;
 /// Largest `dockhand.policy_deadline` an operator may configure.
 pub const POLICY_DEADLINE_MAXIMUM: Duration = Duration::from_secs(2);
 
-/// Registry credentials for the daemon (`auth { config, helper }`).
+/// The agent-level registry credential sources (`auth { config, helper }`), consulted for a
+/// pull when the task gives no credentials of its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistryAuth {
-    /// dockercfg JSON file.
-    pub config: Option<String>,
-    /// Credential helper suffix (`docker-credential-<helper>`).
+pub struct AuthSources {
+    /// A Docker config file (`auths`, `credHelpers`, `credsStore`).
+    pub config: Option<PathBuf>,
+    /// Helper suffix: runs `docker-credential-<helper>`.
     pub helper: Option<String>,
 }
 
@@ -174,7 +175,7 @@ pub struct PluginConfig {
     /// Docker endpoint; `None` means the environment (`DOCKER_HOST`, …).
     pub endpoint: Option<String>,
     /// Registry credentials.
-    pub auth: RegistryAuth,
+    pub auth: AuthSources,
     /// TLS to the endpoint.
     pub tls: TlsConfig,
     /// Garbage collection.
@@ -449,8 +450,8 @@ impl PluginConfig {
         let volumes = raw.volumes.unwrap_or_default();
         let config = PluginConfig {
             endpoint,
-            auth: RegistryAuth {
-                config: auth.config.filter(|s| !s.is_empty()),
+            auth: AuthSources {
+                config: auth.config.filter(|s| !s.is_empty()).map(PathBuf::from),
                 helper: auth.helper.filter(|s| !s.is_empty()),
             },
             tls,

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::reference::{ImageRef, config_key_hostname};
+use crate::config::AuthSources;
 use crate::docker::RegistryAuth;
 
 /// Prefix of credential helper executables, looked up in the plugin's `PATH`.
@@ -37,15 +38,6 @@ pub const MAX_HELPER_OUTPUT_BYTES: u64 = 64 * 1024;
 
 /// Largest Docker config file read.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The agent-level credential sources (`auth { config, helper }`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthSources {
-    /// A Docker config file (`auths`, `credHelpers`, `credsStore`).
-    pub config: Option<PathBuf>,
-    /// Helper suffix: runs `docker-credential-<helper>`.
-    pub helper: Option<String>,
-}
 
 /// Why credentials could not be found.
 #[derive(Debug, thiserror::Error)]

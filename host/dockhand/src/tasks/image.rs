@@ -19,8 +19,9 @@ use futures::stream::BoxStream;
 use crate::docker::{DockerApi, DockerError, PullMessage, RegistryAuth};
 
 use super::TaskError;
-use super::auth::{self, AuthSources};
+use super::auth;
 use super::reference::ImageRef;
+use crate::config::AuthSources;
 
 /// How often a running pull reports progress to the task (Nomad's slow-pull report interval).
 pub const PULL_PROGRESS_INTERVAL: Duration = Duration::from_secs(120);

@@ -42,7 +42,7 @@ pub struct TestArgs {
 
 /// How a test run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TestOutcome {
     /// Every expectation held.
     Passed,
     /// At least one expectation failed, or a policy call failed.
@@ -51,7 +51,7 @@ pub enum Outcome {
     Unusable,
 }
 
-impl Outcome {
+impl TestOutcome {
     /// How the command ends.
     pub fn status(self) -> Status {
         match self {
@@ -94,7 +94,7 @@ impl TestArgs {
             Err(e) => Err(Failure::new(
                 "dockhand policy test",
                 e,
-                Outcome::Unusable.status(),
+                TestOutcome::Unusable.status(),
             )),
         }
     }
@@ -120,7 +120,7 @@ pub struct Row {
 }
 
 /// Loads the policy and every fixture, evaluates, writes the table.
-pub fn run(args: &TestArgs, out: &mut dyn Write) -> Result<Outcome, TestError> {
+pub fn run(args: &TestArgs, out: &mut dyn Write) -> Result<TestOutcome, TestError> {
     let source = PolicySource::open(&args.file)?;
     let engine = OfflineEngine::start()?;
     let policy = engine.load(&source, args.kind.map(PolicyKind::from))?;
@@ -164,9 +164,9 @@ pub fn run(args: &TestArgs, out: &mut dyn Write) -> Result<Outcome, TestError> {
     }
     render(&rows, out)?;
     Ok(if rows.iter().any(|r| r.pass == Some(false)) {
-        Outcome::Failed
+        TestOutcome::Failed
     } else {
-        Outcome::Passed
+        TestOutcome::Passed
     })
 }
 
