@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use dockhand::admin::client::{AdminClient, ClientError};
-use dockhand::admin::{AdminState, PolicyKindMsg, PolicyModeMsg, restore_from_store, serve_admin};
+use dockhand::admin::{
+    AdminState, PolicyKindMsg, PolicyModeMsg, PolicyOriginMsg, PolicyStateMsg, restore_from_store,
+    serve_admin,
+};
 use dockhand::docker::BollardDocker;
 use dockhand::reconcile::{
     ActivePolicies, AlwaysHealthy, PoliciesInForce, ReconcileSettings, Reconciler, TrackedFn,
@@ -201,7 +204,7 @@ async fn upload_list_activate_rollback_and_status() {
         ("my-kill", "9.9")
     );
     assert_eq!(kill.described_name, "default-kill");
-    assert_eq!(kill_p.state, "inactive");
+    assert_eq!(kill_p.state(), PolicyStateMsg::Inactive);
 
     let list = c.list().await.unwrap().policies;
     assert_eq!(list.len(), 2);
@@ -221,23 +224,26 @@ async fn upload_list_activate_rollback_and_status() {
     assert!(r.applied);
     let active = r.active.unwrap();
     assert_eq!(
-        (active.source.as_str(), active.mode),
-        ("store", PolicyModeMsg::Audit as i32)
+        (active.source(), active.mode()),
+        (PolicyOriginMsg::Store, PolicyModeMsg::Audit)
     );
     let after = server.slot.current();
     assert!(!Arc::ptr_eq(&before, &after), "slot swapped");
     assert_eq!(after.kill.policy.digest_hex(), kill_p.digest);
     assert_eq!(after.kill.mode, PolicyMode::Audit);
     assert_eq!(server.slot.mode(), PolicyMode::Audit);
-    let states: Vec<String> = c
+    let states: Vec<PolicyStateMsg> = c
         .list()
         .await
         .unwrap()
         .policies
         .into_iter()
-        .map(|p| p.state)
+        .map(|p| p.state())
         .collect();
-    assert_eq!(states, ["inactive", "active-audit"]);
+    assert_eq!(
+        states,
+        [PolicyStateMsg::Inactive, PolicyStateMsg::ActiveAudit]
+    );
 
     // Re-activating in enforce, then rolling back returns to the audit revision.
     c.activate(kill_p.digest.clone(), PolicyModeMsg::Enforce)

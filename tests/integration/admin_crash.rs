@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use dockhand::admin::client::AdminClient;
-use dockhand::admin::{PolicyKindMsg, PolicyModeMsg, UploadResponse};
+use dockhand::admin::{
+    PolicyKindMsg, PolicyModeMsg, PolicyOriginMsg, PolicyStateMsg, UploadResponse,
+};
 use nix::sys::signal::Signal;
 use orphan_policy::guests;
 use orphan_policy::store::{STORE_DIR_NAME, sha256_hex};
@@ -157,7 +159,13 @@ async fn active_ownership(admin: &mut AdminClient) -> String {
     let listing = admin.list().await.expect("list").policies;
     let active: Vec<_> = listing
         .iter()
-        .filter(|p| p.kind == PolicyKindMsg::Ownership as i32 && p.state.starts_with("active"))
+        .filter(|p| {
+            p.kind() == PolicyKindMsg::Ownership
+                && matches!(
+                    p.state(),
+                    PolicyStateMsg::ActiveAudit | PolicyStateMsg::ActiveEnforce
+                )
+        })
         .collect();
     assert_eq!(
         active.len(),
@@ -173,7 +181,7 @@ async fn active_ownership(admin: &mut AdminClient) -> String {
         .find(|a| a.kind == PolicyKindMsg::Ownership as i32)
         .expect("an ownership policy in force");
     assert_eq!(in_force.digest, digest, "{status:#?}");
-    assert_eq!(in_force.source, "store", "{status:#?}");
+    assert_eq!(in_force.source(), PolicyOriginMsg::Store, "{status:#?}");
 
     for asked in [None, Some(digest.clone())] {
         let answer = admin
@@ -273,7 +281,7 @@ async fn a_sigkill_during_an_upload_leaves_the_active_policy_intact() {
     let listing = admin.list().await.expect("list").policies;
     match listing.iter().find(|p| p.digest == new_digest) {
         Some(stored) => {
-            assert_eq!(stored.state, "inactive", "{stored:?}");
+            assert_eq!(stored.state(), PolicyStateMsg::Inactive, "{stored:?}");
             let answer = admin
                 .preview(PolicyKindMsg::Ownership, Some(new_digest.clone()))
                 .await

@@ -10,9 +10,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dockhand::admin::PolicyKindMsg;
 use dockhand::admin::client::{AdminClient, UPLOAD_CHUNK_BYTES};
+use dockhand::admin::{PolicyKindMsg, UploadResponse};
 use orphan_policy::store::sha256_hex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -161,8 +163,8 @@ async fn plugin_with_admin(case: &str) -> (Private, Plugin, AdminClient) {
 /// can abort: the client going away.
 fn upload_task(
     socket: std::path::PathBuf,
-    chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
-) -> tokio::task::JoinHandle<Result<dockhand::admin::UploadResponse, String>> {
+    chunks: mpsc::Receiver<Vec<u8>>,
+) -> JoinHandle<Result<UploadResponse, String>> {
     tokio::spawn(async move {
         let mut client = AdminClient::connect(&socket)
             .await
@@ -180,18 +182,87 @@ fn upload_task(
     })
 }
 
+/// A case's plugin and the slow-compiling policy whose upload it cancels.
+struct Case {
+    private: Private,
+    plugin: Plugin,
+    admin: AdminClient,
+    policy: Vec<u8>,
+    digest: String,
+    /// The compile counters before the upload.
+    before: (u64, u64),
+}
+
+impl Case {
+    /// Starts the plugin of `case` and an upload of `slow_compiling_policy(seed)` that is fed
+    /// its chunks through the returned sender and cancelled by aborting the returned task.
+    async fn begin_upload(
+        case: &str,
+        seed: u8,
+    ) -> (
+        Self,
+        mpsc::Sender<Vec<u8>>,
+        JoinHandle<Result<UploadResponse, String>>,
+    ) {
+        let (private, plugin, mut admin) = plugin_with_admin(case).await;
+        let policy = slow_compiling_policy(seed);
+        let digest = sha256_hex(&policy);
+        let before = compiles(&mut admin).await;
+        let (tx, rx) = mpsc::channel(1);
+        let upload = upload_task(private.socket(), rx);
+        let case = Self {
+            private,
+            plugin,
+            admin,
+            policy,
+            digest,
+            before,
+        };
+        (case, tx, upload)
+    }
+
+    /// Nothing of the cancelled upload is in the store (`stored_message` otherwise) or in
+    /// the compiled-policy cache, and the plugin serves on.
+    async fn assert_nothing_kept(&mut self, stored_message: &str) {
+        assert_eq!(
+            stored(&mut self.admin).await,
+            Vec::<String>::new(),
+            "{stored_message}"
+        );
+        assert_eq!(
+            cached(&self.private.data_dir(), &self.digest),
+            Vec::<String>::new()
+        );
+        assert_serving(&mut self.plugin, &mut self.admin).await;
+    }
+
+    /// The same bytes, whole, upload afterwards: stored and cached once, with the compile
+    /// counters at `compiles_after` then.
+    async fn assert_the_same_bytes_upload(mut self, compiles_after: (u64, u64)) {
+        let response = self
+            .admin
+            .upload(
+                PolicyKindMsg::Ownership,
+                self.policy,
+                Some(self.digest.clone()),
+                None,
+                None,
+            )
+            .await
+            .expect("the same bytes upload afterwards");
+        assert_eq!(response.policy.expect("stored").digest, self.digest);
+        assert_eq!(compiles(&mut self.admin).await, compiles_after);
+        assert_eq!(stored(&mut self.admin).await, vec![self.digest.clone()]);
+        assert_eq!(cached(&self.private.data_dir(), &self.digest).len(), 1);
+    }
+}
+
 #[tokio::test]
 async fn an_upload_cancelled_mid_stream_keeps_nothing_and_compiles_nothing() {
-    let case = "upload_cancel_mid_stream";
-    let (private, mut plugin, mut admin) = plugin_with_admin(case).await;
-    let policy = slow_compiling_policy(1);
-    let digest = sha256_hex(&policy);
-    let before = compiles(&mut admin).await;
+    let (mut case, tx, upload) = Case::begin_upload("upload_cancel_mid_stream", 1).await;
 
     // Half the chunks go up; the client then goes away.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let upload = upload_task(private.socket(), rx);
-    let chunks: Vec<&[u8]> = policy.chunks(UPLOAD_CHUNK_BYTES).collect();
+    let chunks: Vec<&[u8]> = case.policy.chunks(UPLOAD_CHUNK_BYTES).collect();
     assert!(chunks.len() > 16, "{} chunks", chunks.len());
     for chunk in &chunks[..chunks.len() / 2] {
         tx.send(chunk.to_vec())
@@ -202,44 +273,23 @@ async fn an_upload_cancelled_mid_stream_keeps_nothing_and_compiles_nothing() {
     assert!(upload.await.expect_err("aborted").is_cancelled());
     drop(tx);
 
-    assert_eq!(
-        stored(&mut admin).await,
-        Vec::<String>::new(),
-        "a partial upload was stored"
-    );
-    assert_eq!(cached(&private.data_dir(), &digest), Vec::<String>::new());
-    assert_serving(&mut plugin, &mut admin).await;
+    case.assert_nothing_kept("a partial upload was stored")
+        .await;
 
     // The same bytes, whole: stored, compiled once (nothing was compiled or cached for the
     // cancelled upload, or this one would not compile).
-    let response = admin
-        .upload(
-            PolicyKindMsg::Ownership,
-            policy,
-            Some(digest.clone()),
-            None,
-            None,
-        )
-        .await
-        .expect("the same bytes upload afterwards");
-    assert_eq!(response.policy.expect("stored").digest, digest);
-    assert_eq!(compiles(&mut admin).await, (before.0 + 1, before.1));
-    assert_eq!(stored(&mut admin).await, vec![digest.clone()]);
-    assert_eq!(cached(&private.data_dir(), &digest).len(), 1);
+    let before = case.before;
+    case.assert_the_same_bytes_upload((before.0 + 1, before.1))
+        .await;
 }
 
 #[tokio::test]
 async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_serves_on() {
-    let case = "upload_cancel_in_compile";
-    let (private, mut plugin, mut admin) = plugin_with_admin(case).await;
-    let policy = slow_compiling_policy(2);
-    let digest = sha256_hex(&policy);
-    let before = compiles(&mut admin).await;
+    let (mut case, tx, upload) = Case::begin_upload("upload_cancel_in_compile", 2).await;
+    let before = case.before;
 
     // Every chunk goes up and the stream ends; the client goes away once the compile runs.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let upload = upload_task(private.socket(), rx);
-    for chunk in policy.chunks(UPLOAD_CHUNK_BYTES) {
+    for chunk in case.policy.chunks(UPLOAD_CHUNK_BYTES) {
         tx.send(chunk.to_vec())
             .await
             .expect("the upload reads its chunks");
@@ -247,7 +297,7 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
     drop(tx);
     let compile_started = Instant::now();
     wait_for_compiles(
-        &mut admin,
+        &mut case.admin,
         "the upload's compile",
         Duration::from_secs(60),
         |c| c.0 > before.0,
@@ -263,7 +313,7 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
 
     // The compile runs to its end (it cannot be interrupted) and is thrown away.
     let after = wait_for_compiles(
-        &mut admin,
+        &mut case.admin,
         "the cancelled compile",
         Duration::from_secs(120),
         |c| c.1 > before.1,
@@ -271,7 +321,7 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
     .await;
     eprintln!(
         "compile of {} bytes discarded {:?} after it started",
-        policy.len(),
+        case.policy.len(),
         compile_started.elapsed()
     );
     assert_eq!(
@@ -279,34 +329,17 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
         (before.0 + 1, before.1 + 1),
         "one compile, discarded"
     );
-    assert_eq!(
-        stored(&mut admin).await,
-        Vec::<String>::new(),
-        "the cancelled upload was stored"
-    );
-    assert_eq!(cached(&private.data_dir(), &digest), Vec::<String>::new());
     assert!(
-        !plugin.logs().iter().any(|l| l.get("@message")
+        !case.plugin.logs().iter().any(|l| l.get("@message")
             == Some(&serde_json::Value::from("policy loaded"))
-            && l.get("policy") == Some(&serde_json::Value::from(digest.as_str()))),
+            && l.get("policy") == Some(&serde_json::Value::from(case.digest.as_str()))),
         "the cancelled policy was loaded: {:?}",
-        plugin.stderr_lines()
+        case.plugin.stderr_lines()
     );
-    assert_serving(&mut plugin, &mut admin).await;
+    case.assert_nothing_kept("the cancelled upload was stored")
+        .await;
 
     // The same bytes upload afterwards, compiled anew.
-    let response = admin
-        .upload(
-            PolicyKindMsg::Ownership,
-            policy,
-            Some(digest.clone()),
-            None,
-            None,
-        )
-        .await
-        .expect("the same bytes upload afterwards");
-    assert_eq!(response.policy.expect("stored").digest, digest);
-    assert_eq!(compiles(&mut admin).await, (before.0 + 2, before.1 + 1));
-    assert_eq!(stored(&mut admin).await, vec![digest.clone()]);
-    assert_eq!(cached(&private.data_dir(), &digest).len(), 1);
+    case.assert_the_same_bytes_upload((before.0 + 2, before.1 + 1))
+        .await;
 }

@@ -37,10 +37,10 @@
 //!
 //! # On the wire
 //!
-//! Each thing is said once: answers carry typed rows (verdicts, actions, outcomes and sweep
-//! statuses are enums, the counters are fields), never rendered text; `convert` maps them to
-//! and from the domain types and refuses unspecified values on the client, and the CLI renders
-//! tables and JSON from the domain types.
+//! Each thing is said once: answers carry typed rows (verdicts, actions, outcomes, sweep
+//! statuses, stored policies' states and policies' origins are enums, the counters are
+//! fields), never rendered text; `convert` maps them to and from the domain types and refuses
+//! unspecified values on the client, and the CLI renders tables and JSON from the domain types.
 
 pub mod client;
 mod convert;
@@ -60,10 +60,11 @@ use orphan_policy::{LoadError, PolicyEngine, PolicyKind};
 
 use crate::reconcile::{ActiveEntry, Metrics, PoliciesInForce, PolicyOrigin, Reconciler};
 
-pub use convert::{AnswerError, SweepAnswer, SweepOutcome};
+pub use convert::{AnswerError, SweepAnswer, SweepOutcome, active_origin, stored_state};
 pub use proto::{
     ActivePolicy as ActivePolicyMsg, ListResponse, PolicyKind as PolicyKindMsg,
-    PolicyMode as PolicyModeMsg, StatusResponse, StoredPolicy as StoredPolicyMsg, UploadResponse,
+    PolicyMode as PolicyModeMsg, PolicyOrigin as PolicyOriginMsg, PolicyState as PolicyStateMsg,
+    StatusResponse, StoredPolicy as StoredPolicyMsg, UploadResponse,
 };
 
 /// Why the admin server could not start or stopped with an error.

@@ -1,19 +1,21 @@
-//! The `Sweep` and `Status` answers between the domain types and the wire: the server turns a
-//! [`SweepReport`] and the reconciler's counters into messages; the client turns them back
-//! into a [`SweepAnswer`] and a [`MetricsSnapshot`], which the CLI renders.
+//! The admin answers between the domain types and the wire: the server turns a
+//! [`SweepReport`], the reconciler's counters, a stored policy's [`PolicyState`] and a policy's
+//! [`PolicyOrigin`] into messages; the client turns them back into a [`SweepAnswer`], a
+//! [`MetricsSnapshot`], a [`PolicyState`] and a [`PolicyOrigin`], which the CLI renders.
 //!
 //! The wire carries rows, never rendered text: the CLI prints tables and JSON from the domain
 //! types, so a report looks the same whether a plugin or the CLI itself ran the sweep. An enum
 //! value the client does not know, or an unspecified one, makes the whole answer unusable
-//! ([`AnswerError`]): it is never read as a default verdict, action or outcome.
+//! ([`AnswerError`]): it is never read as a default verdict, action, outcome, state or origin.
 
 use std::time::Duration;
 
+use orphan_policy::store::PolicyState;
 use orphan_policy::{Action, ActionKind, Ownership, Signal, Verdict};
 
 use super::proto;
 use crate::reconcile::{
-    Decision, MetricsSnapshot, Outcome, SweepReport, SweepSkipped, SweepStatus,
+    Decision, MetricsSnapshot, Outcome, PolicyOrigin, SweepReport, SweepSkipped, SweepStatus,
 };
 
 /// A `Sweep` answer the client cannot use.
@@ -213,6 +215,24 @@ fn outcome_message(o: &Outcome) -> (proto::Outcome, String) {
     (outcome, o.detail().unwrap_or_default().to_owned())
 }
 
+/// A stored policy's standing as `StoredPolicy.state` carries it.
+pub(super) fn state_message(s: PolicyState) -> proto::PolicyState {
+    match s {
+        PolicyState::ActiveEnforce => proto::PolicyState::ActiveEnforce,
+        PolicyState::ActiveAudit => proto::PolicyState::ActiveAudit,
+        PolicyState::Previous => proto::PolicyState::Previous,
+        PolicyState::Inactive => proto::PolicyState::Inactive,
+    }
+}
+
+/// Where a policy in force came from, as `ActivePolicy.source` carries it.
+pub(super) fn origin_message(o: PolicyOrigin) -> proto::PolicyOrigin {
+    match o {
+        PolicyOrigin::Store => proto::PolicyOrigin::Store,
+        PolicyOrigin::Config => proto::PolicyOrigin::Config,
+    }
+}
+
 /// The reconciler's counters as the `Status` answer carries them.
 pub(super) fn metrics_message(s: &MetricsSnapshot) -> proto::Metrics {
     proto::Metrics {
@@ -309,6 +329,35 @@ impl TryFrom<proto::SweepResponse> for SweepAnswer {
                 decisions,
             }),
         })
+    }
+}
+
+/// The `state` of the stored policy `p`, found at `at` in its answer (`policies[2]`, `policy`).
+pub fn stored_state(p: &proto::StoredPolicy, at: &str) -> Result<PolicyState, AnswerError> {
+    match proto::PolicyState::try_from(p.state) {
+        Ok(proto::PolicyState::ActiveEnforce) => Ok(PolicyState::ActiveEnforce),
+        Ok(proto::PolicyState::ActiveAudit) => Ok(PolicyState::ActiveAudit),
+        Ok(proto::PolicyState::Previous) => Ok(PolicyState::Previous),
+        Ok(proto::PolicyState::Inactive) => Ok(PolicyState::Inactive),
+        Ok(proto::PolicyState::Unspecified) => Err(bad(format!("{at}.state"), "unspecified")),
+        Err(_) => Err(bad(
+            format!("{at}.state"),
+            format!("unknown value {}", p.state),
+        )),
+    }
+}
+
+/// The `source` of the policy in force `a`, found at `at` in its answer (`active[0]`,
+/// `active`).
+pub fn active_origin(a: &proto::ActivePolicy, at: &str) -> Result<PolicyOrigin, AnswerError> {
+    match proto::PolicyOrigin::try_from(a.source) {
+        Ok(proto::PolicyOrigin::Store) => Ok(PolicyOrigin::Store),
+        Ok(proto::PolicyOrigin::Config) => Ok(PolicyOrigin::Config),
+        Ok(proto::PolicyOrigin::Unspecified) => Err(bad(format!("{at}.source"), "unspecified")),
+        Err(_) => Err(bad(
+            format!("{at}.source"),
+            format!("unknown value {}", a.source),
+        )),
     }
 }
 
@@ -566,6 +615,57 @@ mod tests {
         assert_eq!(
             refused(&|r| r.status = 42),
             "unusable answer from the admin API: status: unknown value 42"
+        );
+    }
+
+    #[test]
+    fn policy_states_and_origins_come_back_from_the_wire_unchanged() {
+        for state in [
+            PolicyState::ActiveEnforce,
+            PolicyState::ActiveAudit,
+            PolicyState::Previous,
+            PolicyState::Inactive,
+        ] {
+            let p = proto::StoredPolicy {
+                state: state_message(state) as i32,
+                ..proto::StoredPolicy::default()
+            };
+            assert_eq!(stored_state(&p, "policy"), Ok(state));
+        }
+        for origin in [PolicyOrigin::Store, PolicyOrigin::Config] {
+            let a = proto::ActivePolicy {
+                source: origin_message(origin) as i32,
+                ..proto::ActivePolicy::default()
+            };
+            assert_eq!(active_origin(&a, "active"), Ok(origin));
+        }
+    }
+
+    #[test]
+    fn an_unspecified_or_unknown_state_or_origin_is_refused_naming_the_field() {
+        let stored = |state| proto::StoredPolicy {
+            state,
+            ..proto::StoredPolicy::default()
+        };
+        let active = |source| proto::ActivePolicy {
+            source,
+            ..proto::ActivePolicy::default()
+        };
+        let refused = [
+            stored_state(&stored(0), "policies[2]").map(drop),
+            stored_state(&stored(9), "policy").map(drop),
+            active_origin(&active(0), "active[1]").map(drop),
+            active_origin(&active(7), "active").map(drop),
+        ]
+        .map(|r| r.unwrap_err().to_string());
+        assert_eq!(
+            refused,
+            [
+                "unusable answer from the admin API: policies[2].state: unspecified",
+                "unusable answer from the admin API: policy.state: unknown value 9",
+                "unusable answer from the admin API: active[1].source: unspecified",
+                "unusable answer from the admin API: active.source: unknown value 7",
+            ]
         );
     }
 

@@ -11,7 +11,7 @@ use orphan_policy::{LoadError, LoadedPolicy, PolicyKind};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::metrics_message;
+use super::convert::{metrics_message, origin_message, state_message};
 use super::on_demand;
 use super::peer::{PeerStream, check_peer};
 use super::proto::policy_admin_server::{PolicyAdmin, PolicyAdminServer};
@@ -93,7 +93,7 @@ fn stored_to_proto(p: StoredPolicy) -> proto::StoredPolicy {
         version: p.version,
         uploaded_at: p.uploaded_at,
         size: p.size,
-        state: p.state.to_string(),
+        state: state_message(p.state) as i32,
     }
 }
 
@@ -104,7 +104,7 @@ fn entry_to_proto(e: &ActiveEntry) -> proto::ActivePolicy {
         name: e.name.clone(),
         version: e.version.clone(),
         mode: mode_to_proto(e.mode),
-        source: e.origin.as_str().to_owned(),
+        source: origin_message(e.origin) as i32,
         activated_at: e.activated_at,
         reads: e.policy.info().reads.to_string(),
     }

@@ -9,7 +9,10 @@
 use std::path::PathBuf;
 
 use crate::admin::client::{AdminClient, ClientError};
-use crate::admin::{ActivePolicyMsg, PolicyKindMsg, PolicyModeMsg, StoredPolicyMsg, SweepOutcome};
+use crate::admin::{
+    ActivePolicyMsg, AnswerError, PolicyKindMsg, PolicyModeMsg, StoredPolicyMsg, SweepOutcome,
+    active_origin, stored_state,
+};
 use crate::config::defaults::DOCKHAND_ADMIN_SOCKET;
 use crate::reconcile::{MetricsSnapshot, SweepStatus};
 use crate::table::Table;
@@ -166,11 +169,22 @@ fn time_name(unix_seconds: u64) -> String {
         .unwrap_or_else(|| unix_seconds.to_string())
 }
 
-fn stored_table(policies: &[StoredPolicyMsg]) -> String {
+/// Where each row of a repeated answer field sits (`policies[0]`, `policies[1]`, …), for the
+/// error about an unusable one.
+fn each_at<'a, T>(field: &str, rows: &'a [T]) -> impl Iterator<Item = (String, &'a T)> {
+    rows.iter()
+        .enumerate()
+        .map(move |(i, row)| (format!("{field}[{i}]"), row))
+}
+
+/// Stored policies, each with where it sits in the answer.
+fn stored_table<'a>(
+    policies: impl IntoIterator<Item = (String, &'a StoredPolicyMsg)>,
+) -> Result<String, AnswerError> {
     let mut t = Table::new([
         "DIGEST", "KIND", "NAME", "VERSION", "UPLOADED", "SIZE", "STATE",
     ]);
-    for p in policies {
+    for (at, p) in policies {
         t.row([
             p.digest.clone(),
             kind_name(p.kind).to_owned(),
@@ -178,28 +192,31 @@ fn stored_table(policies: &[StoredPolicyMsg]) -> String {
             p.version.clone(),
             time_name(p.uploaded_at),
             p.size.to_string(),
-            p.state.clone(),
+            stored_state(p, &at)?.to_string(),
         ]);
     }
-    t.render()
+    Ok(t.render())
 }
 
-fn active_table(active: &[ActivePolicyMsg]) -> String {
+/// Policies in force, each with where it sits in the answer.
+fn active_table<'a>(
+    active: impl IntoIterator<Item = (String, &'a ActivePolicyMsg)>,
+) -> Result<String, AnswerError> {
     let mut t = Table::new([
         "KIND", "DIGEST", "NAME", "VERSION", "MODE", "SOURCE", "SINCE",
     ]);
-    for a in active {
+    for (at, a) in active {
         t.row([
             kind_name(a.kind).to_owned(),
             a.digest.clone(),
             a.name.clone(),
             a.version.clone(),
             mode_name(a.mode).to_owned(),
-            a.source.clone(),
+            active_origin(a, &at)?.as_str().to_owned(),
             time_name(a.activated_at),
         ]);
     }
-    t.render()
+    Ok(t.render())
 }
 
 /// The counters, one row each, by name.
@@ -252,7 +269,7 @@ impl UploadArgs {
             Ok(format!(
                 "uploaded {}\n{}describe(): {} {} (contract {})\nreads: {}\nactivate with: dockhand policy activate {}\n",
                 p.digest,
-                stored_table(std::slice::from_ref(&p)),
+                stored_table([("policy".to_owned(), &p)])?,
                 escape(&r.described_name),
                 escape(&r.described_version),
                 r.contract_version,
@@ -272,7 +289,7 @@ impl ListArgs {
             if r.policies.is_empty() {
                 return Ok("no policies stored\n".to_owned());
             }
-            Ok(stored_table(&r.policies))
+            Ok(stored_table(each_at("policies", &r.policies))?)
         })
         .await
     }
@@ -291,7 +308,7 @@ impl ActivateArgs {
             let active = r.active.unwrap_or_default();
             Ok(format!(
                 "activated\n{}{}",
-                active_table(std::slice::from_ref(&active)),
+                active_table([("active".to_owned(), &active)])?,
                 applied_note(r.applied)
             ))
         })
@@ -308,7 +325,7 @@ impl RollbackArgs {
             let active = r.active.unwrap_or_default();
             Ok(format!(
                 "rolled back\n{}{}",
-                active_table(std::slice::from_ref(&active)),
+                active_table([("active".to_owned(), &active)])?,
                 applied_note(r.applied)
             ))
         })
@@ -370,7 +387,7 @@ impl StatusArgs {
                 node_line(&r.node_id, &r.node_name),
                 r.policy_compiles_started,
                 r.policy_compiles_discarded,
-                active_table(&r.active)
+                active_table(each_at("active", &r.active))?
             );
             for a in &r.active {
                 out.push_str(&format!(
@@ -386,5 +403,84 @@ impl StatusArgs {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::{PolicyOriginMsg, PolicyStateMsg};
+
+    fn stored(state: PolicyStateMsg) -> StoredPolicyMsg {
+        StoredPolicyMsg {
+            digest: "d".into(),
+            kind: PolicyKindMsg::Kill as i32,
+            name: "n".into(),
+            version: "v".into(),
+            state: state as i32,
+            ..StoredPolicyMsg::default()
+        }
+    }
+
+    fn active(source: PolicyOriginMsg) -> ActivePolicyMsg {
+        ActivePolicyMsg {
+            kind: PolicyKindMsg::Ownership as i32,
+            digest: "d".into(),
+            name: "n".into(),
+            version: "v".into(),
+            mode: PolicyModeMsg::Audit as i32,
+            source: source as i32,
+            ..ActivePolicyMsg::default()
+        }
+    }
+
+    /// The cell `from_end` columns before the last of each row under the header.
+    fn column(table: &str, from_end: usize) -> Vec<&str> {
+        table
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().rev().nth(from_end).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn states_and_sources_print_as_the_words_operators_know() {
+        let policies = [
+            PolicyStateMsg::ActiveEnforce,
+            PolicyStateMsg::ActiveAudit,
+            PolicyStateMsg::Previous,
+            PolicyStateMsg::Inactive,
+        ]
+        .map(stored);
+        let table = stored_table(each_at("policies", &policies)).unwrap();
+        assert_eq!(
+            column(&table, 0),
+            ["active-enforce", "active-audit", "previous", "inactive"],
+            "{table}"
+        );
+
+        let in_force = [PolicyOriginMsg::Store, PolicyOriginMsg::Config].map(active);
+        let table = active_table(each_at("active", &in_force)).unwrap();
+        assert_eq!(column(&table, 1), ["store", "config"], "{table}");
+    }
+
+    #[test]
+    fn an_unspecified_state_or_source_fails_the_command_naming_the_field() {
+        let policies = [
+            stored(PolicyStateMsg::Inactive),
+            stored(PolicyStateMsg::Unspecified),
+        ];
+        let err = stored_table(each_at("policies", &policies)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unusable answer from the admin API: policies[1].state: unspecified"
+        );
+
+        let unspecified = active(PolicyOriginMsg::Unspecified);
+        let err = active_table([("active".to_owned(), &unspecified)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unusable answer from the admin API: active.source: unspecified"
+        );
     }
 }

@@ -38,7 +38,7 @@ pub enum PolicyOrigin {
 }
 
 impl PolicyOrigin {
-    /// `config` or `store`, as the admin API reports it.
+    /// `config` or `store`, as `dockhand status` prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Config => "config",

@@ -112,6 +112,36 @@ impl Decision {
     }
 }
 
+#[cfg(test)]
+impl Decision {
+    /// Container `web-1` (`0123456789abcdef`), created 125 s before 1 000 000 ms, owned by
+    /// allocation `a1`, chosen for `stop(SIGTERM,30s)+remove`, ending in `outcome`: the one
+    /// row the report and CLI table tests render.
+    pub(crate) fn stop_of_owned_orphan(outcome: Outcome) -> Self {
+        Self {
+            id: "0123456789abcdef".into(),
+            name: "web-1".into(),
+            image: "busybox".into(),
+            created_ms: 1_000_000 - 125_000,
+            verdict: Some(Verdict {
+                ownership: Ownership::Owned {
+                    alloc_id: "a1".into(),
+                },
+                reason: "alloc_id label".into(),
+            }),
+            action: Some(Action {
+                kind: ActionKind::Stop {
+                    signal: orphan_policy::Signal::Term,
+                    timeout: Duration::from_secs(30),
+                    then_remove: true,
+                },
+                reason: "orphan".into(),
+            }),
+            outcome,
+        }
+    }
+}
+
 /// The result of one sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -326,7 +356,6 @@ pub fn format_age(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orphan_policy::Signal;
 
     #[test]
     fn table_shows_every_column_and_the_would_do_action() {
@@ -343,27 +372,7 @@ mod tests {
             policy_failures: 0,
             cap_reached: false,
             warned: false,
-            decisions: vec![Decision {
-                id: "0123456789abcdef".into(),
-                name: "web-1234".into(),
-                image: "busybox".into(),
-                created_ms: 1_000_000 - 125_000,
-                verdict: Some(Verdict {
-                    ownership: Ownership::Owned {
-                        alloc_id: "a1".into(),
-                    },
-                    reason: "alloc_id label".into(),
-                }),
-                action: Some(Action {
-                    kind: ActionKind::Stop {
-                        signal: Signal::Term,
-                        timeout: Duration::from_secs(30),
-                        then_remove: true,
-                    },
-                    reason: "orphan".into(),
-                }),
-                outcome: Outcome::WouldDo,
-            }],
+            decisions: vec![Decision::stop_of_owned_orphan(Outcome::WouldDo)],
         };
         let table = report.render_table();
         let lines: Vec<&str> = table.lines().collect();

@@ -348,35 +348,9 @@ fn table_row(d: &Decision, started_ms: i64) -> [String; 6] {
 mod tests {
     use std::time::Duration;
 
-    use orphan_policy::{Action, ActionKind, Signal, Verdict};
-
     use super::*;
     use crate::admin::SweepOutcome;
     use crate::reconcile::SweepStatus;
-
-    fn decision(outcome: Outcome) -> Decision {
-        Decision {
-            id: "0123456789abcdef".into(),
-            name: "web-1".into(),
-            image: "busybox".into(),
-            created_ms: 1_000_000 - 125_000,
-            verdict: Some(Verdict {
-                ownership: Ownership::Owned {
-                    alloc_id: "a1".into(),
-                },
-                reason: "alloc_id label".into(),
-            }),
-            action: Some(Action {
-                kind: ActionKind::Stop {
-                    signal: Signal::Term,
-                    timeout: Duration::from_secs(30),
-                    then_remove: true,
-                },
-                reason: "orphan".into(),
-            }),
-            outcome,
-        }
-    }
 
     fn output(origin: Origin, outcome: Outcome) -> Output {
         Output::new(
@@ -396,7 +370,7 @@ mod tests {
                     policy_failures: 0,
                     cap_reached: false,
                     warned: false,
-                    decisions: vec![decision(outcome)],
+                    decisions: vec![Decision::stop_of_owned_orphan(outcome)],
                 }),
             },
         )
@@ -539,7 +513,7 @@ mod tests {
 
     #[test]
     fn format_characters_in_names_and_reasons_are_escaped_in_the_table_and_json() {
-        let mut d = decision(Outcome::WouldDo);
+        let mut d = Decision::stop_of_owned_orphan(Outcome::WouldDo);
         d.name = "web\u{202e}exe.txt".into();
         d.image = "busy\u{200b}box".into();
         if let Some(v) = &mut d.verdict {
