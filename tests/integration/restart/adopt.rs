@@ -6,7 +6,9 @@
 //!
 //! The other order: a sweep that has begun stopping the container when StartTask finds it.
 //! The same forwarding client holds the sweep's stop call until the test releases it, and
-//! StartTask must wait for that action instead of adopting a container about to die.
+//! StartTask must wait for that action instead of adopting a container about to die. The same
+//! for CreateNetwork and a group-network sandbox left untracked by a restart: it must not
+//! re-adopt a sandbox a sweep is stopping, but replace it once the stop has ended.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -21,17 +23,19 @@ use dockhand::docker::{
     OutputChunk, PullMessage, RegistryAuth,
 };
 use dockhand::fingerprint::RuntimeCatalog;
-use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec, TaskStore};
+use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec, TaskStore, sandbox_name};
 use futures::stream::BoxStream;
 
 use dockhand::reconcile::{AlwaysHealthy, Reconciler};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::harness::alloc_id_for;
 use crate::reconcile::{
     ALLOC_LABEL, Kind, NODE, default_policies, dockhand_labels, make, settings, state, task_spec,
 };
 use crate::support::TestContainers;
 use crate::support::docker_with_image;
+use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
 
 /// The real daemon, with a record of what the tracked set held at each inspection by id.
 #[derive(Debug)]
@@ -339,4 +343,134 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
 
     engine.destroy(&spec.id, true).await.expect("DestroyTask");
     assert_eq!(state(&docker, &id).await, None);
+}
+
+/// Sweeps through `docker` restricted to the containers labelled for `alloc_id` (a sandbox
+/// carries no test-case label), with `engine`'s tracked set.
+fn sandbox_reconciler(
+    docker: Arc<dyn DockerApi>,
+    guard: &TestContainers,
+    engine: &TaskEngine,
+    alloc_id: &str,
+) -> Arc<Reconciler> {
+    let mut settings = settings(guard, Duration::ZERO);
+    settings.label_filter = Some(format!("{ALLOC_LABEL}={alloc_id}"));
+    Arc::new(Reconciler::new(
+        docker,
+        Arc::new(engine.clone()),
+        default_policies(),
+        settings,
+        Arc::new(AlwaysHealthy),
+    ))
+}
+
+#[tokio::test]
+async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
+    let case = "restart_adopt_sandbox_during_action";
+    let Some(docker) = docker_with_image(case).await else {
+        return;
+    };
+    ensure_sandbox_image(&docker).await;
+    let guard = TestContainers::new(&docker, case).await;
+    let alloc_id = alloc_id_for(case);
+    guard.track(sandbox_name(&alloc_id));
+    let _ = docker
+        .remove_container(&sandbox_name(&alloc_id), true)
+        .await;
+    let infra = || EngineSettings {
+        infra_image: SANDBOX_IMAGE.to_owned(),
+        ..EngineSettings::default()
+    };
+    // The allocation's sandbox from before a plugin restart, untracked: an orphan to the
+    // reconciler.
+    let existing = TaskEngine::new(docker.clone(), infra(), RuntimeCatalog::new())
+        .create_network(&alloc_id, "", NODE)
+        .await
+        .expect("sandbox of the earlier run")
+        .container_id;
+    // With no grace, a container is a candidate once the second it was created in is over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let engine = TaskEngine::new(docker.clone(), infra(), RuntimeCatalog::new());
+    // The reconciler's Docker calls go through the gate; the engine's go straight to Docker.
+    let spy = Spy::new(
+        docker.clone(),
+        Some(StopGate {
+            entered: Notify::new(),
+            release: Semaphore::new(0),
+        }),
+    );
+    let gate = spy.stop_gate.as_ref().expect("gated");
+    let rec = sandbox_reconciler(spy.clone(), &guard, &engine, &alloc_id);
+    let sweep = tokio::spawn({
+        let rec = Arc::clone(&rec);
+        async move { rec.sweep_now(false).await.expect("docker is healthy") }
+    });
+    tokio::time::timeout(Duration::from_secs(30), gate.entered.notified())
+        .await
+        .expect("the sweep began stopping the orphaned sandbox");
+
+    let create = tokio::spawn({
+        let (engine, alloc_id) = (engine.clone(), alloc_id.clone());
+        async move { engine.create_network(&alloc_id, "", NODE).await }
+    });
+    // CreateNetwork finds the running sandbox and reserves it…
+    let begun = std::time::Instant::now();
+    while !engine.store().tracked_container_ids().contains(&existing) {
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "CreateNetwork never reserved the sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and waits for the stop under way instead of re-adopting a sandbox about to die.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !create.is_finished(),
+        "CreateNetwork returned while the sweep was stopping the sandbox: {:?}",
+        create.await
+    );
+    gate.release.add_permits(1);
+    let report = sweep.await.expect("join");
+    let decided = report.decision(&existing).expect("decided");
+    assert_eq!(decided.outcome.label(), "done", "{}", report.render_table());
+
+    let sandbox = tokio::time::timeout(Duration::from_secs(60), create)
+        .await
+        .expect("CreateNetwork ends once the stop has")
+        .expect("join")
+        .expect("CreateNetwork creates a new sandbox");
+    assert!(sandbox.created, "the stopped sandbox was re-adopted");
+    assert_ne!(sandbox.container_id, existing);
+    assert_eq!(state(&docker, &sandbox.container_id).await, Some(true));
+    assert_eq!(
+        state(&docker, &existing).await,
+        None,
+        "the orphan was removed"
+    );
+    assert_eq!(
+        engine.store().tracked_container_ids(),
+        [sandbox.container_id.clone()].into(),
+        "the new sandbox is tracked, the reservation of the old one gone"
+    );
+
+    // A later sweep leaves the new sandbox alone.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = sandbox_reconciler(docker.clone(), &guard, &engine, &alloc_id)
+        .sweep_once()
+        .await;
+    assert_eq!(
+        (report.listed, report.skipped_tracked),
+        (1, 1),
+        "{}",
+        report.render_table()
+    );
+    assert!(report.acted_on().is_empty(), "{}", report.render_table());
+    assert_eq!(state(&docker, &sandbox.container_id).await, Some(true));
+
+    engine
+        .destroy_network(&alloc_id, Some(&sandbox.container_id))
+        .await
+        .expect("DestroyNetwork");
+    assert_eq!(state(&docker, &sandbox.container_id).await, None);
 }

@@ -18,6 +18,13 @@
 //!   restart) is adopted — tracked again and reported with `created = false` — without
 //!   touching the image, so re-adoption never depends on a registry. Only a new sandbox needs
 //!   the image (present locally, or pulled within `infra_image_pull_timeout`).
+//! * **No adopting what a sweep is killing.** Until CreateNetwork tracks it, a sandbox left
+//!   from before a restart is an orphan to the reconciler. As StartTask does with a container
+//!   it adopts, CreateNetwork reserves the sandbox in the tracked set before it looks at it
+//!   again by id: a sweep that has not begun acting on it then leaves it alone, and one already
+//!   stopping it is waited for. A sandbox that action stopped is removed, one it removed is
+//!   gone, and either way a new sandbox replaces it (`created = true`). The reservation lasts
+//!   until the sandbox is tracked.
 //! * **The namespace path** is `/proc/<sandbox pid>/ns/net`. Docker's `SandboxKey` (what the
 //!   upstream driver reports) lives in the daemon's mount namespace, which need not be the
 //!   plugin's; the pid path is valid wherever the daemon's processes are visible.
@@ -48,6 +55,7 @@ use crate::docker::{ContainerFilter, DockerError};
 
 use super::container::identity_labels;
 use super::image::{ImageRequest, Silent, ensure_image};
+use super::store::Reservation;
 use super::{LABEL_ALLOC_ID, LABEL_NODE_ID, TaskEngine, TaskError};
 
 /// Prefix of a sandbox container's name; the allocation id follows.
@@ -74,6 +82,15 @@ pub struct Sandbox {
     pub hostname: Option<String>,
     /// True when this call created it, false when an existing sandbox was adopted.
     pub created: bool,
+}
+
+/// A running sandbox found for re-adoption, reserved in the tracked set until
+/// [`TaskEngine::adopt`] tracks it.
+#[derive(Debug)]
+struct Adoptable {
+    /// The sandbox as inspected by id once any sweep's action on it had ended.
+    inspected: ContainerInspectResponse,
+    reservation: Reservation,
 }
 
 /// Why a group network could not be created or destroyed.
@@ -189,7 +206,7 @@ impl TaskEngine {
         validate_alloc_id(alloc_id)?;
         let name = sandbox_name(alloc_id);
         if let Some(existing) = self.existing_sandbox(alloc_id, &name).await? {
-            return self.adopt(alloc_id, hostname, &existing);
+            return self.adopt(alloc_id, hostname, existing);
         }
 
         let image = self.settings.infra_image.clone();
@@ -214,26 +231,24 @@ impl TaskEngine {
             })?;
 
         let body = sandbox_config(alloc_id, hostname, node_id, &image);
-        let id = match self.docker.create_container(&name, body).await {
+        let create_err = |source: DockerError| NetworkError::Docker {
+            action: "create",
+            target: name.clone(),
+            source,
+        };
+        let id = match self.docker.create_container(&name, body.clone()).await {
             Ok(id) => id,
-            // A concurrent CreateNetwork won the name: adopt its sandbox.
-            Err(e) if e.is_conflict() => {
-                return match self.existing_sandbox(alloc_id, &name).await? {
-                    Some(existing) => self.adopt(alloc_id, hostname, &existing),
-                    None => Err(NetworkError::Docker {
-                        action: "create",
-                        target: name,
-                        source: e,
-                    }),
-                };
-            }
-            Err(source) => {
-                return Err(NetworkError::Docker {
-                    action: "create",
-                    target: name,
-                    source,
-                });
-            }
+            // A concurrent CreateNetwork won the name: adopt its sandbox. One that is gone, or
+            // stopped and now removed, freed the name again: one more attempt.
+            Err(e) if e.is_conflict() => match self.existing_sandbox(alloc_id, &name).await? {
+                Some(existing) => return self.adopt(alloc_id, hostname, existing),
+                None => self
+                    .docker
+                    .create_container(&name, body)
+                    .await
+                    .map_err(create_err)?,
+            },
+            Err(source) => return Err(create_err(source)),
         };
         // Tracked before it runs: from now on it is ours until DestroyNetwork.
         self.store.track_sandbox(alloc_id, &id);
@@ -406,14 +421,20 @@ impl TaskEngine {
         Ok(tracked)
     }
 
-    /// The container holding the sandbox name, if it is running and labelled for `alloc_id`.
-    /// A stopped one with the label is removed (a new sandbox replaces it); one without the
-    /// label is an error.
+    /// The container holding the sandbox name, if it is running and labelled for `alloc_id`,
+    /// reserved for adoption. A stopped one with the label is removed (a new sandbox replaces
+    /// it); one without the label is an error.
+    ///
+    /// A running one is reserved **before** it is inspected again, by id: a sweep that has not
+    /// begun an action on it sees it tracked, and one whose action has begun is waited for
+    /// ([`TaskStore::action_ended`](super::TaskStore::action_ended)), so the second
+    /// inspection finds the sandbox as the action left it. Stopped or gone by then, it is
+    /// treated as absent.
     async fn existing_sandbox(
         &self,
         alloc_id: &str,
         name: &str,
-    ) -> Result<Option<ContainerInspectResponse>, NetworkError> {
+    ) -> Result<Option<Adoptable>, NetworkError> {
         let inspected = match self.docker.inspect_container(name).await {
             Ok(i) => i,
             Err(e) if e.is_not_found() => return Ok(None),
@@ -434,7 +455,28 @@ impl TaskEngine {
             });
         }
         if is_running(&inspected) {
-            return Ok(Some(inspected));
+            let reservation = self.store.reserve(&id);
+            // A sweep acting on it already: see what its action left.
+            self.store.action_ended(&id).await;
+            match self.docker.inspect_container(&id).await {
+                Ok(again) if is_running(&again) => {
+                    return Ok(Some(Adoptable {
+                        inspected: again,
+                        reservation,
+                    }));
+                }
+                // Stopped (or removed) meanwhile: remove it like a stopped one.
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(source) => {
+                    return Err(NetworkError::Docker {
+                        action: "inspect",
+                        target: id,
+                        source,
+                    });
+                }
+            }
+            drop(reservation);
         }
         tracing::info!(
             alloc_id,
@@ -458,20 +500,26 @@ impl TaskEngine {
         }
     }
 
+    /// Tracks a reserved running sandbox, then lets its reservation go.
     fn adopt(
         &self,
         alloc_id: &str,
         hostname: &str,
-        existing: &ContainerInspectResponse,
+        existing: Adoptable,
     ) -> Result<Sandbox, NetworkError> {
+        let Adoptable {
+            inspected: existing,
+            reservation,
+        } = existing;
         let id = existing.id.clone().unwrap_or_default();
-        let Some(netns_path) = netns_path(existing) else {
+        let Some(netns_path) = netns_path(&existing) else {
             return Err(NetworkError::NotRunning {
                 id,
                 image: self.settings.infra_image.clone(),
             });
         };
         self.store.track_sandbox(alloc_id, &id);
+        drop(reservation);
         if let Some(image_id) = existing.image.as_deref() {
             self.images.acquire(image_id, alloc_id);
         }

@@ -11,16 +11,17 @@
 //! namespace of a live allocation.
 //!
 //! Two more things count as tracked: **reservations**, taken for a container before the driver
-//! adopts it (a StartTask finding a running container with its task's name), so that no sweep
-//! can stop it between the decision to adopt and the handle; and the **start-up scan** of
+//! adopts it (a StartTask finding a running container with its task's name, a CreateNetwork
+//! finding its allocation's running sandbox), so that no sweep can stop it between the
+//! decision to adopt and the handle or the tracked sandbox; and the **start-up scan** of
 //! running sandboxes: until it has completed the tracked set is incomplete
 //! ([`TaskStore::is_complete`]) and the reconciler does not sweep.
 //!
 //! The other way round, a sweep **holds** a container while it acts on it
 //! ([`TaskStore::hold_for_action`]): the check that the container is untracked and the hold
-//! are one step under the reservations' lock, and a StartTask or RecoverTask that reserves a
-//! held container waits for the action to end ([`TaskStore::action_ended`]) before it looks at
-//! the container again, so it never adopts a container a sweep is stopping.
+//! are one step under the reservations' lock, and a StartTask, RecoverTask or CreateNetwork
+//! that reserves a held container waits for the action to end ([`TaskStore::action_ended`])
+//! before it looks at the container again, so it never adopts a container a sweep is stopping.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -318,6 +319,19 @@ mod tests {
             .await
             .expect("the wait ends once the hold is dropped");
         assert!(store.hold_for_action("c1").is_none(), "still reserved");
+    }
+
+    #[test]
+    fn a_sandbox_tracked_before_its_reservation_drops_is_never_holdable() {
+        let store = TaskStore::new();
+        let reservation = store.reserve("sandbox");
+        store.track_sandbox("a1", "sandbox");
+        drop(reservation);
+        assert!(store.hold_for_action("sandbox").is_none());
+        assert_eq!(
+            store.tracked_container_ids(),
+            BTreeSet::from(["sandbox".to_owned()])
+        );
     }
 
     #[test]
