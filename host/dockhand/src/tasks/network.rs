@@ -43,13 +43,16 @@
 //!   a set per allocation: a task joining another task's container never pushes the sandbox
 //!   out of the tracked set.
 //! * **When in doubt, don't kill.** A container holding the sandbox name without this
-//!   allocation's label is never removed or adopted; DestroyNetwork refuses to remove a
-//!   container without this allocation's label; "already gone" is success.
+//!   allocation's label is never removed or adopted; nor is a sandbox that another
+//!   CreateNetwork of the allocation has created and not yet started (tracked, state
+//!   `created`): the second call fails instead. DestroyNetwork refuses to remove a container
+//!   without this allocation's label; "already gone" is success.
 
 use std::collections::HashMap;
 
 use crate::docker::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use crate::docker::{ContainerFilter, DockerError};
 
@@ -141,6 +144,16 @@ pub enum NetworkError {
         /// The image.
         image: String,
     },
+    /// Another CreateNetwork of the allocation has created the sandbox and is starting it.
+    #[error(
+        "sandbox container {id} of allocation {alloc_id} is being started by another CreateNetwork call; not removing it"
+    )]
+    StartUnderWay {
+        /// The sandbox being started.
+        id: String,
+        /// The allocation.
+        alloc_id: String,
+    },
     /// DestroyNetwork named a container that is not this allocation's sandbox.
     #[error("container {id} is not the sandbox of allocation {alloc_id}; not removing it")]
     NotOurs {
@@ -157,6 +170,7 @@ impl NetworkError {
         match self {
             Self::Docker { source, .. } => source.is_transient(),
             Self::Image { source, .. } => source.is_recoverable(),
+            Self::StartUnderWay { .. } => true,
             _ => false,
         }
     }
@@ -177,6 +191,11 @@ fn validate_alloc_id(alloc_id: &str) -> Result<(), NetworkError> {
 
 fn is_running(i: &ContainerInspectResponse) -> bool {
     i.state.as_ref().and_then(|s| s.running).unwrap_or(false)
+}
+
+/// Created and never started.
+fn is_created(i: &ContainerInspectResponse) -> bool {
+    i.state.as_ref().and_then(|s| s.status) == Some(ContainerStateStatusEnum::CREATED)
 }
 
 /// Whether the container carries this allocation's label.
@@ -450,6 +469,14 @@ impl TaskEngine {
         if !labelled_for(&inspected, alloc_id) {
             return Err(NetworkError::NameTaken {
                 name: name.to_owned(),
+                id,
+                alloc_id: alloc_id.to_owned(),
+            });
+        }
+        // Tracked and not yet started: another CreateNetwork of this allocation made it and is
+        // starting it. Removing it would kill that call's sandbox.
+        if is_created(&inspected) && self.store.sandbox_ids().contains(&id) {
+            return Err(NetworkError::StartUnderWay {
                 id,
                 alloc_id: alloc_id.to_owned(),
             });
