@@ -2,7 +2,8 @@
 //! middle of its stream, and after its last chunk while its compile runs. Nothing of it is
 //! kept — not in the policy store, not in the compiled-policy cache (`data_dir/policy-cache`)
 //! — no compile is started for a load cancelled before it, a compile already running is
-//! discarded, the plugin serves on, and the same bytes upload afterwards.
+//! discarded, the plugin serves on, and the same bytes upload afterwards. An upload in its
+//! compile holds up no activation or rollback.
 //!
 //! Which compiles ran is read from the `Status` counters (`policy_compiles_started`,
 //! `policy_compiles_discarded`), so the tests wait on what the plugin did, never on a sleep.
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dockhand::admin::client::{AdminClient, UPLOAD_CHUNK_BYTES};
-use dockhand::admin::{PolicyKindMsg, UploadResponse};
+use dockhand::admin::{PolicyKindMsg, PolicyModeMsg, UploadResponse};
 use orphan_policy::store::sha256_hex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -221,6 +222,24 @@ impl Case {
         (case, tx, upload)
     }
 
+    /// Sends the whole policy on `tx`, ends the stream and returns once a compile has started
+    /// since the counters read `before`.
+    async fn send_whole_until_compiling(&mut self, tx: mpsc::Sender<Vec<u8>>, before: (u64, u64)) {
+        for chunk in self.policy.chunks(UPLOAD_CHUNK_BYTES) {
+            tx.send(chunk.to_vec())
+                .await
+                .expect("the upload reads its chunks");
+        }
+        drop(tx);
+        wait_for_compiles(
+            &mut self.admin,
+            "the upload's compile",
+            Duration::from_secs(60),
+            |c| c.0 > before.0,
+        )
+        .await;
+    }
+
     /// Nothing of the cancelled upload is in the store (`stored_message` otherwise) or in
     /// the compiled-policy cache, and the plugin serves on.
     async fn assert_nothing_kept(&mut self, stored_message: &str) {
@@ -289,20 +308,8 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
     let before = case.before;
 
     // Every chunk goes up and the stream ends; the client goes away once the compile runs.
-    for chunk in case.policy.chunks(UPLOAD_CHUNK_BYTES) {
-        tx.send(chunk.to_vec())
-            .await
-            .expect("the upload reads its chunks");
-    }
-    drop(tx);
     let compile_started = Instant::now();
-    wait_for_compiles(
-        &mut case.admin,
-        "the upload's compile",
-        Duration::from_secs(60),
-        |c| c.0 > before.0,
-    )
-    .await;
+    case.send_whole_until_compiling(tx, before).await;
     assert!(
         !upload.is_finished(),
         "the upload ended before it could be cancelled in its compile: {:?}",
@@ -342,4 +349,57 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
     // The same bytes upload afterwards, compiled anew.
     case.assert_the_same_bytes_upload((before.0 + 2, before.1 + 1))
         .await;
+}
+
+#[tokio::test]
+async fn an_upload_in_its_compile_holds_up_no_activation_or_rollback() {
+    let (mut case, tx, upload) = Case::begin_upload("upload_compile_beside_activation", 3).await;
+    // A policy in the store, ready to activate.
+    let quick = case
+        .admin
+        .upload(
+            PolicyKindMsg::Ownership,
+            orphan_policy::guests::DEFAULT_OWNERSHIP.to_vec(),
+            None,
+            None,
+            None,
+        )
+        .await
+        .expect("upload the default ownership policy")
+        .policy
+        .expect("stored")
+        .digest;
+    let before = compiles(&mut case.admin).await;
+
+    // The slow policy goes up whole; its compile runs…
+    case.send_whole_until_compiling(tx, before).await;
+
+    // …and an activation and a rollback answer meanwhile.
+    let activated = case
+        .admin
+        .activate(quick.clone(), PolicyModeMsg::Audit)
+        .await
+        .expect("Activate");
+    assert_eq!(activated.active.expect("in force").digest, quick);
+    // One activation in the store's history: nothing to roll back to, said at once.
+    let rollback = case.admin.rollback(PolicyKindMsg::Ownership).await;
+    assert!(
+        !upload.is_finished(),
+        "the activation and the rollback waited for the upload's compile: {:?}",
+        upload.await
+    );
+    let err = rollback.expect_err("no earlier revision").to_string();
+    assert!(
+        err.contains("no previous ownership policy revision"),
+        "{err}"
+    );
+
+    // The upload then completes as usual.
+    let uploaded = upload.await.expect("join").expect("the upload completes");
+    assert_eq!(uploaded.policy.expect("stored").digest, case.digest);
+    let mut listed = stored(&mut case.admin).await;
+    listed.sort();
+    let mut want = vec![quick, case.digest.clone()];
+    want.sort();
+    assert_eq!(listed, want);
 }

@@ -156,7 +156,9 @@ pub struct AdminState {
     metrics: Option<Arc<Metrics>>,
     /// The running reconciler, for on-demand sweeps; `None` when it is disabled.
     sweeper: Option<Arc<Reconciler>>,
-    /// Serialises uploads, activations and rollbacks.
+    /// Serialises the store's writes: an upload's record, and each activation or rollback
+    /// (load, record, install as one step, so the store and the policies in force agree). An
+    /// upload's compile runs before it takes the lock.
     writes: tokio::sync::Mutex<()>,
 }
 

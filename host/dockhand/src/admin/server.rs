@@ -259,7 +259,8 @@ impl PolicyAdmin for Service {
             }
         }
         let bytes = Arc::new(bytes);
-        let _writes = self.state.writes.lock().await;
+        // The compile runs outside the write lock: a slow one (a Python policy takes seconds)
+        // holds up no activation or rollback.
         let policy = self.load(kind, bytes.clone()).await?;
         let info = policy.info().clone();
         let meta = PolicyMeta {
@@ -274,9 +275,11 @@ impl PolicyAdmin for Service {
                 header.version
             },
         };
-        let stored = self
-            .store(move |s| s.put(kind, &bytes, declared.as_deref(), meta))
-            .await?;
+        let stored = {
+            let _writes = self.state.writes.lock().await;
+            self.store(move |s| s.put(kind, &bytes, declared.as_deref(), meta))
+                .await?
+        };
         tracing::info!(digest = %stored.digest, %kind, name = %stored.name, "admin API: policy uploaded");
         Ok(Response::new(proto::UploadResponse {
             policy: Some(stored_to_proto(stored)),
