@@ -35,7 +35,7 @@ const ABSENT_IMAGE: &str = "dockhand-test/absent-pause:0";
 
 /// The daemon with both test images, a guard for `case`, and the case's alloc id (its sandbox
 /// name registered for clean-up).
-async fn setup(case: &str) -> Option<(Arc<dyn DockerApi>, TestContainers, String)> {
+pub(crate) async fn setup(case: &str) -> Option<(Arc<dyn DockerApi>, TestContainers, String)> {
     let docker = docker_with_image(case).await?;
     ensure_sandbox_image(&docker).await;
     let guard = TestContainers::new(&docker, case).await;

@@ -12,19 +12,18 @@ use std::time::{Duration, Instant};
 use dockhand::docker::DockerApi;
 use dockhand::plugin::convert::SANDBOX_CONTAINER_LABEL;
 use dockhand::reconcile::{AlwaysHealthy, Reconciler, now_ms};
-use dockhand::tasks::sandbox_name;
 use nix::sys::signal::Signal;
 use nomad_plugin::proto::drivers as pb;
 use nomad_plugin::proto::drivers::driver_client::DriverClient;
 use tonic::transport::Channel;
 
-use crate::harness::{Plugin, TaskDirs, alloc_id_for};
+use crate::harness::{Plugin, TaskDirs};
 use crate::lifecycle::{destroy, inspect, start, task_config};
 use crate::plugin_reconciler::{Private, admin_client, started};
 use crate::reconcile::{ALLOC_LABEL, NODE, SLEEPER, labelled_orphan, settings, state};
 use crate::recover::recover_request;
 use crate::support::fault_proxy::{DOCKER_SOCKET, FaultMode, FaultProxy};
-use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
+use crate::support::image::SANDBOX_IMAGE;
 use crate::support::{TEST_CASE_LABEL, TestContainers, docker_with_image};
 
 mod adopt;
@@ -100,19 +99,6 @@ async fn destroy_network(driver: &mut DriverClient<Channel>, alloc_id: &str) {
         .expect("DestroyNetwork");
 }
 
-/// The daemon with both images and a guard whose sandbox name is registered for clean-up.
-async fn network_setup(case: &str) -> Option<(Arc<dyn DockerApi>, TestContainers, String)> {
-    let docker = docker_with_image(case).await?;
-    ensure_sandbox_image(&docker).await;
-    let guard = TestContainers::new(&docker, case).await;
-    let alloc_id = alloc_id_for(case);
-    guard.track(sandbox_name(&alloc_id));
-    let _ = docker
-        .remove_container(&sandbox_name(&alloc_id), true)
-        .await;
-    Some((docker, guard, alloc_id))
-}
-
 #[tokio::test]
 async fn an_on_demand_sweep_right_after_a_restart_waits_for_recovery() {
     let case = format!("restart_sweep_wait-{}", std::process::id());
@@ -176,7 +162,7 @@ async fn an_on_demand_sweep_right_after_a_restart_waits_for_recovery() {
 #[tokio::test]
 async fn a_group_network_sandbox_without_tasks_survives_a_plugin_restart() {
     let case = "restart_sandbox";
-    let Some((docker, _guard, alloc_id)) = network_setup(case).await else {
+    let Some((docker, _guard, alloc_id)) = crate::network::setup(case).await else {
         return;
     };
     let private = Private::new();
@@ -211,7 +197,7 @@ async fn a_group_network_sandbox_without_tasks_survives_a_plugin_restart() {
 #[tokio::test]
 async fn a_task_joining_another_tasks_container_keeps_the_sandbox_tracked() {
     let case = "restart_joined_network";
-    let Some((docker, guard, alloc_id)) = network_setup(case).await else {
+    let Some((docker, guard, alloc_id)) = crate::network::setup(case).await else {
         return;
     };
     let private = Private::new();

@@ -23,19 +23,17 @@ use dockhand::docker::{
     OutputChunk, PullMessage, RegistryAuth,
 };
 use dockhand::fingerprint::RuntimeCatalog;
-use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec, TaskStore, sandbox_name};
-use futures::stream::BoxStream;
-
 use dockhand::reconcile::{AlwaysHealthy, Reconciler};
+use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec, TaskStore};
+use futures::stream::BoxStream;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::harness::alloc_id_for;
 use crate::reconcile::{
     ALLOC_LABEL, Kind, NODE, default_policies, dockhand_labels, make, settings, state, task_spec,
 };
 use crate::support::TestContainers;
 use crate::support::docker_with_image;
-use crate::support::image::{SANDBOX_IMAGE, ensure_sandbox_image};
+use crate::support::image::SANDBOX_IMAGE;
 
 /// The real daemon, with a record of what the tracked set held at each inspection by id.
 #[derive(Debug)]
@@ -203,6 +201,32 @@ async fn running_under_task_name(
     .await
 }
 
+/// Waits until `call` (StartTask or CreateNetwork, spawned) has reserved `existing`, then
+/// checks that it still waits half a second later — for the sweep's action under way — and
+/// hands the call back.
+async fn reserves_and_waits<T: std::fmt::Debug>(
+    engine: &TaskEngine,
+    existing: &str,
+    what: &str,
+    call: tokio::task::JoinHandle<T>,
+) -> tokio::task::JoinHandle<T> {
+    let begun = std::time::Instant::now();
+    while !engine.store().tracked_container_ids().contains(existing) {
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "{what} never reserved {existing}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !call.is_finished(),
+        "{what} returned while the sweep was stopping {existing}: {:?}",
+        call.await
+    );
+    call
+}
+
 #[tokio::test]
 async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
     let case = "restart_adopt_by_name";
@@ -306,21 +330,9 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
         let (engine, spec) = (engine.clone(), spec.clone());
         async move { engine.start(spec).await }
     });
-    // StartTask finds the running container with its name and reserves it…
-    let begun = std::time::Instant::now();
-    while !engine.store().tracked_container_ids().contains(&existing) {
-        assert!(
-            begun.elapsed() < Duration::from_secs(30),
-            "StartTask never reserved the container"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // …and waits for the stop under way instead of adopting a container about to die.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !start.is_finished(),
-        "StartTask returned while the sweep was stopping the container"
-    );
+    // StartTask finds the running container with its name and reserves it, and waits for the
+    // stop under way instead of adopting a container about to die.
+    let start = reserves_and_waits(&engine, &existing, "StartTask", start).await;
     gate.release.add_permits(1);
     let report = sweep.await.expect("join");
     let decided = report.decision(&existing).expect("decided");
@@ -367,16 +379,9 @@ fn sandbox_reconciler(
 #[tokio::test]
 async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
     let case = "restart_adopt_sandbox_during_action";
-    let Some(docker) = docker_with_image(case).await else {
+    let Some((docker, guard, alloc_id)) = crate::network::setup(case).await else {
         return;
     };
-    ensure_sandbox_image(&docker).await;
-    let guard = TestContainers::new(&docker, case).await;
-    let alloc_id = alloc_id_for(case);
-    guard.track(sandbox_name(&alloc_id));
-    let _ = docker
-        .remove_container(&sandbox_name(&alloc_id), true)
-        .await;
     let infra = || EngineSettings {
         infra_image: SANDBOX_IMAGE.to_owned(),
         ..EngineSettings::default()
@@ -414,22 +419,9 @@ async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
         let (engine, alloc_id) = (engine.clone(), alloc_id.clone());
         async move { engine.create_network(&alloc_id, "", NODE).await }
     });
-    // CreateNetwork finds the running sandbox and reserves it…
-    let begun = std::time::Instant::now();
-    while !engine.store().tracked_container_ids().contains(&existing) {
-        assert!(
-            begun.elapsed() < Duration::from_secs(30),
-            "CreateNetwork never reserved the sandbox"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // …and waits for the stop under way instead of re-adopting a sandbox about to die.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !create.is_finished(),
-        "CreateNetwork returned while the sweep was stopping the sandbox: {:?}",
-        create.await
-    );
+    // CreateNetwork finds the running sandbox and reserves it, and waits for the stop under
+    // way instead of re-adopting a sandbox about to die.
+    let create = reserves_and_waits(&engine, &existing, "CreateNetwork", create).await;
     gate.release.add_permits(1);
     let report = sweep.await.expect("join");
     let decided = report.decision(&existing).expect("decided");
