@@ -1,5 +1,5 @@
-//! Hot swap through the plugin: a policy uploaded and activated while a sweep is in flight
-//! leaves that sweep on the policy it started with; the next sweep uses the new one, with no
+//! Hot swap through the plugin: a stored policy activated while a sweep is in flight leaves
+//! that sweep on the policy it started with; the next sweep uses the new one, with no
 //! restart.
 
 use std::time::{Duration, Instant};
@@ -61,6 +61,19 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
     let new_policy = guests::test_guest("example-label-allowlist").expect("example policy");
     let new = sha256_hex(&new_policy);
     assert_ne!(old, new);
+    // Stored (and compiled) before the sweep: what happens while it is in flight is the
+    // activation alone, well inside the stop's 30 s grace even on a loaded machine.
+    let uploaded = admin
+        .upload(
+            PolicyKindMsg::Ownership,
+            new_policy,
+            Some(new.clone()),
+            None,
+            None,
+        )
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.policy.expect("stored").digest, new);
     until_aged(created).await;
 
     let mut sweeper = admin.clone();
@@ -89,17 +102,6 @@ async fn a_policy_activated_during_a_sweep_applies_from_the_next_sweep() {
         "the sweep is still stopping {stopping}"
     );
 
-    let uploaded = admin
-        .upload(
-            PolicyKindMsg::Ownership,
-            new_policy,
-            Some(new.clone()),
-            None,
-            None,
-        )
-        .await
-        .expect("upload");
-    assert_eq!(uploaded.policy.expect("stored").digest, new);
     let activated = admin
         .activate(new.clone(), PolicyModeMsg::Enforce)
         .await
