@@ -23,7 +23,7 @@ use dockhand::docker::{
     OutputChunk, PullMessage, RegistryAuth,
 };
 use dockhand::fingerprint::RuntimeCatalog;
-use dockhand::reconcile::{AlwaysHealthy, Reconciler};
+use dockhand::reconcile::{AlwaysHealthy, Reconciler, SweepReport};
 use dockhand::tasks::{EngineSettings, TaskEngine, TaskSpec, TaskStore};
 use futures::stream::BoxStream;
 use tokio::sync::{Notify, Semaphore};
@@ -53,7 +53,35 @@ struct StopGate {
     release: Semaphore,
 }
 
+impl StopGate {
+    /// Returns once the sweep's stop of `what` has reached the gate.
+    async fn wait_entered(&self, what: &str) {
+        tokio::time::timeout(Duration::from_secs(30), self.entered.notified())
+            .await
+            .unwrap_or_else(|_| panic!("the sweep never began stopping {what}"));
+    }
+
+    /// Lets the held stop go and checks that `sweep` then stopped `existing`.
+    async fn release(&self, sweep: tokio::task::JoinHandle<SweepReport>, existing: &str) {
+        self.release.add_permits(1);
+        let report = sweep.await.expect("join");
+        let decided = report.decision(existing).expect("decided");
+        assert_eq!(decided.outcome.label(), "done", "{}", report.render_table());
+    }
+}
+
 impl Spy {
+    /// A spy whose stop calls wait at a [`StopGate`].
+    fn gated(inner: Arc<dyn DockerApi>) -> Arc<Self> {
+        Self::new(
+            inner,
+            Some(StopGate {
+                entered: Notify::new(),
+                release: Semaphore::new(0),
+            }),
+        )
+    }
+
     fn new(inner: Arc<dyn DockerApi>, stop_gate: Option<StopGate>) -> Arc<Self> {
         Arc::new(Self {
             inner,
@@ -303,13 +331,7 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
         RuntimeCatalog::new(),
     );
     // The reconciler's Docker calls go through the gate; the engine's go straight to Docker.
-    let spy = Spy::new(
-        docker.clone(),
-        Some(StopGate {
-            entered: Notify::new(),
-            release: Semaphore::new(0),
-        }),
-    );
+    let spy = Spy::gated(docker.clone());
     let gate = spy.stop_gate.as_ref().expect("gated");
     let rec = Arc::new(Reconciler::new(
         spy.clone(),
@@ -322,9 +344,7 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
     });
-    tokio::time::timeout(Duration::from_secs(30), gate.entered.notified())
-        .await
-        .expect("the sweep began stopping the orphan");
+    gate.wait_entered("the orphan").await;
 
     let start = tokio::spawn({
         let (engine, spec) = (engine.clone(), spec.clone());
@@ -333,10 +353,7 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
     // StartTask finds the running container with its name and reserves it, and waits for the
     // stop under way instead of adopting a container about to die.
     let start = reserves_and_waits(&engine, &existing, "StartTask", start).await;
-    gate.release.add_permits(1);
-    let report = sweep.await.expect("join");
-    let decided = report.decision(&existing).expect("decided");
-    assert_eq!(decided.outcome.label(), "done", "{}", report.render_table());
+    gate.release(sweep, &existing).await;
 
     let started = tokio::time::timeout(Duration::from_secs(60), start)
         .await
@@ -398,22 +415,14 @@ async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
 
     let engine = TaskEngine::new(docker.clone(), infra(), RuntimeCatalog::new());
     // The reconciler's Docker calls go through the gate; the engine's go straight to Docker.
-    let spy = Spy::new(
-        docker.clone(),
-        Some(StopGate {
-            entered: Notify::new(),
-            release: Semaphore::new(0),
-        }),
-    );
+    let spy = Spy::gated(docker.clone());
     let gate = spy.stop_gate.as_ref().expect("gated");
     let rec = sandbox_reconciler(spy.clone(), &guard, &engine, &alloc_id);
     let sweep = tokio::spawn({
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
     });
-    tokio::time::timeout(Duration::from_secs(30), gate.entered.notified())
-        .await
-        .expect("the sweep began stopping the orphaned sandbox");
+    gate.wait_entered("the orphaned sandbox").await;
 
     let create = tokio::spawn({
         let (engine, alloc_id) = (engine.clone(), alloc_id.clone());
@@ -422,10 +431,7 @@ async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
     // CreateNetwork finds the running sandbox and reserves it, and waits for the stop under
     // way instead of re-adopting a sandbox about to die.
     let create = reserves_and_waits(&engine, &existing, "CreateNetwork", create).await;
-    gate.release.add_permits(1);
-    let report = sweep.await.expect("join");
-    let decided = report.decision(&existing).expect("decided");
-    assert_eq!(decided.outcome.label(), "done", "{}", report.render_table());
+    gate.release(sweep, &existing).await;
 
     let sandbox = tokio::time::timeout(Duration::from_secs(60), create)
         .await
