@@ -536,6 +536,10 @@ async fn the_reconciler_spares_tracked_sandboxes_and_judges_orphaned_ones() {
     assert!(report.decision(&live.container_id).is_none());
     assert!(report.acted_on().is_empty());
 
+    // With no grace, a container is a candidate once the second it was created in is over
+    // (the daemon rounds creation times down to the second); on a fast run that second may
+    // not be over yet.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = sweep(&gone_alloc).sweep_once().await;
     eprintln!("{}", report.render_table());
     assert_eq!(report.skipped_tracked, 0);
@@ -602,55 +606,4 @@ async fn a_stopped_sandbox_is_replaced_by_a_new_one() {
         .await
         .expect("destroy");
     assert!(engine.store().tracked_container_ids().is_empty());
-}
-
-#[tokio::test]
-async fn a_sandbox_another_create_network_is_starting_is_not_removed() {
-    let case = "network_start_under_way";
-    let Some((docker, guard, alloc_id)) = setup(case).await else {
-        return;
-    };
-    // A first CreateNetwork between its create and its start: the sandbox exists, never
-    // started, and is already tracked.
-    let mut labels: HashMap<String, String> = guard.labels().into_iter().collect();
-    labels.insert(ALLOC_LABEL.to_owned(), alloc_id.clone());
-    let starting = docker
-        .create_container(
-            &sandbox_name(&alloc_id),
-            ContainerCreateBody {
-                image: Some(SANDBOX_IMAGE.to_owned()),
-                labels: Some(labels),
-                ..ContainerCreateBody::default()
-            },
-        )
-        .await
-        .expect("create the first call's sandbox");
-    let engine = engine_with_infra(&docker, SANDBOX_IMAGE);
-    engine.store().track_sandbox(&alloc_id, &starting);
-
-    // A second call for the allocation must not remove it from under the first.
-    let err = engine
-        .create_network(&alloc_id, "", "")
-        .await
-        .expect_err("a start under way");
-    assert!(matches!(err, NetworkError::StartUnderWay { .. }), "{err}");
-    assert!(err.is_transient(), "{err}");
-    assert_eq!(running(&docker, &starting).await, Some(false), "untouched");
-    assert_eq!(engine.store().sandbox_ids(), [starting.clone()].into());
-
-    // Untracked (the first call gave up, or a plugin died between create and start), the
-    // never-started sandbox is replaced like a stopped one.
-    engine.store().untrack_sandbox(&alloc_id, &starting);
-    let sandbox = engine
-        .create_network(&alloc_id, "", "")
-        .await
-        .expect("create");
-    assert!(sandbox.created);
-    assert_ne!(sandbox.container_id, starting);
-    assert_eq!(running(&docker, &starting).await, None, "removed");
-    assert_eq!(running(&docker, &sandbox.container_id).await, Some(true));
-    engine
-        .destroy_network(&alloc_id, Some(&sandbox.container_id))
-        .await
-        .expect("destroy");
 }

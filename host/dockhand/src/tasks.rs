@@ -176,6 +176,7 @@ pub struct TaskEngine {
     store: TaskStore,
     events: broadcast::Sender<TaskEvent>,
     images: ImageGc,
+    network_calls: network::AllocLocks,
 }
 
 impl TaskEngine {
@@ -193,6 +194,7 @@ impl TaskEngine {
             runtimes,
             store: TaskStore::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
+            network_calls: network::AllocLocks::default(),
         }
     }
 

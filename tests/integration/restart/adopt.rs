@@ -43,22 +43,37 @@ struct Spy {
     /// `(id, tracked at that moment)` for each inspection by a 64-hex-digit id.
     inspections: Mutex<Vec<(String, bool)>>,
     /// When set, every stop call waits for a permit of this gate.
-    stop_gate: Option<StopGate>,
+    stop_gate: Option<Gate>,
+    /// When set, every start call waits for a permit of this gate.
+    start_gate: Option<Gate>,
 }
 
-/// Holds stop calls: `entered` is notified as one arrives, which then waits for a permit.
+/// Holds calls: `entered` is notified as one arrives, which then waits for a permit.
 #[derive(Debug)]
-struct StopGate {
+struct Gate {
     entered: Notify,
     release: Semaphore,
 }
 
-impl StopGate {
-    /// Returns once the sweep's stop of `what` has reached the gate.
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            entered: Notify::new(),
+            release: Semaphore::new(0),
+        }
+    }
+
+    /// Returns once `what` has reached the gate.
     async fn wait_entered(&self, what: &str) {
         tokio::time::timeout(Duration::from_secs(30), self.entered.notified())
             .await
-            .unwrap_or_else(|_| panic!("the sweep never began stopping {what}"));
+            .unwrap_or_else(|_| panic!("{what} never reached the gate"));
+    }
+
+    /// Waits at the gate for a permit.
+    async fn pass(&self) {
+        self.entered.notify_one();
+        self.release.acquire().await.expect("gate open").forget();
     }
 
     /// Lets the held stop go and checks that `sweep` then stopped `existing`.
@@ -71,23 +86,27 @@ impl StopGate {
 }
 
 impl Spy {
-    /// A spy whose stop calls wait at a [`StopGate`].
+    /// A spy whose stop calls wait at a [`Gate`].
     fn gated(inner: Arc<dyn DockerApi>) -> Arc<Self> {
-        Self::new(
-            inner,
-            Some(StopGate {
-                entered: Notify::new(),
-                release: Semaphore::new(0),
-            }),
-        )
+        Self::new(inner, Some(Gate::new()), None)
     }
 
-    fn new(inner: Arc<dyn DockerApi>, stop_gate: Option<StopGate>) -> Arc<Self> {
+    /// A spy whose start calls wait at a [`Gate`].
+    fn start_gated(inner: Arc<dyn DockerApi>) -> Arc<Self> {
+        Self::new(inner, None, Some(Gate::new()))
+    }
+
+    fn new(
+        inner: Arc<dyn DockerApi>,
+        stop_gate: Option<Gate>,
+        start_gate: Option<Gate>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             inner,
             store: OnceLock::new(),
             inspections: Mutex::new(Vec::new()),
             stop_gate,
+            start_gate,
         })
     }
 }
@@ -134,12 +153,14 @@ impl DockerApi for Spy {
         self.inner.create_container(name, body).await
     }
     async fn start_container(&self, id: &str) -> Result<(), DockerError> {
+        if let Some(gate) = &self.start_gate {
+            gate.pass().await;
+        }
         self.inner.start_container(id).await
     }
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
         if let Some(gate) = &self.stop_gate {
-            gate.entered.notify_one();
-            gate.release.acquire().await.expect("gate open").forget();
+            gate.pass().await;
         }
         self.inner.stop_container(id, grace).await
     }
@@ -272,7 +293,7 @@ async fn a_container_adopted_by_name_is_tracked_before_it_is_adopted() {
         vec![(ALLOC_LABEL, spec.alloc_id.clone())],
     )
     .await;
-    let spy = Spy::new(docker.clone(), None);
+    let spy = Spy::new(docker.clone(), None, None);
     let engine = TaskEngine::new(
         spy.clone(),
         EngineSettings::default(),
@@ -344,7 +365,7 @@ async fn a_container_a_sweep_is_stopping_is_not_adopted_until_the_stop_has_ended
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
     });
-    gate.wait_entered("the orphan").await;
+    gate.wait_entered("the sweep's stop of the orphan").await;
 
     let start = tokio::spawn({
         let (engine, spec) = (engine.clone(), spec.clone());
@@ -422,7 +443,8 @@ async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
         let rec = Arc::clone(&rec);
         async move { rec.sweep_now(false).await.expect("docker is healthy") }
     });
-    gate.wait_entered("the orphaned sandbox").await;
+    gate.wait_entered("the sweep's stop of the orphaned sandbox")
+        .await;
 
     let create = tokio::spawn({
         let (engine, alloc_id) = (engine.clone(), alloc_id.clone());
@@ -471,4 +493,110 @@ async fn a_sandbox_a_sweep_is_stopping_is_replaced_not_re_adopted() {
         .await
         .expect("DestroyNetwork");
     assert_eq!(state(&docker, &sandbox.container_id).await, None);
+}
+
+/// An engine whose sandbox starts wait at the returned spy's start gate.
+fn start_gated_engine(docker: &Arc<dyn DockerApi>) -> (Arc<Spy>, TaskEngine) {
+    let spy = Spy::start_gated(docker.clone());
+    let settings = EngineSettings {
+        infra_image: SANDBOX_IMAGE.to_owned(),
+        ..EngineSettings::default()
+    };
+    let engine = TaskEngine::new(spy.clone(), settings, RuntimeCatalog::new());
+    (spy, engine)
+}
+
+/// The one sandbox `engine` tracks for an allocation.
+fn the_tracked_sandbox(engine: &TaskEngine) -> String {
+    let ids = engine.store().sandbox_ids();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids.into_iter().next().expect("one")
+}
+
+#[tokio::test]
+async fn a_second_create_network_waits_for_the_first_and_adopts_its_sandbox() {
+    let case = "restart_adopt_sandbox_concurrent_create";
+    let Some((docker, _guard, alloc_id)) = crate::network::setup(case).await else {
+        return;
+    };
+    let (spy, engine) = start_gated_engine(&docker);
+    let gate = spy.start_gate.as_ref().expect("gated");
+    let create = || {
+        let (engine, alloc_id) = (engine.clone(), alloc_id.clone());
+        tokio::spawn(async move { engine.create_network(&alloc_id, "", NODE).await })
+    };
+    let first = create();
+    gate.wait_entered("the first CreateNetwork's start").await;
+    // The first call's sandbox exists, not yet started, when the second call comes.
+    let made = the_tracked_sandbox(&engine);
+    assert_eq!(state(&docker, &made).await, Some(false));
+    let second = create();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !second.is_finished(),
+        "the second CreateNetwork did not wait for the first: {:?}",
+        second.await
+    );
+    assert_eq!(state(&docker, &made).await, Some(false), "left alone");
+
+    gate.release.add_permits(1);
+    let first = tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .expect("the first call ends")
+        .expect("join")
+        .expect("the first call creates the sandbox");
+    let second = tokio::time::timeout(Duration::from_secs(60), second)
+        .await
+        .expect("the second call ends")
+        .expect("join")
+        .expect("the second call adopts the sandbox");
+    assert!(first.created);
+    assert_eq!(first.container_id, made);
+    assert!(!second.created, "{second:?}");
+    assert_eq!(second.container_id, made);
+    assert_eq!(state(&docker, &made).await, Some(true));
+    assert_eq!(the_tracked_sandbox(&engine), made);
+    engine
+        .destroy_network(&alloc_id, Some(&made))
+        .await
+        .expect("DestroyNetwork");
+}
+
+#[tokio::test]
+async fn a_create_network_cancelled_before_its_start_leaves_nothing_in_the_way() {
+    let case = "restart_adopt_sandbox_cancelled_create";
+    let Some((docker, _guard, alloc_id)) = crate::network::setup(case).await else {
+        return;
+    };
+    let (spy, engine) = start_gated_engine(&docker);
+    let gate = spy.start_gate.as_ref().expect("gated");
+    let first = tokio::spawn({
+        let (engine, alloc_id) = (engine.clone(), alloc_id.clone());
+        async move { engine.create_network(&alloc_id, "", NODE).await }
+    });
+    gate.wait_entered("the first CreateNetwork's start").await;
+    // Its client goes away: the call is dropped between create and start.
+    first.abort();
+    assert!(first.await.expect_err("aborted").is_cancelled());
+    let left = the_tracked_sandbox(&engine);
+    assert_eq!(state(&docker, &left).await, Some(false));
+
+    // The next CreateNetwork replaces the never-started sandbox.
+    gate.release.add_permits(1);
+    let sandbox = tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.create_network(&alloc_id, "", NODE),
+    )
+    .await
+    .expect("CreateNetwork ends")
+    .expect("CreateNetwork creates a new sandbox");
+    assert!(sandbox.created);
+    assert_ne!(sandbox.container_id, left);
+    assert_eq!(state(&docker, &left).await, None, "removed");
+    assert_eq!(state(&docker, &sandbox.container_id).await, Some(true));
+    assert_eq!(the_tracked_sandbox(&engine), sandbox.container_id);
+    engine
+        .destroy_network(&alloc_id, Some(&sandbox.container_id))
+        .await
+        .expect("DestroyNetwork");
 }

@@ -42,17 +42,20 @@
 //!   `network_mode = "container:…"` (StartTask, RecoverTask) is tracked as well, by full id, in
 //!   a set per allocation: a task joining another task's container never pushes the sandbox
 //!   out of the tracked set.
+//! * **One call per allocation at a time.** CreateNetwork and DestroyNetwork of one
+//!   allocation run one after the other ([`AllocLocks`]), so no call finds another's sandbox
+//!   half made: a second CreateNetwork waits for the first and adopts its sandbox. A sandbox
+//!   created and never started that a call does find is left from a call whose client went
+//!   away before the start; it is removed and replaced like a stopped one.
 //! * **When in doubt, don't kill.** A container holding the sandbox name without this
-//!   allocation's label is never removed or adopted; nor is a sandbox that another
-//!   CreateNetwork of the allocation has created and not yet started (tracked, state
-//!   `created`): the second call fails instead. DestroyNetwork refuses to remove a container
-//!   without this allocation's label; "already gone" is success.
+//!   allocation's label is never removed or adopted; DestroyNetwork refuses to remove a
+//!   container without this allocation's label; "already gone" is success.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::docker::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use crate::docker::{ContainerFilter, DockerError};
 
@@ -144,16 +147,6 @@ pub enum NetworkError {
         /// The image.
         image: String,
     },
-    /// Another CreateNetwork of the allocation has created the sandbox and is starting it.
-    #[error(
-        "sandbox container {id} of allocation {alloc_id} is being started by another CreateNetwork call; not removing it"
-    )]
-    StartUnderWay {
-        /// The sandbox being started.
-        id: String,
-        /// The allocation.
-        alloc_id: String,
-    },
     /// DestroyNetwork named a container that is not this allocation's sandbox.
     #[error("container {id} is not the sandbox of allocation {alloc_id}; not removing it")]
     NotOurs {
@@ -170,7 +163,6 @@ impl NetworkError {
         match self {
             Self::Docker { source, .. } => source.is_transient(),
             Self::Image { source, .. } => source.is_recoverable(),
-            Self::StartUnderWay { .. } => true,
             _ => false,
         }
     }
@@ -193,11 +185,6 @@ fn is_running(i: &ContainerInspectResponse) -> bool {
     i.state.as_ref().and_then(|s| s.running).unwrap_or(false)
 }
 
-/// Created and never started.
-fn is_created(i: &ContainerInspectResponse) -> bool {
-    i.state.as_ref().and_then(|s| s.status) == Some(ContainerStateStatusEnum::CREATED)
-}
-
 /// Whether the container carries this allocation's label.
 fn labelled_for(i: &ContainerInspectResponse, alloc_id: &str) -> bool {
     i.config
@@ -205,6 +192,48 @@ fn labelled_for(i: &ContainerInspectResponse, alloc_id: &str) -> bool {
         .and_then(|c| c.labels.as_ref())
         .and_then(|l| l.get(LABEL_ALLOC_ID))
         .is_some_and(|v| v == alloc_id)
+}
+
+/// One lock per allocation with a network call under way: CreateNetwork and DestroyNetwork of
+/// one allocation run one after the other. An entry lives while a call holds or awaits it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct AllocLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// The turn of one call; dropping it (the call ended, or was cancelled) passes the turn on.
+struct AllocTurn {
+    locks: AllocLocks,
+    alloc_id: String,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl AllocLocks {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the turn of `alloc_id`.
+    async fn lock(&self, alloc_id: &str) -> AllocTurn {
+        let lock = Arc::clone(self.entries().entry(alloc_id.to_owned()).or_default());
+        AllocTurn {
+            locks: self.clone(),
+            alloc_id: alloc_id.to_owned(),
+            turn: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for AllocTurn {
+    fn drop(&mut self) {
+        drop(self.turn.take());
+        let mut entries = self.locks.entries();
+        // Only this map holds it: no call holds or awaits the turn.
+        if entries
+            .get(&self.alloc_id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            entries.remove(&self.alloc_id);
+        }
+    }
 }
 
 fn netns_path(i: &ContainerInspectResponse) -> Option<String> {
@@ -223,6 +252,7 @@ impl TaskEngine {
         node_id: &str,
     ) -> Result<Sandbox, NetworkError> {
         validate_alloc_id(alloc_id)?;
+        let _one_call = self.network_calls.lock(alloc_id).await;
         let name = sandbox_name(alloc_id);
         if let Some(existing) = self.existing_sandbox(alloc_id, &name).await? {
             return self.adopt(alloc_id, hostname, existing);
@@ -307,6 +337,7 @@ impl TaskEngine {
         container_id: Option<&str>,
     ) -> Result<(), NetworkError> {
         validate_alloc_id(alloc_id)?;
+        let _one_call = self.network_calls.lock(alloc_id).await;
         self.store.forget_sandbox(alloc_id);
         // The image reference goes with the tracking, whatever happens to the container.
         self.images.release_caller(alloc_id);
@@ -441,14 +472,14 @@ impl TaskEngine {
     }
 
     /// The container holding the sandbox name, if it is running and labelled for `alloc_id`,
-    /// reserved for adoption. A stopped one with the label is removed (a new sandbox replaces
-    /// it); one without the label is an error.
+    /// reserved for adoption. A stopped (or never started) one with the label is removed (a
+    /// new sandbox replaces it); one without the label is an error.
     ///
-    /// A running one is reserved **before** it is inspected again, by id: a sweep that has not
-    /// begun an action on it sees it tracked, and one whose action has begun is waited for
+    /// A labelled one is reserved **before** it is inspected again, by id: a sweep that has
+    /// not begun an action on it sees it tracked, and one whose action has begun is waited for
     /// ([`TaskStore::action_ended`](super::TaskStore::action_ended)), so the second
     /// inspection finds the sandbox as the action left it. Stopped or gone by then, it is
-    /// treated as absent.
+    /// treated as absent. The reservation lasts until it is tracked or removed.
     async fn existing_sandbox(
         &self,
         alloc_id: &str,
@@ -473,58 +504,50 @@ impl TaskEngine {
                 alloc_id: alloc_id.to_owned(),
             });
         }
-        // Tracked and not yet started: another CreateNetwork of this allocation made it and is
-        // starting it. Removing it would kill that call's sandbox.
-        if is_created(&inspected) && self.store.sandbox_ids().contains(&id) {
-            return Err(NetworkError::StartUnderWay {
-                id,
-                alloc_id: alloc_id.to_owned(),
-            });
-        }
-        if is_running(&inspected) {
-            let reservation = self.store.reserve(&id);
-            // A sweep acting on it already: see what its action left.
-            self.store.action_ended(&id).await;
-            match self.docker.inspect_container(&id).await {
-                Ok(again) if is_running(&again) => {
-                    return Ok(Some(Adoptable {
-                        inspected: again,
-                        reservation,
-                    }));
-                }
-                // Stopped (or removed) meanwhile: remove it like a stopped one.
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(source) => {
-                    return Err(NetworkError::Docker {
-                        action: "inspect",
-                        target: id,
-                        source,
-                    });
-                }
+        // Reserved from here until it is tracked or removed: no sweep begins an action on it,
+        // and one whose action has begun is waited for, so the inspection by id finds it as
+        // that action left it.
+        let reservation = self.store.reserve(&id);
+        self.store.action_ended(&id).await;
+        match self.docker.inspect_container(&id).await {
+            Ok(again) if is_running(&again) => {
+                return Ok(Some(Adoptable {
+                    inspected: again,
+                    reservation,
+                }));
             }
-            drop(reservation);
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                self.store.untrack_sandbox(alloc_id, &id);
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(NetworkError::Docker {
+                    action: "inspect",
+                    target: id,
+                    source,
+                });
+            }
         }
         tracing::info!(
             alloc_id,
             container_id = id,
             "removing stopped sandbox container before creating a new one"
         );
-        match self.docker.remove_container(&id, true).await {
-            Ok(()) => {
-                self.store.untrack_sandbox(alloc_id, &id);
-                Ok(None)
-            }
-            Err(e) if e.is_not_found() => {
-                self.store.untrack_sandbox(alloc_id, &id);
-                Ok(None)
-            }
+        let removed = match self.docker.remove_container(&id, true).await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(source) => Err(NetworkError::Docker {
                 action: "remove",
-                target: id,
+                target: id.clone(),
                 source,
             }),
+        };
+        if removed.is_ok() {
+            self.store.untrack_sandbox(alloc_id, &id);
         }
+        drop(reservation);
+        removed
     }
 
     /// Tracks a reserved running sandbox, then lets its reservation go.

@@ -322,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sandbox_tracked_before_its_reservation_drops_is_never_holdable() {
+    fn dropping_a_reservation_leaves_the_sandbox_tracked_under_its_id() {
         let store = TaskStore::new();
         let reservation = store.reserve("sandbox");
         store.track_sandbox("a1", "sandbox");
