@@ -70,13 +70,14 @@ fn arithmetic_module(seed: u8, functions: usize, ops: usize) -> Vec<u8> {
     module
 }
 
-/// The bundled default ownership policy with a large core module appended that it never
-/// instantiates: it loads and answers like the default, but its compile (every module of a
-/// component is compiled) takes seconds. `seed` makes distinct components.
-fn slow_compiling_policy(seed: u8) -> Vec<u8> {
+/// The bundled default ownership policy with a large core module of `functions` functions
+/// appended that it never instantiates: it loads and answers like the default, but its compile
+/// (every module of a component is compiled) takes about a second per 1200 functions in a
+/// debug build. `seed` makes distinct components.
+fn slow_compiling_policy(seed: u8, functions: usize) -> Vec<u8> {
     let mut component = orphan_policy::guests::DEFAULT_OWNERSHIP.to_vec();
     // Component section 1 is a core module.
-    section(&mut component, 1, &arithmetic_module(seed, 1200, 400));
+    section(&mut component, 1, &arithmetic_module(seed, functions, 400));
     component
 }
 
@@ -195,18 +196,17 @@ struct Case {
 }
 
 impl Case {
-    /// Starts the plugin of `case` and an upload of `slow_compiling_policy(seed)` that is fed
-    /// its chunks through the returned sender and cancelled by aborting the returned task.
+    /// Starts the plugin of `case` and an upload of `policy` that is fed its chunks through
+    /// the returned sender and cancelled by aborting the returned task.
     async fn begin_upload(
         case: &str,
-        seed: u8,
+        policy: Vec<u8>,
     ) -> (
         Self,
         mpsc::Sender<Vec<u8>>,
         JoinHandle<Result<UploadResponse, String>>,
     ) {
         let (private, plugin, mut admin) = plugin_with_admin(case).await;
-        let policy = slow_compiling_policy(seed);
         let digest = sha256_hex(&policy);
         let before = compiles(&mut admin).await;
         let (tx, rx) = mpsc::channel(1);
@@ -278,7 +278,8 @@ impl Case {
 
 #[tokio::test]
 async fn an_upload_cancelled_mid_stream_keeps_nothing_and_compiles_nothing() {
-    let (mut case, tx, upload) = Case::begin_upload("upload_cancel_mid_stream", 1).await;
+    let (mut case, tx, upload) =
+        Case::begin_upload("upload_cancel_mid_stream", slow_compiling_policy(1, 1200)).await;
 
     // Half the chunks go up; the client then goes away.
     let chunks: Vec<&[u8]> = case.policy.chunks(UPLOAD_CHUNK_BYTES).collect();
@@ -304,7 +305,8 @@ async fn an_upload_cancelled_mid_stream_keeps_nothing_and_compiles_nothing() {
 
 #[tokio::test]
 async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_serves_on() {
-    let (mut case, tx, upload) = Case::begin_upload("upload_cancel_in_compile", 2).await;
+    let (mut case, tx, upload) =
+        Case::begin_upload("upload_cancel_in_compile", slow_compiling_policy(2, 1200)).await;
     let before = case.before;
 
     // Every chunk goes up and the stream ends; the client goes away once the compile runs.
@@ -353,7 +355,13 @@ async fn an_upload_cancelled_during_its_compile_keeps_nothing_and_the_plugin_ser
 
 #[tokio::test]
 async fn an_upload_in_its_compile_holds_up_no_activation_or_rollback() {
-    let (mut case, tx, upload) = Case::begin_upload("upload_compile_beside_activation", 3).await;
+    // A compile of several seconds, so that the activation and the rollback have time to
+    // answer within it even on a loaded machine.
+    let (mut case, tx, upload) = Case::begin_upload(
+        "upload_compile_beside_activation",
+        slow_compiling_policy(3, 6000),
+    )
+    .await;
     // A policy in the store, ready to activate.
     let quick = case
         .admin

@@ -260,7 +260,7 @@ impl PolicyAdmin for Service {
         }
         let bytes = Arc::new(bytes);
         // The compile runs outside the write lock: a slow one (a Python policy takes seconds)
-        // holds up no activation or rollback.
+        // holds up no activation or rollback of a policy whose compiled form is cached.
         let policy = self.load(kind, bytes.clone()).await?;
         let info = policy.info().clone();
         let meta = PolicyMeta {
