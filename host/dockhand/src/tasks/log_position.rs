@@ -11,7 +11,10 @@
 //! The position is kept in a small file in the task directory (not in `driver_state`, which
 //! Nomad only takes at StartTask and never lets a driver update). One fixed-length record is
 //! rewritten in place after every delivered chunk with a single `pwrite`, so a plugin killed at
-//! any instant leaves either the previous or the new record.
+//! any instant leaves either the previous or the new record. Across such a kill delivery is
+//! at least once, never lossy: a plugin killed after a chunk reached the task's log and before
+//! its record was written leaves the previous record, and the next plugin delivers that one
+//! chunk again. (Recording before delivering would turn that repeat into a loss.)
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
